@@ -1,0 +1,239 @@
+"""Vault basics: opening, roles limited by keys, consent queries, identifiers, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.vault import _crypto
+
+from conftest import ROLE_USERS, jpeg_bytes, open_as, passphrase, png_bytes
+
+
+def test_wrong_passphrase_and_unknown_user_look_the_same(vault_path):
+    with pytest.raises(wb.AccessDenied) as wrong:
+        wb.open_vault(vault_path, user="ada", passphrase="not-it")
+    with pytest.raises(wb.AccessDenied) as unknown:
+        wb.open_vault(vault_path, user="nobody", passphrase="not-it")
+    assert str(wrong.value) == str(unknown.value)
+    assert "not-it" not in str(wrong.value)
+
+
+def test_not_a_vault(tmp_path):
+    with pytest.raises(wb.NotFound):
+        wb.open_vault(tmp_path, user="ada", passphrase="x" * 8)
+
+
+def test_init_refuses_non_empty_folder(tmp_path):
+    (tmp_path / "something").write_text("keep me")
+    with pytest.raises(wb.AlreadyExists):
+        wb.init_vault(tmp_path, admin="ada", passphrase="pass-word")
+    assert (tmp_path / "something").read_text() == "keep me"
+
+
+def test_slot_role_cannot_be_promoted_by_editing_the_file(vault_path):
+    slot = vault_path / "users" / "res.slot"
+    slot.write_text(slot.read_text().replace('"researcher"', '"admin"'))
+    with pytest.raises(wb.AccessDenied):
+        wb.open_vault(vault_path, user="res", passphrase=passphrase("res"))
+
+
+def _ingest_one(path, clock, seed=1, patient="MRN-0001"):
+    with open_as(path, "photographer", clock) as pho:
+        result = pho.add_photo(jpeg_bytes(seed), patient=patient, body_site="forearm")
+    assert result.status == "added"
+    return result.photo_id
+
+
+EXPECTED = {
+    # role: (read originals, see identifiers, add photos, manage users)
+    "admin": (True, True, True, True),
+    "photographer": (False, False, True, False),
+    "clinician": (True, True, True, False),
+    "analyst": (True, False, False, False),
+    "researcher": (False, False, False, False),
+    "educator": (False, False, False, False),
+}
+
+
+@pytest.mark.parametrize("role", list(ROLE_USERS))
+def test_role_matrix(vault_path, clock, role):
+    photo_id = _ingest_one(vault_path, clock)
+    read_ok, ids_ok, add_ok, users_ok = EXPECTED[role]
+    with open_as(vault_path, role, clock) as v:
+        assert v.role == role
+        # everybody can query non-identifying fields
+        assert photo_id in set(v.photos("research")["photo_id"])
+        if read_ok:
+            pixels = v.load_original(photo_id)
+            assert pixels.shape == (64, 96, 3) and pixels.dtype == np.uint8
+            assert len(v.load_previews([photo_id])[photo_id]) > 100
+        else:
+            with pytest.raises(wb.AccessDenied):
+                v.load_original(photo_id)
+            with pytest.raises(wb.AccessDenied):
+                v.load_previews([photo_id])
+        if ids_ok:
+            frame = v.photos("research", include_identifiers=True)
+            assert frame.loc[0, "patient_id"] == "MRN-0001"
+            assert frame.loc[0, "patient_name"] == "ZZTEST Alpha"
+        else:
+            with pytest.raises(wb.AccessDenied):
+                v.photos("research", include_identifiers=True)
+        if add_ok:
+            assert v.add_photo(png_bytes(7), patient="MRN-0001", body_site="hand").status == "added"
+        else:
+            with pytest.raises(wb.AccessDenied):
+                v.add_photo(png_bytes(7), patient="MRN-0001", body_site="hand")
+        if users_ok:
+            v.add_user("newbie", "researcher", "pass-newbie")
+        else:
+            with pytest.raises(wb.AccessDenied):
+                v.add_user("newbie", "researcher", "pass-newbie")
+
+
+@pytest.mark.parametrize("role", ["photographer", "researcher", "educator"])
+def test_refusal_is_cryptographic(vault_path, clock, role):
+    """Even calling the crypto layer directly, no key of these roles opens an original."""
+    photo_id = _ingest_one(vault_path, clock)
+    with open_as(vault_path, role, clock) as v:
+        (blob_id, wrapped, kind), = v._query(
+            "SELECT b.blob_id, b.wrapped_key, b.kind FROM blobs b JOIN photos p "
+            "ON b.blob_id = p.original_blob WHERE p.photo_id = ?", (photo_id,))
+        aad = _crypto.blob_aad(blob_id, kind)
+        file_bytes = v._blob_path(blob_id).read_bytes()
+        assert "originals" not in v._keys.keys
+        for tier, key in v._keys.keys.items():
+            for attempt in (_crypto.open_sealed, _crypto.open_symmetric):
+                try:
+                    data_key = attempt(key, wrapped, aad)
+                except (_crypto.CryptoFailure, ValueError, TypeError):
+                    continue
+                with pytest.raises(_crypto.CryptoFailure):
+                    _crypto.decrypt_blob(data_key, blob_id, kind, file_bytes)
+                pytest.fail(f"the {tier} key of a {role} unwrapped an original's data key")
+
+
+def test_identifiers_only_when_asked(vault_path, clock):
+    _ingest_one(vault_path, clock)
+    with open_as(vault_path, "clinician", clock) as v:
+        plain = v.photos("research")
+        assert not set(wb.vault.IDENTIFIER_COLUMNS) & set(plain.columns)
+        assert "MRN-0001" not in plain.to_csv()
+
+
+def test_purpose_must_be_a_scope(vault_path, clock):
+    with open_as(vault_path, "researcher", clock) as v:
+        with pytest.raises(wb.ConsentError):
+            v.photos("marketing")
+
+
+def test_consent_filtering_withdrawal_and_expiry(vault_path, clock):
+    research = _ingest_one(vault_path, clock, seed=1, patient="MRN-0001")
+    education = _ingest_one(vault_path, clock, seed=2, patient="MRN-0002")
+    with open_as(vault_path, "admin", clock) as v:
+        assert set(v.photos("research")["photo_id"]) == {research}
+        assert set(v.photos("education")["photo_id"]) == {education}
+        assert set(v.photos("care")["photo_id"]) == {research, education}
+        assert v.photos("publication").empty
+        v.add_consent("MRN-0002", "publication", expires="2026-06-10")
+        assert set(v.photos("publication")["photo_id"]) == {education}
+        clock.moment += timedelta(days=9)  # 2026-06-10: last valid day
+        assert set(v.photos("publication")["photo_id"]) == {education}
+        clock.moment += timedelta(days=1)
+        assert v.photos("publication").empty
+        v.withdraw_consent("MRN-0001", "research")
+        assert v.photos("research").empty
+        assert set(v.photos("care")["photo_id"]) == {research, education}
+        history = v.consent_history()
+        assert list(history["action"]) == ["grant", "grant", "grant", "withdraw"]
+
+
+def test_unknown_patient_or_no_consent_is_refused(vault_path, clock):
+    with open_as(vault_path, "photographer", clock) as v:
+        with pytest.raises(wb.ConsentError):
+            v.add_photo(jpeg_bytes(3), patient="MRN-9999", body_site="knee")
+        result = v.add_photo(jpeg_bytes(3), patient="MRN-9999", body_site="knee", allow_no_consent=True)
+        assert result.status == "added"
+        # a patient with a record but no consent is still refused without the flag
+        with pytest.raises(wb.ConsentError):
+            v.add_photo(jpeg_bytes(4), patient="MRN-9999", body_site="knee")
+    with open_as(vault_path, "admin", clock) as v:
+        assert result.photo_id in set(v.photos("care")["photo_id"])
+        for purpose in ("research", "education", "publication"):
+            assert result.photo_id not in set(v.photos(purpose)["photo_id"])
+
+
+def test_duplicates_are_reported_not_added(vault_path, clock):
+    first = _ingest_one(vault_path, clock, seed=5)
+    with open_as(vault_path, "photographer", clock) as v:
+        again = v.add_photo(jpeg_bytes(5), patient="MRN-0001", body_site="forearm")
+        assert again.status == "duplicate" and again.photo_id == first
+    with open_as(vault_path, "admin", clock) as v:
+        assert len(v.photos("care")) == 1
+
+
+def test_filters(vault_path, clock):
+    with open_as(vault_path, "photographer", clock) as v:
+        a = v.add_photo(jpeg_bytes(1), patient="MRN-0001", body_site="Forearm", laterality="left").photo_id
+        b = v.add_photo(jpeg_bytes(2), patient="MRN-0001", body_site="knee", diagnosis="L40.0").photo_id
+    with open_as(vault_path, "researcher", clock) as v:
+        assert set(v.photos("research", body_site="forearm")["photo_id"]) == {a}
+        assert set(v.photos("research", body_site=["forearm", "knee"])["photo_id"]) == {a, b}
+        assert set(v.photos("research", diagnosis="L40.0")["photo_id"]) == {b}
+        with pytest.raises(wb.InvalidInput):
+            v.photos("research", patient_name="x")
+
+
+def test_withdrawal_can_shred_derivatives(vault_path, clock):
+    photo_id = _ingest_one(vault_path, clock)
+    with open_as(vault_path, "admin", clock) as v:
+        blob_id = v.put_derivative(photo_id, "deid_jpeg", b"de-identified bytes")
+        assert v.load_derivative(blob_id) == b"de-identified bytes"
+        backup = v._blob_path(blob_id).read_bytes()
+        v.withdraw_consent("MRN-0001", shred_derivatives=True)
+        with pytest.raises(wb.NotFound):
+            v.load_derivative(blob_id)
+        assert v.derivatives(photo_id).empty
+        assert b"de-identified" not in backup  # a backup copy holds only ciphertext
+        # the consent history still shows the withdrawal; nothing was deleted
+        assert list(v.consent_history()["action"])[-1] == "withdraw"
+
+
+def test_audit_records_every_kind_of_access(vault_path, clock):
+    photo_id = _ingest_one(vault_path, clock)
+    with open_as(vault_path, "clinician", clock) as v:
+        v.photos("research")
+        v.load_original(photo_id)
+        v.add_consent("MRN-0003", "research")
+        with pytest.raises(wb.AccessDenied):
+            v.add_user("x", "researcher", "pass-word")
+        records = v.audit_records()
+    actions = list(records["action"])
+    for action in ("vault_init", "user_add", "consent_grant", "vault_open", "ingest",
+                   "query", "decrypt_original", "denied"):
+        assert action in actions, action
+    query = records[records["action"] == "query"].iloc[-1]
+    assert query["detail"]["purpose"] == "research"
+    text = records.to_json()
+    assert "MRN-0001" not in text and "MRN-0003" not in text and "ZZTEST" not in text
+
+
+def test_user_management(vault_path, clock):
+    with open_as(vault_path, "admin", clock) as v:
+        v.set_passphrase("res", "a-new-phrase")
+        v.remove_user("edu")
+        with pytest.raises(wb.InvalidInput):
+            v.remove_user("ada")  # the last admin
+    with pytest.raises(wb.AccessDenied):
+        wb.open_vault(vault_path, user="res", passphrase=passphrase("res"))
+    with wb.open_vault(vault_path, user="res", passphrase="a-new-phrase") as v:
+        assert v.role == "researcher"
+        v.set_passphrase("res", "another-phrase")
+        with pytest.raises(wb.AccessDenied):
+            v.set_passphrase("ana", "hijacked-phrase")
+    with pytest.raises(wb.AccessDenied):
+        wb.open_vault(vault_path, user="edu", passphrase=passphrase("edu"))

@@ -1,0 +1,252 @@
+"""The ``workbench`` command line.
+
+Every ``WorkbenchError`` becomes a one-line message on stderr and a non-zero
+exit status, never a traceback. Passphrases are asked with a hidden prompt;
+``WORKBENCH_PASSPHRASE`` and ``WORKBENCH_NEW_PASSPHRASE`` exist for scripts
+and tests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InvalidInput, WorkbenchError
+from .vault import ROLE_HELP, ROLES, SCOPES, init_vault, open_vault
+
+
+def _common() -> argparse.ArgumentParser:
+    # SUPPRESS defaults let the options appear before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--vault", default=argparse.SUPPRESS, metavar="PATH",
+                        help="vault folder (default: $WORKBENCH_VAULT)")
+    common.add_argument("--user", default=argparse.SUPPRESS, metavar="NAME",
+                        help="your user name in the vault (default: $WORKBENCH_USER)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="workbench", parents=[common],
+        description="Encrypted vault, consent and de-identification for clinical photographs.",
+    )
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, help_, **kw):
+        return sub.add_parser(name, help=help_, parents=[common], description=help_, **kw)
+
+    vault = add("vault", "create or check a vault")
+    vsub = vault.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = vsub.add_parser("init", help="create a new vault", parents=[common])
+    p.add_argument("path", help="a new, empty folder")
+    p.add_argument("--admin", required=True, help="user name of the first admin")
+    vsub.add_parser("check", help="check every stored file and the audit chain", parents=[common])
+
+    user = add("user", "manage users and their roles")
+    usub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = usub.add_parser("add", help="add a user (admins only)", parents=[common],
+                        epilog="roles: " + "; ".join(f"{r}: {h}" for r, h in ROLE_HELP.items()))
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=list(ROLES))
+    p = usub.add_parser("passwd", help="change a passphrase", parents=[common])
+    p.add_argument("name")
+    p = usub.add_parser("remove", help="remove a user's key slot (admins only)", parents=[common])
+    p.add_argument("name")
+    usub.add_parser("list", help="list users and roles", parents=[common])
+
+    consent = add("consent", "record, withdraw and show consent")
+    csub = consent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = csub.add_parser("add", help="record a consent grant", parents=[common])
+    p.add_argument("--patient", required=True, metavar="ID", help="patient id (MRN)")
+    p.add_argument("--scopes", required=True, help="comma list of: " + ",".join(SCOPES))
+    p.add_argument("--expires", metavar="YYYY-MM-DD", help="last day the grant is valid")
+    p.add_argument("--identifiable", action="store_true", help="identifiable use was allowed")
+    p.add_argument("--form", metavar="FILE", help="scanned consent form (stored encrypted)")
+    p.add_argument("--name", help="patient name, for a new patient (stored sealed)")
+    p.add_argument("--birth-date", metavar="YYYY-MM-DD", help="for a new patient (stored sealed)")
+    p = csub.add_parser("withdraw", help="record a withdrawal (never deletes)", parents=[common])
+    p.add_argument("--patient", required=True, metavar="ID")
+    p.add_argument("--scopes", help="comma list (default: all scopes)")
+    p.add_argument("--shred", action="store_true",
+                   help="also destroy the keys of the patient's de-identified derivatives")
+    p = csub.add_parser("show", help="show consent records (no identifiers)", parents=[common])
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    p = add("photos", "list the photos a query for a purpose returns")
+    p.add_argument("--purpose", required=True, help="one of: " + ", ".join(SCOPES))
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--identifiers", action="store_true",
+                   help="add identifying columns (admin and clinician only)")
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="filter, e.g. --where body_site=forearm (repeatable)")
+
+    p = add("ingest", "encrypt photos from files, folders or a memory card into the vault")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--patient", required=True, metavar="ID")
+    p.add_argument("--body-site", required=True)
+    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
+    p.add_argument("--diagnosis", metavar="CODE")
+    p.add_argument("--remove-source", action="store_true",
+                   help="delete each source file once its photo is verified in the vault")
+    p.add_argument("--allow-no-consent", action="store_true",
+                   help="store photos of a patient with no consent on record (care use only)")
+
+    audit = add("audit", "verify or show the audit trail")
+    asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    asub.add_parser("verify", help="check the MAC chain; exit 1 at the first bad record", parents=[common])
+    p = asub.add_parser("show", help="print audit records", parents=[common])
+    p.add_argument("--since", metavar="YYYY-MM-DD")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    p = add("demo", "build a demo vault from generated photos and show what it holds")
+    p.add_argument("--workdir", default="demo", metavar="DIR", help="default: ./demo")
+    p.add_argument("--photos", type=int, default=24, help="number of generated photos")
+    return parser
+
+
+def _vault_path(args) -> Path:
+    path = getattr(args, "vault", None) or os.environ.get("WORKBENCH_VAULT")
+    if not path:
+        raise InvalidInput("name the vault with --vault PATH or set WORKBENCH_VAULT")
+    return Path(path)
+
+
+def _user(args) -> str:
+    user = getattr(args, "user", None) or os.environ.get("WORKBENCH_USER")
+    if not user:
+        raise InvalidInput("name your user with --user NAME or set WORKBENCH_USER")
+    return user
+
+
+def _open(args):
+    return open_vault(_vault_path(args), user=_user(args))
+
+
+def _emit(frame, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        print(frame.to_json(orient="records", indent=1, default_handler=str))
+    elif frame.empty:
+        print("(none)")
+    else:
+        with_pd_options(lambda: print(frame.to_string(index=False)))
+
+
+def with_pd_options(fn):
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+        fn()
+
+
+def _filters(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidInput("write a filter as COLUMN=VALUE, e.g. --where body_site=forearm")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def run(args) -> int:
+    cmd, action = args.command, getattr(args, "action", None)
+    if cmd == "vault" and action == "init":
+        with init_vault(args.path, admin=args.admin) as vault:
+            print(f"created vault {vault.root} with admin {vault.user}")
+        return 0
+    if cmd == "demo":
+        from .demo import run_demo
+
+        return run_demo(Path(args.workdir), photos=args.photos)
+    with _open(args) as vault:
+        if cmd == "vault" and action == "check":
+            bad = vault.check_files()
+            audit = vault.verify_audit()
+            print(f"files: {'ok' if not bad else f'{len(bad)} damaged or missing'}")
+            print(f"audit: {audit.reason} ({audit.records} records)")
+            return 0 if not bad and audit.ok else 1
+        if cmd == "user":
+            if action == "add":
+                vault.add_user(args.name, args.role)
+                print(f"added user {args.name} ({args.role})")
+            elif action == "passwd":
+                vault.set_passphrase(args.name)
+                print(f"changed the passphrase of {args.name}")
+            elif action == "remove":
+                vault.remove_user(args.name)
+                print(f"removed user {args.name}")
+            else:
+                _emit(vault.users(), "table")
+            return 0
+        if cmd == "consent":
+            if action == "add":
+                seq = vault.add_consent(
+                    args.patient, args.scopes, expires=args.expires, identifiable=args.identifiable,
+                    form=args.form, name=args.name, birth_date=args.birth_date,
+                )
+                print(f"recorded consent record {seq}")
+            elif action == "withdraw":
+                seq = vault.withdraw_consent(args.patient, args.scopes, shred_derivatives=args.shred)
+                print(f"recorded withdrawal as consent record {seq}")
+            else:
+                _emit(vault.consent_history(), args.format)
+            return 0
+        if cmd == "photos":
+            frame = vault.photos(args.purpose, include_identifiers=args.identifiers, **_filters(args.where))
+            _emit(frame, args.format)
+            return 0
+        if cmd == "ingest":
+            return _ingest(vault, args)
+        if cmd == "audit":
+            if action == "verify":
+                check = vault.verify_audit()
+                if check.ok:
+                    print(f"audit chain intact: {check.records} records")
+                    return 0
+                print(f"audit chain BROKEN at record {check.first_bad}: {check.reason}", file=sys.stderr)
+                return 1
+            frame = vault.audit_records(since=args.since)
+            frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, sort_keys=True))
+            _emit(frame, args.format)
+            return 0
+    raise InvalidInput("unknown command; see `workbench --help`")
+
+
+def _ingest(vault, args) -> int:
+    from .ingest import ingest
+
+    def progress(done, total, result):
+        if result.status == "error":
+            # The path is the operator's own input, echoed to their terminal only.
+            print(f"[{done}/{total}] {result.source}: {result.error}", file=sys.stderr)
+
+    report = ingest(
+        vault, args.paths, patient=args.patient, body_site=args.body_site,
+        laterality=args.laterality, diagnosis=args.diagnosis,
+        remove_source=args.remove_source, allow_no_consent=args.allow_no_consent,
+        progress=progress,
+    )
+    removed = sum(r.source_removed for r in report.results)
+    print(report.summary() + (f"; {removed} source files removed" if args.remove_source else ""))
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except WorkbenchError as exc:
+        print(f"workbench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130

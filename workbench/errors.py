@@ -1,0 +1,88 @@
+"""One exception family for the whole workbench.
+
+Every failure a user can cause or meet (wrong passphrase, missing consent,
+damaged file, corrupt image) raises a subclass of :class:`WorkbenchError`.
+Messages say what happened and what to do next; they never contain a
+passphrase, key, patient identifier or source file name. The ids involved
+(random photo ids, pseudonymous patient references, record numbers) are kept
+as attributes so that code can act on them.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class of every error the workbench raises on purpose."""
+
+    #: process exit status used by the command-line interface
+    exit_code = 2
+
+    def __init__(self, message: str, **data):
+        super().__init__(message)
+        self.data = data
+        for key, value in data.items():
+            setattr(self, key, value)
+
+
+class AccessDenied(WorkbenchError):
+    """The caller's keys do not allow this (wrong passphrase, or role lacks the tier)."""
+
+    exit_code = 3
+
+
+class IntegrityError(WorkbenchError):
+    """Stored data failed an authenticity check: a blob, the index or the audit chain."""
+
+    exit_code = 4
+
+
+class ConsentError(WorkbenchError):
+    """Consent is missing, withdrawn, expired, or the purpose is not a consent scope."""
+
+    exit_code = 5
+
+
+class NotFound(WorkbenchError):
+    """A vault, user, patient or photo that was named does not exist."""
+
+    exit_code = 6
+
+
+class AlreadyExists(WorkbenchError):
+    """Refusing to overwrite something that exists (a vault, a user, an output file)."""
+
+    exit_code = 7
+
+
+class InvalidInput(WorkbenchError):
+    """An argument or input file is malformed: bad date, unknown role, corrupt image."""
+
+    exit_code = 8
+
+
+class UnsupportedFormat(InvalidInput):
+    """The file is not an image format the workbench reads."""
+
+
+class DecompressionBomb(InvalidInput):
+    """The image header claims more pixels than the workbench will decode."""
+
+
+class NotVerified(WorkbenchError):
+    """An output failed verification and may not be exported."""
+
+    exit_code = 9
+
+
+__all__ = [
+    "WorkbenchError",
+    "AccessDenied",
+    "IntegrityError",
+    "ConsentError",
+    "NotFound",
+    "AlreadyExists",
+    "InvalidInput",
+    "UnsupportedFormat",
+    "DecompressionBomb",
+    "NotVerified",
+]

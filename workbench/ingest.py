@@ -1,0 +1,116 @@
+"""Bring photos into a vault from files, folders and memory cards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import InvalidInput, WorkbenchError
+from .vault import IngestReport, PhotoResult, Vault
+
+#: extensions picked up when a folder (or a card's DCIM tree) is given
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".hif", ".cr3", ".cr2", ".dng"}
+)
+
+
+def collect(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into the list of files to ingest, in a stable order.
+
+    Files named explicitly are always taken (an unsupported one becomes a
+    per-file error); inside folders only photo extensions are taken, so a
+    card's catalogue files and movies are left alone.
+    """
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = [
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS and not p.name.startswith(".")
+            ]
+            out.extend(sorted(found))
+        else:
+            out.append(path)
+    return out
+
+
+def ingest(
+    vault: Vault,
+    paths: Iterable[str | os.PathLike],
+    *,
+    patient: str,
+    body_site: str,
+    laterality: str | None = None,
+    diagnosis: str | None = None,
+    remove_source: bool = False,
+    allow_no_consent: bool = False,
+    progress: Callable[[int, int, PhotoResult], None] | None = None,
+) -> IngestReport:
+    """Ingest files and folders for one patient.
+
+    Each file is read, validated by decoding, encrypted, written, read back
+    and compared before it counts; a bad file becomes an ``"error"`` result
+    and the rest go on. With ``remove_source`` a source file is deleted only
+    after its photo is verified in the vault (also for a duplicate that is
+    already there).
+
+    Parameters
+    ----------
+    vault : Vault
+        An open vault whose role may add photos.
+    paths : iterable of path-like
+        Files, folders or a memory card's mount point.
+    patient : str
+        The patient's id (MRN).
+    body_site, laterality, diagnosis : str
+        Non-identifying fields stored with each photo.
+    remove_source : bool
+        Delete each source file once its photo is verified in the vault.
+    allow_no_consent : bool
+        Store photos of a patient with no consent on record (care use only).
+    progress : callable, optional
+        Called as ``progress(done, total, result)`` after each file.
+
+    Returns
+    -------
+    IngestReport
+
+    Raises
+    ------
+    ConsentError
+        Before any file is read, for an unknown patient or one with no consent
+        on record (unless ``allow_no_consent``).
+    """
+    vault._require_patient(patient, allow_no_consent)
+    files = collect(paths)
+    report = IngestReport()
+    for number, path in enumerate(files, start=1):
+        try:
+            data = _read(path)
+            result = vault.add_photo(
+                data, patient=patient, body_site=body_site, laterality=laterality,
+                diagnosis=diagnosis, original_name=path.name, allow_no_consent=allow_no_consent,
+            )
+            result.source = str(path)
+            if remove_source and vault.verify_photo(result.photo_id):
+                os.unlink(path)
+                result.source_removed = True
+        except WorkbenchError as exc:
+            result = PhotoResult("error", error=exc, source=str(path))
+        report.results.append(result)
+        if progress is not None:
+            progress(number, len(files), result)
+    return report
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise InvalidInput("this is a folder with no photos in it") from None
+    except FileNotFoundError:
+        raise InvalidInput("no such file; check the path") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read this file ({exc.strerror}); check permissions") from None

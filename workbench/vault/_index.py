@@ -1,0 +1,127 @@
+"""The vault index: one SQLite database encrypted whole with SQLCipher.
+
+Every page is encrypted and authenticated (SQLCipher's per-page HMAC), so a
+damaged or edited page is an error, never a silently wrong answer.
+Identifiers never sit in plain columns even here: they are sealed to the
+identities tier, because every role holds the index key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlcipher3 import dbapi2 as sqlcipher
+
+from ..errors import IntegrityError
+from . import _crypto
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    user TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS patients (
+    patient_ref TEXT PRIMARY KEY,
+    lookup TEXT NOT NULL UNIQUE,
+    identity BLOB NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consent_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    patient_ref TEXT NOT NULL REFERENCES patients(patient_ref),
+    action TEXT NOT NULL CHECK (action IN ('grant', 'withdraw')),
+    scopes TEXT NOT NULL,
+    effective TEXT NOT NULL,
+    expires TEXT,
+    identifiable INTEGER NOT NULL DEFAULT 0,
+    form_blob TEXT,
+    recorded_by TEXT NOT NULL,
+    recorded TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    blob_id TEXT PRIMARY KEY,
+    photo_id TEXT,
+    kind TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    file_sha256 TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blobs_photo ON blobs(photo_id);
+CREATE TABLE IF NOT EXISTS photos (
+    photo_id TEXT PRIMARY KEY,
+    patient_ref TEXT NOT NULL REFERENCES patients(patient_ref),
+    content_key TEXT NOT NULL UNIQUE,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    body_site TEXT NOT NULL,
+    laterality TEXT,
+    diagnosis TEXT,
+    capture_date TEXT,
+    review_state TEXT NOT NULL DEFAULT 'unreviewed',
+    ingested TEXT NOT NULL,
+    ingested_by TEXT NOT NULL,
+    original_blob TEXT NOT NULL REFERENCES blobs(blob_id),
+    preview_blob TEXT NOT NULL REFERENCES blobs(blob_id),
+    identifiers BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);
+"""
+
+
+def connect(path: Path, index_key: bytes, *, create: bool = False):
+    """Open (or create) the encrypted index and check every page.
+
+    Raises ``IntegrityError`` when a page fails its HMAC or the file is not an
+    index this key can open (the key itself was already authenticated when the
+    user's slot was unwrapped, so a failure here means damage, not a wrong
+    passphrase).
+    """
+    if not create and not path.exists():
+        raise IntegrityError(
+            "the vault's index file is missing; restore index.db from a backup"
+        )
+    try:
+        db = sqlcipher.connect(str(path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA cipher_log_level = NONE")
+        db.execute(f'PRAGMA key = "{_crypto.index_key_pragma(index_key)}"')
+        db.execute("PRAGMA cipher_memory_security = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute("PRAGMA foreign_keys = ON")
+        if create:
+            db.executescript(SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        problems = db.execute("PRAGMA cipher_integrity_check").fetchall()
+        if problems:
+            raise sqlcipher.DatabaseError("page authentication failed")
+        ok = db.execute("PRAGMA quick_check").fetchone()
+        if not ok or ok[0] != "ok":
+            raise sqlcipher.DatabaseError("structure check failed")
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            raise sqlcipher.DatabaseError("unknown schema version")
+    except sqlcipher.Error as exc:
+        raise damaged() from exc
+    return db
+
+
+def damaged() -> IntegrityError:
+    return IntegrityError(
+        "the vault's index failed its integrity check (a damaged or altered page); "
+        "restore index.db from a backup and run `workbench audit verify`"
+    )
+
+
+DatabaseError = sqlcipher.Error

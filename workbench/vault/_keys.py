@@ -1,0 +1,224 @@
+"""Key tiers, roles and per-user key slots.
+
+A vault has one random key set, split into tiers. Each user's slot wraps only
+the tiers that the user's role grants, under a key derived from the user's
+passphrase. What a role may do is therefore decided by which keys it holds,
+not by a check in Python that a user's own kernel could skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import AccessDenied, AlreadyExists, IntegrityError, InvalidInput, NotFound
+from . import _crypto
+from ._files import atomic_write
+
+#: tier name -> what it protects
+TIERS = {
+    "originals": "X25519 private key: open identifiable originals and their previews",
+    "originals_pub": "X25519 public key: seal new originals (write-only)",
+    "identities": "X25519 private key: open patient identities and photo identifiers",
+    "identities_pub": "X25519 public key: seal new identities (write-only)",
+    "derivatives": "AES key: de-identified derivatives",
+    "index": "SQLCipher key of the index",
+    "audit": "HMAC key of the audit chain",
+    "pseudonym": "HMAC key for de-identified pseudonyms",
+    "lookup": "HMAC key: find a patient by MRN, find duplicate photos",
+}
+
+ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset(TIERS),
+    "photographer": frozenset({"originals_pub", "identities_pub", "index", "audit", "lookup"}),
+    "clinician": frozenset(TIERS),
+    "analyst": frozenset(
+        {"originals", "originals_pub", "derivatives", "index", "audit", "pseudonym"}
+    ),
+    "researcher": frozenset({"derivatives", "index", "audit", "pseudonym"}),
+    "educator": frozenset({"derivatives", "index", "audit", "pseudonym"}),
+}
+
+ROLE_HELP = {
+    "admin": "everything, including user management",
+    "photographer": "add photos and consent; cannot read originals back",
+    "clinician": "read originals and patient identities",
+    "analyst": "read originals for redaction review; no identities",
+    "researcher": "de-identified derivatives and non-identifying fields only",
+    "educator": "de-identified derivatives and non-identifying fields only",
+}
+
+_USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+_SLOT_VERSION = 1
+
+
+def check_user_name(name: str) -> str:
+    if not isinstance(name, str) or not _USER_RE.match(name):
+        raise InvalidInput(
+            "a user name must be 1-32 characters: lower-case letters, digits, '.', '_' "
+            "or '-', starting with a letter"
+        )
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput(
+            f"unknown role {role!r}; choose one of: {', '.join(ROLES)}", role=role
+        )
+    return role
+
+
+@dataclass(frozen=True, repr=False)
+class KeySet:
+    """The tier keys one user unwrapped. ``repr`` never shows key material."""
+
+    role: str
+    keys: dict[str, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"KeySet(role={self.role!r}, tiers={sorted(self.keys)})"
+
+    def has(self, tier: str) -> bool:
+        return tier in self.keys
+
+    def get(self, tier: str, action: str) -> bytes:
+        """Return a tier key, or raise ``AccessDenied`` naming the action refused."""
+        try:
+            return self.keys[tier]
+        except KeyError:
+            raise AccessDenied(
+                f"the {self.role} role cannot {action}; ask an admin for a role that may",
+                role=self.role,
+                tier=tier,
+            ) from None
+
+    def restricted_to(self, role: str) -> "KeySet":
+        """The subset of this key set that ``role`` is granted."""
+        wanted = ROLES[check_role(role)]
+        missing = wanted - set(self.keys)
+        if missing:
+            raise AccessDenied(
+                f"cannot grant the {role} role: your own keys lack tiers it needs",
+                role=self.role,
+            )
+        return KeySet(role=role, keys={t: self.keys[t] for t in wanted})
+
+
+def generate_keyset() -> KeySet:
+    """A complete, fresh key set for a new vault (the admin's)."""
+    orig_priv, orig_pub = _crypto.generate_keypair()
+    id_priv, id_pub = _crypto.generate_keypair()
+    keys = {
+        "originals": orig_priv,
+        "originals_pub": orig_pub,
+        "identities": id_priv,
+        "identities_pub": id_pub,
+        "derivatives": _crypto.random_key(),
+        "index": _crypto.random_key(),
+        "audit": _crypto.random_key(),
+        "pseudonym": _crypto.random_key(),
+        "lookup": _crypto.random_key(),
+    }
+    return KeySet(role="admin", keys=keys)
+
+
+def _slot_aad(vault_id: str, user: str, role: str) -> bytes:
+    return f"workbench slot v{_SLOT_VERSION}|{vault_id}|{user}|{role}".encode()
+
+
+def slot_path(root: Path, user: str) -> Path:
+    return root / "users" / f"{check_user_name(user)}.slot"
+
+
+def write_slot(
+    root: Path, vault_id: str, user: str, keyset: KeySet, passphrase: str, *, replace: bool
+) -> None:
+    """Wrap ``keyset`` for ``user`` under ``passphrase`` and store the slot atomically."""
+    check_passphrase(passphrase)
+    path = slot_path(root, user)
+    if path.exists() and not replace:
+        raise AlreadyExists(
+            "a user with this name already exists; choose another name or use "
+            "`workbench user passwd`",
+            user=user,
+        )
+    salt = _crypto.new_salt()
+    kek = _crypto.derive_kek(passphrase, salt)
+    payload = json.dumps({t: _crypto.b64e(k) for t, k in sorted(keyset.keys.items())}).encode()
+    wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, keyset.role))
+    doc = {
+        "version": _SLOT_VERSION,
+        "user": user,
+        "role": keyset.role,
+        "salt": _crypto.b64e(salt),
+        "wrapped": _crypto.b64e(wrapped),
+    }
+    atomic_write(path, (json.dumps(doc, indent=1) + "\n").encode(), overwrite=replace)
+
+
+# A fixed salt for the dummy derivation, so an unknown user costs as much as a
+# wrong passphrase and the two cannot be told apart by timing.
+_DUMMY_SALT = b"\x00" * _crypto.SALT_BYTES
+
+
+def _denied() -> AccessDenied:
+    return AccessDenied(
+        "could not unlock the vault: the user name or passphrase is wrong; "
+        "check both and try again"
+    )
+
+
+def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> KeySet:
+    """Unwrap a user's keys. Any failure is the same ``AccessDenied``."""
+    try:
+        path = slot_path(root, user)
+        doc = json.loads(path.read_text("utf-8"))
+        role = doc["role"]
+        salt = _crypto.b64d(doc["salt"])
+        wrapped = _crypto.b64d(doc["wrapped"])
+        if role not in ROLES or doc.get("user") != user:
+            raise ValueError
+    except (InvalidInput, OSError, ValueError, KeyError, TypeError, _crypto.CryptoFailure):
+        _crypto.derive_kek(passphrase or "", _DUMMY_SALT)
+        raise _denied() from None
+    kek = _crypto.derive_kek(passphrase, salt)
+    try:
+        payload = _crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role))
+        keys = {t: _crypto.b64d(v) for t, v in json.loads(payload).items()}
+    except (_crypto.CryptoFailure, ValueError):
+        raise _denied() from None
+    if set(keys) != ROLES[role]:
+        raise _denied()
+    return KeySet(role=role, keys=keys)
+
+
+def list_slots(root: Path) -> list[dict]:
+    """User names and roles (slot files are readable without a key)."""
+    out = []
+    for path in sorted((root / "users").glob("*.slot")):
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+            out.append({"user": doc["user"], "role": doc["role"]})
+        except (OSError, ValueError, KeyError) as exc:
+            raise IntegrityError(
+                "a user key slot is damaged; restore the users/ folder from a backup",
+                slot=path.name,
+            ) from exc
+    return out
+
+
+def remove_slot(root: Path, user: str) -> None:
+    path = slot_path(root, user)
+    if not path.exists():
+        raise NotFound("no such user in this vault; `workbench user list` shows them", user=user)
+    os.unlink(path)
+
+
+def check_passphrase(passphrase: str) -> str:
+    if not isinstance(passphrase, str) or len(passphrase) < 4:
+        raise InvalidInput("a passphrase must have at least 4 characters")
+    return passphrase

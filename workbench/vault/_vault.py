@@ -1,0 +1,1032 @@
+"""The :class:`Vault`: encrypted photos, consent, audit, behind one object."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import _imageio
+from ..errors import (
+    AccessDenied,
+    AlreadyExists,
+    ConsentError,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    WorkbenchError,
+)
+from . import _audit, _consent, _crypto, _index, _keys
+from ._files import TMP_SUFFIX, atomic_write, fsync_dir, locked
+
+FORMAT_NAME = "workbench-vault"
+FORMAT_VERSION = 1
+
+#: columns every role may see, in the order ``photos()`` returns them
+PHOTO_COLUMNS = [
+    "photo_id",
+    "patient_ref",
+    "body_site",
+    "laterality",
+    "diagnosis",
+    "capture_date",
+    "review_state",
+    "format",
+    "width",
+    "height",
+    "identifiable_use",
+    "ingested",
+]
+#: extra columns for roles holding the identities key, only when asked for
+IDENTIFIER_COLUMNS = [
+    "patient_id",
+    "patient_name",
+    "birth_date",
+    "original_name",
+    "capture_time",
+    "camera_make",
+    "camera_model",
+    "camera_serial",
+]
+REVIEW_STATES = ("unreviewed", "in_review", "approved", "rejected")
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _as_date(value: date | str | None, what: str) -> date | None:
+    if value is None or isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, datetime):
+        return value.date()
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{what} must be a date written YYYY-MM-DD") from None
+
+
+def _norm_patient(patient: str) -> bytes:
+    if not isinstance(patient, str) or not patient.strip():
+        raise InvalidInput("a patient id (MRN) must be a non-empty string")
+    return patient.strip().upper().encode("utf-8")
+
+
+@dataclass
+class PhotoResult:
+    """What happened to one input of :meth:`Vault.add_photo` or an ingest.
+
+    ``status`` is ``"added"``, ``"duplicate"`` or ``"error"``; ``error`` holds the
+    ``WorkbenchError`` when it is ``"error"``.
+    """
+
+    status: str
+    photo_id: str | None = None
+    error: WorkbenchError | None = None
+    source: str | None = None
+    source_removed: bool = False
+
+
+@dataclass
+class IngestReport:
+    """Per-file results of an ingest, in input order."""
+
+    results: list[PhotoResult] = field(default_factory=list)
+
+    @property
+    def added(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "added"]
+
+    @property
+    def duplicates(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "duplicate"]
+
+    @property
+    def errors(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.duplicates)} duplicate, "
+            f"{len(self.errors)} failed, of {len(self.results)} files"
+        )
+
+
+def init_vault(
+    path: str | os.PathLike,
+    *,
+    admin: str,
+    passphrase: str | None = None,
+    clock: Clock = _utcnow,
+) -> "Vault":
+    """Create a new, empty vault and return it opened by its admin.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder that does not exist yet, or is empty.
+    admin : str
+        User name of the first administrator.
+    passphrase : str, optional
+        The admin's passphrase; asked for with a hidden prompt when omitted.
+    clock : callable, optional
+        Returns the current time (tests pass a fixed clock).
+
+    Raises
+    ------
+    AlreadyExists
+        When ``path`` holds anything already.
+    """
+    root = Path(path)
+    admin = _keys.check_user_name(admin)
+    if root.exists() and any(root.iterdir()):
+        raise AlreadyExists(
+            "that folder is not empty; choose a new folder for the vault", path=str(root)
+        )
+    if passphrase is None:
+        passphrase = _ask_new_passphrase()
+    _keys.check_passphrase(passphrase)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    (root / "blobs").mkdir()
+    (root / "users").mkdir()
+    vault_id = _crypto.random_id(16)
+    keyset = _keys.generate_keyset()
+    created = _iso(clock())
+    db = _index.connect(root / "index.db", keyset.keys["index"], create=True)
+    db.execute("INSERT INTO users VALUES (?, ?, ?)", (admin, "admin", created))
+    db.execute("INSERT INTO meta VALUES ('vault_id', ?)", (vault_id,))
+    db.close()
+    _keys.write_slot(root, vault_id, admin, keyset, passphrase, replace=False)
+    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "vault_id": vault_id, "created": created}
+    # Written last: a folder without VAULT.json is not a vault, so a crash
+    # during init leaves nothing that looks usable.
+    atomic_write(root / "VAULT.json", (json.dumps(header, indent=1) + "\n").encode())
+    vault = Vault(root, admin, keyset, vault_id, clock=clock)
+    vault._record("vault_init", {})
+    return vault
+
+
+def open_vault(
+    path: str | os.PathLike,
+    *,
+    user: str,
+    passphrase: str | None = None,
+    clock: Clock = _utcnow,
+) -> "Vault":
+    """Open a vault as ``user``.
+
+    Parameters
+    ----------
+    path : path-like
+        The vault folder.
+    user : str
+        Your user name in this vault.
+    passphrase : str, optional
+        When omitted, ``WORKBENCH_PASSPHRASE`` is used if set (for scripts and
+        tests only), else a hidden prompt asks for it.
+    clock : callable, optional
+        Returns the current time; consent is evaluated at this time.
+
+    Raises
+    ------
+    NotFound
+        ``path`` is not a vault.
+    AccessDenied
+        The user name or passphrase is wrong (which one is not said).
+    IntegrityError
+        The index or the audit chain is damaged.
+    """
+    root = Path(path)
+    header = _read_header(root)
+    if passphrase is None:
+        passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
+    if passphrase is None:
+        passphrase = getpass.getpass(f"Passphrase for {user}: ")
+    keyset = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
+    vault = Vault(root, user, keyset, header["vault_id"], clock=clock)
+    vault._record("vault_open", {"role": keyset.role})
+    return vault
+
+
+def _read_header(root: Path) -> dict:
+    try:
+        header = json.loads((root / "VAULT.json").read_text("utf-8"))
+        if header.get("format") != FORMAT_NAME:
+            raise ValueError
+    except (OSError, ValueError, AttributeError):
+        raise NotFound(
+            "no workbench vault at that path; check --vault / WORKBENCH_VAULT or create "
+            "one with `workbench vault init PATH --admin NAME`",
+        ) from None
+    if header.get("version") != FORMAT_VERSION:
+        raise InvalidInput("this vault was made by another version of the workbench")
+    return header
+
+
+def _ask_new_passphrase() -> str:
+    env = os.environ.get("WORKBENCH_NEW_PASSPHRASE") or os.environ.get("WORKBENCH_PASSPHRASE")
+    if env:
+        return env
+    first = getpass.getpass("New passphrase: ")
+    if first != getpass.getpass("Repeat passphrase: "):
+        raise InvalidInput("the two passphrases differ; try again")
+    return first
+
+
+class Vault:
+    """An opened vault. Create with :func:`init_vault` or :func:`open_vault`.
+
+    Every method that reads protected data, changes consent or users, or
+    queries photos appends a record to the audit chain. What a method can do
+    depends on which tier keys the user's role unwrapped; a missing key raises
+    ``AccessDenied``.
+    """
+
+    def __init__(self, root: Path, user: str, keyset: _keys.KeySet, vault_id: str, *, clock: Clock):
+        self.root = Path(root)
+        self.user = user
+        self._keys = keyset
+        self.vault_id = vault_id
+        self._clock = clock
+        self._lock_path = self.root / ".lock"
+        self._audit_path = self.root / "audit.log"
+        self._thread_lock = threading.RLock()
+        self._db = _index.connect(self.root / "index.db", keyset.get("index", "open the index"))
+        stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
+        if stored is None or stored[0] != vault_id:
+            raise _index.damaged()
+
+    # -- basics -------------------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        """The role of the user who opened the vault."""
+        return self._keys.role
+
+    def __repr__(self) -> str:
+        return f"<Vault {self.root.name!r} user={self.user!r} role={self.role!r}>"
+
+    def __enter__(self) -> "Vault":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Checkpoint the index and close it."""
+        db, self._db = getattr(self, "_db", None), None
+        if db is not None:
+            with contextlib.suppress(_index.DatabaseError):
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.close()
+
+    def now(self) -> datetime:
+        """The vault's notion of the current time (its clock)."""
+        return self._clock()
+
+    def _conn(self):
+        if self._db is None:
+            raise InvalidInput("this vault was closed; open it again with wb.open_vault")
+        return self._db
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except _index.DatabaseError as exc:
+            raise _index.damaged() from exc
+
+    @contextlib.contextmanager
+    def _write(self, action: str, detail: dict | None = None):
+        """One transaction that ends with its audit record.
+
+        The audit record is appended (and fsynced) before the index commits,
+        and the index stores the new chain head in the same transaction: a
+        crash leaves either both, or an audit record of an attempt that did
+        not happen, never a change without its record.
+        """
+        detail = {} if detail is None else detail
+        audit_key = self._keys.get("audit", "write the audit trail")
+        with self._thread_lock, locked(self._lock_path):
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except _index.DatabaseError as exc:
+                raise _index.damaged() from exc
+            try:
+                yield detail
+                seq, mac, consistent = _audit.append(
+                    self._audit_path, audit_key, user=self.user, action=action,
+                    detail=detail, now=self._clock(), head=self._audit_head(),
+                )
+                if consistent:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)", (f"{seq}:{mac}",)
+                    )
+                db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(_index.DatabaseError):
+                    db.execute("ROLLBACK")
+                if isinstance(exc, _index.DatabaseError):
+                    raise _index.damaged() from exc
+                raise
+
+    def _record(self, action: str, detail: dict) -> None:
+        with self._write(action, detail):
+            pass
+
+    def _denied(self, action: str, tier: str, detail: dict | None = None) -> AccessDenied:
+        """Record a refusal in the audit trail and return the error to raise."""
+        self._record("denied", {"attempt": action, **(detail or {})})
+        return AccessDenied(
+            f"the {self.role} role cannot {action}; ask an admin for a role that may",
+            role=self.role,
+            tier=tier,
+        )
+
+    def _need(self, tier: str, action: str, detail: dict | None = None) -> bytes:
+        if not self._keys.has(tier):
+            raise self._denied(action, tier, detail)
+        return self._keys.keys[tier]
+
+    # -- users --------------------------------------------------------------
+
+    def users(self) -> pd.DataFrame:
+        """User names and roles."""
+        rows = self._query("SELECT user, role, created FROM users ORDER BY user")
+        return pd.DataFrame(rows, columns=["user", "role", "created"])
+
+    def add_user(self, name: str, role: str, passphrase: str | None = None) -> None:
+        """Create a user with ``role`` (admins only).
+
+        The new slot wraps only the tier keys the role grants.
+        """
+        name = _keys.check_user_name(name)
+        role = _keys.check_role(role)
+        if self.role != "admin":
+            raise self._denied("manage users", "admin")
+        if self._query("SELECT 1 FROM users WHERE user = ?", (name,)):
+            raise AlreadyExists("a user with this name already exists", user=name)
+        if passphrase is None:
+            passphrase = _ask_new_passphrase()
+        subset = self._keys.restricted_to(role)
+        with self._write("user_add", {"target": name, "role": role}):
+            self._conn().execute(
+                "INSERT INTO users VALUES (?, ?, ?)", (name, role, _iso(self._clock()))
+            )
+            _keys.write_slot(self.root, self.vault_id, name, subset, passphrase, replace=False)
+
+    def set_passphrase(self, name: str, passphrase: str | None = None) -> None:
+        """Change a user's passphrase: your own, or anyone's if you are an admin."""
+        name = _keys.check_user_name(name)
+        rows = self._query("SELECT role FROM users WHERE user = ?", (name,))
+        if not rows:
+            raise NotFound("no such user in this vault", user=name)
+        role = rows[0][0]
+        if name == self.user:
+            subset = self._keys
+        elif self.role == "admin":
+            subset = self._keys.restricted_to(role)
+        else:
+            raise self._denied("change another user's passphrase", "admin")
+        if passphrase is None:
+            passphrase = _ask_new_passphrase()
+        with self._write("user_passwd", {"target": name}):
+            _keys.write_slot(self.root, self.vault_id, name, subset, passphrase, replace=True)
+
+    def remove_user(self, name: str) -> None:
+        """Delete a user's key slot (admins only). The last admin cannot be removed."""
+        name = _keys.check_user_name(name)
+        if self.role != "admin":
+            raise self._denied("manage users", "admin")
+        rows = self._query("SELECT role FROM users WHERE user = ?", (name,))
+        if not rows:
+            raise NotFound("no such user in this vault", user=name)
+        admins = self._query("SELECT COUNT(*) FROM users WHERE role = 'admin'")[0][0]
+        if rows[0][0] == "admin" and admins <= 1:
+            raise InvalidInput("refusing to remove the last admin; add another admin first")
+        with self._write("user_remove", {"target": name}):
+            self._conn().execute("DELETE FROM users WHERE user = ?", (name,))
+            with contextlib.suppress(NotFound):
+                _keys.remove_slot(self.root, name)
+
+    # -- blobs --------------------------------------------------------------
+
+    def _blob_path(self, blob_id: str) -> Path:
+        return self.root / "blobs" / blob_id[:2] / blob_id
+
+    def _store_blob(self, kind: str, tier: str, plaintext: bytes, photo_id: str | None) -> tuple:
+        """Encrypt, write atomically, read back and check. Returns the index row.
+
+        The row is inserted by the caller inside its transaction, so a blob
+        whose row never committed is an unreachable orphan, never a visible
+        half-written photo.
+        """
+        blob_id = _crypto.random_id()
+        data_key, file_bytes = _crypto.encrypt_blob(blob_id, kind, plaintext)
+        aad = _crypto.blob_aad(blob_id, kind)
+        if tier in ("originals", "identities"):
+            wrapped = _crypto.seal_to_public(
+                self._keys.get(tier + "_pub", f"add {kind} files"), data_key, aad
+            )
+        else:
+            wrapped = _crypto.seal_symmetric(self._keys.get(tier, f"add {kind} files"), data_key, aad)
+        path = self._blob_path(blob_id)
+        atomic_write(path, file_bytes)
+        # Count the write only once it decrypts back to the same digest.
+        stored = path.read_bytes()
+        try:
+            back = _crypto.decrypt_blob(data_key, blob_id, kind, stored)
+        except _crypto.CryptoFailure:
+            back = b""
+        if _crypto.sha256_hex(back) != _crypto.sha256_hex(plaintext):
+            os.unlink(path)
+            raise IntegrityError(
+                "a file written to the vault did not read back intact; check the disk "
+                "and run the ingest again"
+            )
+        return (blob_id, photo_id, kind, tier, wrapped, len(plaintext), _crypto.sha256_hex(stored))
+
+    def _insert_blob(self, row: tuple) -> None:
+        self._conn().execute("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+    def _open_blob(self, blob_id: str, action: str, detail: dict) -> bytes:
+        rows = self._query("SELECT kind, tier, wrapped_key FROM blobs WHERE blob_id = ?", (blob_id,))
+        if not rows:
+            raise NotFound("that file is not in the vault (it may have been shredded)", blob_id=blob_id)
+        kind, tier, wrapped = rows[0]
+        key = self._need(tier, action, detail)
+        aad = _crypto.blob_aad(blob_id, kind)
+        try:
+            if tier in ("originals", "identities"):
+                data_key = _crypto.open_sealed(key, wrapped, aad)
+            else:
+                data_key = _crypto.open_symmetric(key, wrapped, aad)
+            return _crypto.decrypt_blob(data_key, blob_id, kind, self._blob_path(blob_id).read_bytes())
+        except (_crypto.CryptoFailure, OSError):
+            raise IntegrityError(
+                "a vault file failed its integrity check (damaged, replaced or missing); "
+                "restore the vault's blobs/ folder from a backup",
+                blob_id=blob_id,
+            ) from None
+
+    def _seal_record(self, tier: str, payload: dict, label: str) -> bytes:
+        pub = self._keys.get(tier + "_pub", "record identifiers")
+        return _crypto.seal_to_public(pub, json.dumps(payload, default=str).encode(), label.encode())
+
+    def _open_record(self, tier: str, sealed: bytes, label: str) -> dict:
+        key = self._keys.get(tier, "read identifiers")
+        try:
+            return json.loads(_crypto.open_sealed(key, sealed, label.encode()))
+        except (_crypto.CryptoFailure, ValueError):
+            raise IntegrityError(
+                "an identity record in the index failed its integrity check; restore "
+                "index.db from a backup"
+            ) from None
+
+    # -- patients and consent -------------------------------------------------
+
+    def _patient_lookup(self, patient: str) -> str:
+        key = self._keys.get("lookup", "look patients up by id")
+        return _crypto.keyed_digest(key, "patient", _norm_patient(patient))
+
+    def _find_patient(self, patient: str) -> str | None:
+        rows = self._query("SELECT patient_ref FROM patients WHERE lookup = ?", (self._patient_lookup(patient),))
+        return rows[0][0] if rows else None
+
+    def _create_patient(self, patient: str, name: str | None, birth_date: date | None) -> str:
+        ref = "P" + _crypto.random_id(8)
+        identity = {"patient_id": patient.strip(), "name": name, "birth_date": birth_date}
+        self._conn().execute(
+            "INSERT INTO patients VALUES (?, ?, ?, ?)",
+            (ref, self._patient_lookup(patient), self._seal_record("identities", identity, "patient:" + ref), _iso(self._clock())),
+        )
+        return ref
+
+    def patient_ref(self, patient: str) -> str:
+        """The random reference used for a patient inside the vault.
+
+        Raises ``NotFound`` for a patient the vault does not know.
+        """
+        ref = self._find_patient(patient)
+        if ref is None:
+            raise NotFound(
+                "this patient has no record in the vault; record consent first with "
+                "`workbench consent add --patient ID --scopes ...`"
+            )
+        return ref
+
+    def patient_identity(self, patient_ref: str) -> dict:
+        """The identifiable record (patient id, name, birth date) of a patient.
+
+        Only roles holding the identities key (admin, clinician) may call this;
+        each call is audited.
+        """
+        self._need("identities", "see patient identities", {"patient_ref": patient_ref})
+        rows = self._query("SELECT identity FROM patients WHERE patient_ref = ?", (patient_ref,))
+        if not rows:
+            raise NotFound("no patient with that reference", patient_ref=patient_ref)
+        self._record("identity_read", {"patient_ref": patient_ref})
+        return self._open_record("identities", rows[0][0], "patient:" + patient_ref)
+
+    def add_consent(
+        self,
+        patient: str,
+        scopes: str | Iterable[str],
+        *,
+        expires: date | str | None = None,
+        identifiable: bool = False,
+        form: bytes | str | os.PathLike | None = None,
+        effective: datetime | None = None,
+        name: str | None = None,
+        birth_date: date | str | None = None,
+    ) -> int:
+        """Record a consent grant for ``patient`` (created if new).
+
+        Parameters
+        ----------
+        patient : str
+            The patient's id (MRN). Stored only sealed and as a keyed lookup.
+        scopes : str or iterable of str
+            Any of ``care``, ``research``, ``education``, ``publication``.
+        expires : date or 'YYYY-MM-DD', optional
+            Last day on which the grant is valid.
+        identifiable : bool
+            Whether identifiable use (e.g. a visible face in teaching) was allowed.
+        form : bytes or path, optional
+            The scanned consent form; stored encrypted with the identities tier.
+        effective : datetime, optional
+            When the grant takes effect; defaults to now.
+        name, birth_date : optional
+            Identity details kept in the sealed identity record of a new patient.
+
+        Returns
+        -------
+        int
+            The consent record's sequence number.
+        """
+        scopes = _consent.parse_scopes(scopes)
+        expires = _as_date(expires, "the expiry")
+        birth_date = _as_date(birth_date, "the birth date")
+        form_bytes = None
+        if form is not None:
+            form_bytes = form if isinstance(form, bytes) else _read_input(Path(form))
+        return self._consent_event("grant", patient, scopes, expires, identifiable, form_bytes, effective, name, birth_date)
+
+    def withdraw_consent(
+        self,
+        patient: str,
+        scopes: str | Iterable[str] | None = None,
+        *,
+        effective: datetime | None = None,
+        shred_derivatives: bool = False,
+    ) -> int:
+        """Record a withdrawal (all scopes when ``scopes`` is None); never deletes.
+
+        With ``shred_derivatives`` the wrapped keys of the patient's
+        de-identified derivatives are destroyed, which makes every copy of
+        those files, backups included, unreadable.
+        """
+        scopes = _consent.parse_scopes(scopes)
+        if self._find_patient(patient) is None:
+            raise NotFound("this patient has no consent on record; nothing to withdraw")
+        seq = self._consent_event("withdraw", patient, scopes, None, False, None, effective, None, None)
+        if shred_derivatives:
+            self.shred_derivatives(self.patient_ref(patient))
+        return seq
+
+    def _consent_event(self, action, patient, scopes, expires, identifiable, form_bytes, effective, name, birth_date) -> int:
+        self._keys.get("identities_pub", "record consent")
+        self._keys.get("lookup", "record consent")
+        effective = effective or self._clock()
+        with self._write("consent_" + action) as detail:
+            ref = self._find_patient(patient)
+            if ref is None:
+                ref = self._create_patient(patient, name, birth_date)
+            form_blob = None
+            if form_bytes is not None:
+                row = self._store_blob("consent_form", "identities", form_bytes, None)
+                self._insert_blob(row)
+                form_blob = row[0]
+            cur = self._conn().execute(
+                "INSERT INTO consent_events (patient_ref, action, scopes, effective, expires, "
+                "identifiable, form_blob, recorded_by, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ref, action, ",".join(sorted(scopes)), _iso(effective),
+                 expires.isoformat() if expires else None, int(bool(identifiable)),
+                 form_blob, self.user, _iso(self._clock())),
+            )
+            detail.update(patient_ref=ref, scopes=sorted(scopes), consent_seq=cur.lastrowid)
+        return cur.lastrowid
+
+    def _consent_events(self) -> dict[str, list[_consent.ConsentEvent]]:
+        events: dict[str, list[_consent.ConsentEvent]] = {}
+        for seq, ref, action, scopes, effective, expires, identifiable in self._query(
+            "SELECT seq, patient_ref, action, scopes, effective, expires, identifiable FROM consent_events"
+        ):
+            events.setdefault(ref, []).append(
+                _consent.ConsentEvent(
+                    seq=seq, patient_ref=ref, action=action, scopes=frozenset(scopes.split(",")),
+                    effective=_parse_time(effective),
+                    expires=date.fromisoformat(expires) if expires else None,
+                    identifiable=bool(identifiable),
+                )
+            )
+        return events
+
+    def consent_history(self, patient_ref: str | None = None) -> pd.DataFrame:
+        """Every consent record (or one patient's), oldest first. Never identifying."""
+        sql = ("SELECT seq, patient_ref, action, scopes, effective, expires, identifiable, "
+               "form_blob IS NOT NULL, recorded_by, recorded FROM consent_events")
+        args: tuple = ()
+        if patient_ref is not None:
+            sql += " WHERE patient_ref = ?"
+            args = (patient_ref,)
+        rows = self._query(sql + " ORDER BY seq", args)
+        return pd.DataFrame(rows, columns=["seq", "patient_ref", "action", "scopes", "effective",
+                                           "expires", "identifiable", "has_form", "recorded_by", "recorded"])
+
+    def consent_status(self, patient_ref: str, purpose: str, at: datetime | None = None) -> bool:
+        """Whether ``patient_ref`` is consented for ``purpose`` at ``at`` (default now)."""
+        _consent.check_purpose(purpose)
+        events = self._consent_events().get(patient_ref, [])
+        return purpose in _consent.active_grants(events, at or self._clock())
+
+    # -- photos -------------------------------------------------------------
+
+    def add_photo(
+        self,
+        data: bytes,
+        *,
+        patient: str,
+        body_site: str,
+        laterality: str | None = None,
+        diagnosis: str | None = None,
+        original_name: str | None = None,
+        allow_no_consent: bool = False,
+    ) -> PhotoResult:
+        """Encrypt one photo (file bytes, in memory) into the vault.
+
+        The original is sealed to the originals tier; a small preview is stored
+        the same way. The photo counts as added only after both files were
+        read back and decrypted to the same digest, and the index committed.
+
+        Returns
+        -------
+        PhotoResult
+            ``status`` ``"added"`` or ``"duplicate"`` (the same file is already here).
+
+        Raises
+        ------
+        ConsentError
+            Unknown patient or none consent on record, unless ``allow_no_consent``.
+        InvalidInput
+            Corrupt, truncated or unsupported image, or a decompression bomb.
+        """
+        ref = self._require_patient(patient, allow_no_consent)
+        body_site = _clean_field(body_site, "body site", required=True)
+        laterality = _clean_field(laterality, "laterality")
+        diagnosis = _clean_field(diagnosis, "diagnosis")
+        preview, info = _imageio.render_preview(data)
+        content_key = _crypto.keyed_digest(self._keys.get("lookup", "add photos"), "content", data)
+        dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (content_key,))
+        if dup:
+            return PhotoResult("duplicate", photo_id=dup[0][0])
+        photo_id = _crypto.random_id()
+        original_row = self._store_blob("original", "originals", data, photo_id)
+        preview_row = self._store_blob("preview", "originals", preview, photo_id)
+        identifiers = {
+            "original_name": original_name,
+            "capture_time": info.capture_time.isoformat() if info.capture_time else None,
+            "camera_make": info.camera_make,
+            "camera_model": info.camera_model,
+            "camera_serial": info.camera_serial,
+        }
+        capture_date = info.capture_time.date().isoformat() if info.capture_time else None
+        with self._write("ingest", {"photo_id": photo_id, "patient_ref": ref, "format": info.format}):
+            if ref is None:
+                ref = self._create_patient(patient, None, None)
+            self._insert_blob(original_row)
+            self._insert_blob(preview_row)
+            self._conn().execute(
+                "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'unreviewed', ?, ?, ?, ?, ?)",
+                (photo_id, ref, content_key, info.format, info.width, info.height, body_site,
+                 laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
+                 original_row[0], preview_row[0],
+                 self._seal_record("identities", identifiers, "photo:" + photo_id)),
+            )
+        return PhotoResult("added", photo_id=photo_id)
+
+    def _require_patient(self, patient: str, allow_no_consent: bool) -> str | None:
+        ref = self._find_patient(patient)
+        if allow_no_consent:
+            return ref
+        if ref is None or not self._query("SELECT 1 FROM consent_events WHERE patient_ref = ? LIMIT 1", (ref,)):
+            raise ConsentError(
+                "this patient is unknown or has no consent on record; record consent first "
+                "(`workbench consent add --patient ID --scopes ...`) or pass "
+                "--allow-no-consent to store the photos for care only"
+            )
+        return ref
+
+    def photos(self, purpose: str, *, include_identifiers: bool = False, **filters) -> pd.DataFrame:
+        """Photos consented for ``purpose`` now, as a DataFrame.
+
+        Parameters
+        ----------
+        purpose : str
+            ``care``, ``research``, ``education`` or ``publication``. Only photos
+            whose patient's consent for this purpose is active at the vault's
+            current time are returned. For ``care``, photos of patients with no
+            consent on record at all (ingested with ``allow_no_consent``) are
+            included too.
+        include_identifiers : bool
+            Add identifying columns (patient id, name, birth date, original file
+            name, capture time, camera). Needs the identities key.
+        **filters
+            Equality on any column (``body_site="forearm"``); a list or set means
+            "any of"; a ``(low, high)`` tuple means an inclusive range
+            (``capture_date=("2024-01-01", "2024-06-30")``).
+
+        Raises
+        ------
+        ConsentError
+            ``purpose`` is not a consent scope.
+        AccessDenied
+            ``include_identifiers`` for a role without the identities key.
+        """
+        purpose = _consent.check_purpose(purpose)
+        for column in filters:
+            if column not in PHOTO_COLUMNS:
+                raise InvalidInput(
+                    f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
+                )
+        if include_identifiers:
+            self._need("identities", "see identifiers", {"purpose": purpose})
+        now = self._clock()
+        events = self._consent_events()
+        rows = self._query(
+            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
+            "review_state, format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
+        )
+        records = []
+        for (photo_id, ref, site, lat, dx, cdate, review, fmt, w, h, ingested, sealed) in rows:
+            patient_events = events.get(ref, [])
+            grants = _consent.active_grants(patient_events, now)
+            if purpose in grants:
+                identifiable = grants[purpose].identifiable
+            elif purpose == "care" and not patient_events:
+                identifiable = True
+            else:
+                continue
+            rec = dict(photo_id=photo_id, patient_ref=ref, body_site=site, laterality=lat,
+                       diagnosis=dx, capture_date=cdate, review_state=review, format=fmt,
+                       width=w, height=h, identifiable_use=identifiable, ingested=ingested)
+            if include_identifiers:
+                rec["_sealed"] = sealed
+            records.append(rec)
+        frame = pd.DataFrame.from_records(records, columns=PHOTO_COLUMNS + (["_sealed"] if include_identifiers else []))
+        for column, wanted in filters.items():
+            values = frame[column]
+            if isinstance(wanted, tuple) and len(wanted) == 2:
+                low, high = wanted
+                mask = pd.Series(True, index=frame.index)
+                if low is not None:
+                    mask &= values.notna() & (values.astype(str) >= str(low))
+                if high is not None:
+                    mask &= values.notna() & (values.astype(str) <= str(high))
+            elif isinstance(wanted, (list, set, frozenset)):
+                mask = values.isin(list(wanted))
+            else:
+                mask = values == wanted
+            frame = frame[mask]
+        frame = frame.reset_index(drop=True)
+        if include_identifiers:
+            frame = self._add_identifiers(frame)
+        self._record("query", {"purpose": purpose, "rows": int(len(frame)),
+                               "identifiers": bool(include_identifiers),
+                               "filters": sorted(filters)})
+        return frame
+
+    def _add_identifiers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        identity_cache: dict[str, dict] = {}
+        extra = []
+        for photo_id, ref, sealed in zip(frame["photo_id"], frame["patient_ref"], frame["_sealed"]):
+            if ref not in identity_cache:
+                row = self._query("SELECT identity FROM patients WHERE patient_ref = ?", (ref,))
+                identity_cache[ref] = self._open_record("identities", row[0][0], "patient:" + ref)
+            person = identity_cache[ref]
+            ids = self._open_record("identities", sealed, "photo:" + photo_id)
+            extra.append({
+                "patient_id": person.get("patient_id"), "patient_name": person.get("name"),
+                "birth_date": person.get("birth_date"), **ids,
+            })
+        ident = pd.DataFrame.from_records(extra, columns=IDENTIFIER_COLUMNS)
+        return pd.concat([frame.drop(columns="_sealed"), ident], axis=1)
+
+    def _photo_row(self, photo_id: str) -> tuple:
+        rows = self._query("SELECT original_blob, preview_blob, patient_ref FROM photos WHERE photo_id = ?", (photo_id,))
+        if not rows:
+            raise NotFound("no photo with that id in this vault", photo_id=photo_id)
+        return rows[0]
+
+    def read_original_file(self, photo_id: str) -> bytes:
+        """The identifiable original file's bytes, decrypted in memory (audited)."""
+        original_blob, _, ref = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": ref}
+        self._need("originals", "read original photos", detail)
+        data = self._open_blob(original_blob, "read original photos", detail)
+        self._record("decrypt_original", detail)
+        return data
+
+    def load_original(self, photo_id: str) -> np.ndarray:
+        """Decrypted, identifiable RGB pixels of an original (EXIF orientation applied).
+
+        Never written to disk. Raises ``AccessDenied`` for roles without the
+        originals key (photographer, researcher, educator).
+        """
+        return _imageio.decode(self.read_original_file(photo_id))
+
+    def load_previews(self, photo_ids: Iterable[str]) -> dict[str, bytes]:
+        """Small JPEG previews of originals (identifiable), decrypted in memory.
+
+        One audit record covers the whole batch, so a gallery page costs one
+        append, not one per thumbnail.
+        """
+        photo_ids = list(photo_ids)
+        self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
+        out = {}
+        for photo_id in photo_ids:
+            _, preview_blob, _ = self._photo_row(photo_id)
+            out[photo_id] = self._open_blob(preview_blob, "view previews", {"photo_id": photo_id})
+        self._record("decrypt_previews", {"photo_ids": photo_ids})
+        return out
+
+    def set_review_state(self, photo_id: str, state: str) -> None:
+        """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``)."""
+        if state not in REVIEW_STATES:
+            raise InvalidInput(f"review state must be one of: {', '.join(REVIEW_STATES)}")
+        self._need("originals", "review redactions", {"photo_id": photo_id})
+        self._photo_row(photo_id)
+        with self._write("review_state", {"photo_id": photo_id, "state": state}):
+            self._conn().execute("UPDATE photos SET review_state = ? WHERE photo_id = ?", (state, photo_id))
+
+    # -- derivatives --------------------------------------------------------
+
+    def put_derivative(self, photo_id: str, kind: str, data: bytes) -> str:
+        """Store a de-identified derivative of a photo, encrypted with the derivatives tier."""
+        if not kind.isidentifier():
+            raise InvalidInput("a derivative kind is a short name such as 'deid_jpeg'")
+        _, _, ref = self._photo_row(photo_id)
+        self._need("derivatives", "store derivatives", {"photo_id": photo_id})
+        row = self._store_blob(kind, "derivatives", data, photo_id)
+        with self._write("derivative_add", {"photo_id": photo_id, "kind": kind, "blob_id": row[0]}):
+            self._insert_blob(row)
+        return row[0]
+
+    def derivatives(self, photo_id: str) -> pd.DataFrame:
+        """The derivative files of a photo (blob id, kind, size)."""
+        rows = self._query("SELECT blob_id, kind, size FROM blobs WHERE photo_id = ? AND tier = 'derivatives'", (photo_id,))
+        return pd.DataFrame(rows, columns=["blob_id", "kind", "size"])
+
+    def load_derivative(self, blob_id: str) -> bytes:
+        """Decrypt a de-identified derivative in memory (audited)."""
+        detail = {"blob_id": blob_id}
+        data = self._open_blob(blob_id, "read derivatives", detail)
+        self._record("decrypt_derivative", detail)
+        return data
+
+    def shred_derivatives(self, patient_ref: str) -> int:
+        """Destroy the wrapped keys (and files) of all of a patient's derivatives."""
+        self._need("derivatives", "shred derivatives", {"patient_ref": patient_ref})
+        rows = self._query(
+            "SELECT b.blob_id FROM blobs b JOIN photos p ON b.photo_id = p.photo_id "
+            "WHERE p.patient_ref = ? AND b.tier = 'derivatives'", (patient_ref,))
+        ids = [r[0] for r in rows]
+        with self._write("shred", {"patient_ref": patient_ref, "blobs": len(ids)}):
+            self._conn().executemany("DELETE FROM blobs WHERE blob_id = ?", [(i,) for i in ids])
+        for blob_id in ids:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._blob_path(blob_id))
+        return len(ids)
+
+    # -- audit and checks -----------------------------------------------------
+
+    def _audit_head(self) -> tuple[int, str] | None:
+        rows = self._query("SELECT value FROM meta WHERE key = 'audit_head'")
+        if not rows:
+            return None
+        seq, mac = rows[0][0].split(":")
+        return int(seq), mac
+
+    def verify_audit(self) -> _audit.AuditCheck:
+        """Check the whole audit chain (every MAC, every link, the anchored head)."""
+        with locked(self._lock_path):
+            return _audit.verify(self._audit_path, self._keys.get("audit", "verify the audit trail"), self._audit_head())
+
+    def audit_records(self, since: datetime | date | str | None = None) -> pd.DataFrame:
+        """Audit records as a DataFrame (after checking the chain).
+
+        Raises ``IntegrityError`` naming the first bad record if the chain is broken.
+        """
+        check = self.verify_audit()
+        if not check.ok:
+            raise IntegrityError(
+                f"the audit trail is broken at record {check.first_bad}: {check.reason}; "
+                "restore the vault from a backup",
+                record=check.first_bad,
+            )
+        records = _audit.read(self._audit_path)
+        frame = pd.DataFrame.from_records(
+            [{k: r[k] for k in ("seq", "time", "user", "action", "detail")} for r in records],
+            columns=["seq", "time", "user", "action", "detail"],
+        )
+        if since is not None:
+            since_date = _as_date(since, "--since")
+            frame = frame[frame["time"].str[:10] >= since_date.isoformat()].reset_index(drop=True)
+        return frame
+
+    def check_files(self) -> list[str]:
+        """Blob ids whose stored file is missing or differs from what was written.
+
+        Needs only the index key: it compares the SHA-256 of each encrypted file
+        with the one recorded when it was written.
+        """
+        bad = []
+        for blob_id, digest in self._query("SELECT blob_id, file_sha256 FROM blobs"):
+            try:
+                actual = _crypto.sha256_hex(self._blob_path(blob_id).read_bytes())
+            except OSError:
+                actual = ""
+            if actual != digest:
+                bad.append(blob_id)
+        return bad
+
+    def remove_stale_files(self) -> int:
+        """Delete temporary files and orphan blobs that a crash left behind."""
+        with self._thread_lock, locked(self._lock_path):
+            known = {r[0] for r in self._query("SELECT blob_id FROM blobs")}
+            removed = 0
+            for path in (self.root / "blobs").glob("*/*"):
+                if path.name.endswith(TMP_SUFFIX) or path.name not in known:
+                    os.unlink(path)
+                    removed += 1
+            if removed:
+                fsync_dir(self.root / "blobs")
+        return removed
+
+    def verify_photo(self, photo_id: str) -> bool:
+        """True when a photo's files are present and match their recorded digests."""
+        original_blob, preview_blob, _ = self._photo_row(photo_id)
+        rows = self._query("SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN (?, ?)", (original_blob, preview_blob))
+        if len(rows) != 2:
+            return False
+        for blob_id, digest in rows:
+            try:
+                if _crypto.sha256_hex(self._blob_path(blob_id).read_bytes()) != digest:
+                    return False
+            except OSError:
+                return False
+        return True
+
+
+def _clean_field(value: str | None, what: str, required: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"the {what} is required (for example --body-site forearm)")
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput(f"the {what} must be a short text (at most 64 characters)")
+    return value.strip().lower() if what != "diagnosis" else value.strip()
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read an input file ({exc.strerror}); check the path") from None
