@@ -132,7 +132,8 @@ def _emit(frame, fmt: str) -> None:
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif fmt == "json":
-        print(frame.to_json(orient="records", indent=1, default_handler=str))
+        clean = frame.astype(object).where(frame.notna(), None)
+        print(json.dumps(clean.to_dict(orient="records"), indent=1, default=str))
     elif frame.empty:
         print("(none)")
     else:

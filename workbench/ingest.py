@@ -11,7 +11,8 @@ from .vault import IngestReport, PhotoResult, Vault
 
 #: extensions picked up when a folder (or a card's DCIM tree) is given
 PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".hif", ".cr3", ".cr2", ".dng"}
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".avif",
+     ".cr3", ".cr2", ".dng"}
 )
 
 

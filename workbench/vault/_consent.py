@@ -99,3 +99,24 @@ def active_grants(events: Iterable[ConsentEvent], now: datetime) -> dict[str, Co
         for scope, grant in state.items()
         if grant.expires is None or today <= grant.expires
     }
+
+
+def explain(events: Iterable[ConsentEvent], scope: str, now: datetime) -> str:
+    """Why a scope is or is not active at ``now``.
+
+    Returns one of ``"active"``, ``"no consent"`` (never granted, or granted
+    only from a later date), ``"withdrawn"`` or ``"expired"``.
+    """
+    last = None
+    for event in sorted(events, key=lambda e: (e.effective, e.seq)):
+        if event.effective > now:
+            break
+        if scope in event.scopes:
+            last = event
+    if last is None:
+        return "no consent"
+    if last.action == "withdraw":
+        return "withdrawn"
+    if last.expires is not None and now.date() > last.expires:
+        return "expired"
+    return "active"

@@ -728,9 +728,10 @@ class Vault:
             "camera_serial": info.camera_serial,
         }
         capture_date = info.capture_time.date().isoformat() if info.capture_time else None
-        with self._write("ingest", {"photo_id": photo_id, "patient_ref": ref, "format": info.format}):
+        with self._write("ingest", {"photo_id": photo_id, "format": info.format}) as detail:
             if ref is None:
                 ref = self._create_patient(patient, None, None)
+            detail["patient_ref"] = ref
             self._insert_blob(original_row)
             self._insert_blob(preview_row)
             self._conn().execute(
@@ -832,6 +833,30 @@ class Vault:
                                "identifiers": bool(include_identifiers),
                                "filters": sorted(filters)})
         return frame
+
+    def exclusions(self, purpose: str) -> pd.DataFrame:
+        """Photos a query for ``purpose`` leaves out now, each with its reason.
+
+        Reasons: ``no consent``, ``withdrawn``, ``expired``. Non-identifying
+        columns only; the call is audited like a query.
+        """
+        purpose = _consent.check_purpose(purpose)
+        now = self._clock()
+        events = self._consent_events()
+        out = []
+        for photo_id, ref in self._query("SELECT photo_id, patient_ref FROM photos ORDER BY ingested, photo_id"):
+            patient_events = events.get(ref, [])
+            if purpose == "care" and not patient_events:
+                continue
+            reason = _consent.explain(patient_events, purpose, now)
+            if reason != "active":
+                out.append((photo_id, ref, reason))
+        self._record("query_exclusions", {"purpose": purpose, "rows": len(out)})
+        return pd.DataFrame(out, columns=["photo_id", "patient_ref", "reason"])
+
+    def photo_count(self) -> int:
+        """How many photos the vault holds, whatever their consent."""
+        return int(self._query("SELECT COUNT(*) FROM photos")[0][0])
 
     def _add_identifiers(self, frame: pd.DataFrame) -> pd.DataFrame:
         identity_cache: dict[str, dict] = {}

@@ -1,0 +1,88 @@
+"""The command line end to end: one-line errors, exit codes, formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import jpeg_bytes
+
+
+def run(args, env_extra=None, **env):
+    full = dict(os.environ)
+    for key in ("WORKBENCH_PASSPHRASE", "WORKBENCH_NEW_PASSPHRASE", "WORKBENCH_VAULT", "WORKBENCH_USER"):
+        full.pop(key, None)
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True,
+                          text=True, env=full, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def cli_vault(tmp_path):
+    path = tmp_path / "v"
+    out = run(["vault", "init", str(path), "--admin", "ada"], WORKBENCH_NEW_PASSPHRASE="pass-ada")
+    assert out.returncode == 0, out.stderr
+    env = dict(WORKBENCH_VAULT=str(path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE="pass-ada")
+    return path, env
+
+
+def test_full_cycle(cli_vault, tmp_path):
+    path, env = cli_vault
+    assert run(["user", "add", "res", "--role", "researcher"], **env, WORKBENCH_NEW_PASSPHRASE="pass-res").returncode == 0
+    assert run(["consent", "add", "--patient", "MRN-7", "--scopes", "care,research"], **env).returncode == 0
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(1))
+    out = run(["ingest", str(photo), "--patient", "MRN-7", "--body-site", "hand"], **env)
+    assert out.returncode == 0 and "1 added" in out.stdout
+    listed = json.loads(run(["photos", "--purpose", "research", "--format", "json"], **env).stdout)
+    assert len(listed) == 1 and listed[0]["body_site"] == "hand"
+    assert "MRN-7" not in json.dumps(listed)
+    csv = run(["photos", "--purpose", "research", "--format", "csv", "--where", "body_site=knee"], **env).stdout
+    assert csv.strip().count("\n") == 0  # header only
+    res_env = dict(env, WORKBENCH_USER="res", WORKBENCH_PASSPHRASE="pass-res")
+    denied = run(["photos", "--purpose", "research", "--identifiers"], **res_env)
+    assert denied.returncode == 3 and denied.stderr.startswith("workbench: AccessDenied:")
+    assert run(["consent", "withdraw", "--patient", "MRN-7", "--scopes", "research"], **env).returncode == 0
+    assert json.loads(run(["photos", "--purpose", "research", "--format", "json"], **env).stdout) == []
+    shown = run(["audit", "show", "--format", "json"], **env)
+    actions = [r["action"] for r in json.loads(shown.stdout)]
+    assert {"vault_init", "user_add", "consent_grant", "ingest", "query", "denied", "consent_withdraw"} <= set(actions)
+    assert run(["audit", "show", "--since", "2999-01-01", "--format", "json"], **env).stdout.strip() == "[]"
+    assert run(["audit", "verify"], **env).returncode == 0
+    assert run(["vault", "check"], **env).returncode == 0
+    assert run(["user", "remove", "res"], **env).returncode == 0
+    assert run(["photos", "--purpose", "care"], **res_env).returncode == 3
+
+
+@pytest.mark.parametrize("args, env, code, words", [
+    (["photos", "--purpose", "research"], {}, 8, "--vault"),
+    (["--vault", "/nonexistent", "--user", "x", "photos", "--purpose", "care"],
+     {"WORKBENCH_PASSPHRASE": "x" * 8}, 6, "no workbench vault"),
+])
+def test_errors_are_one_line(args, env, code, words):
+    out = run(args, **env)
+    assert out.returncode == code
+    assert words in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_wrong_passphrase_and_bad_purpose(cli_vault):
+    path, env = cli_vault
+    bad = run(["photos", "--purpose", "care"], **dict(env, WORKBENCH_PASSPHRASE="wrong-one"))
+    assert bad.returncode == 3 and "wrong-one" not in bad.stderr and bad.stderr.count("\n") == 1
+    purpose = run(["photos", "--purpose", "marketing"], **env)
+    assert purpose.returncode == 5 and "care, research, education, publication" in purpose.stderr
+    unknown = run(["ingest", "x.jpg", "--patient", "MRN-NEW", "--body-site", "arm"], **env)
+    assert unknown.returncode == 5 and "MRN-NEW" not in unknown.stderr
+
+
+def test_demo_runs(tmp_path):
+    out = run(["demo", "--workdir", str(tmp_path), "--photos", "6"])
+    assert out.returncode == 0, out.stderr
+    assert "research" in out.stdout and "Audit chain: intact" in out.stdout
+    assert "ZZTEST" not in out.stdout and "MRN-" not in out.stdout
+    again = run(["demo", "--workdir", str(tmp_path), "--photos", "6"])  # rebuilds its own vault
+    assert again.returncode == 0, again.stderr

@@ -1,0 +1,49 @@
+"""The project's own promises: environment.yml matches pyproject, the CLI entry points exist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject_requirements() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs.extend(extra)
+    return {r.replace(" ", "").lower() for r in reqs}
+
+
+def _environment_requirements() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {r.replace(" ", "").lower() for r in pip if not r.startswith("-e")}
+
+
+def test_environment_yml_does_not_drift_from_pyproject():
+    assert _environment_requirements() == _pyproject_requirements()
+
+
+def test_layout_from_the_design_card():
+    for path in ("notebooks", "workbench/widgets", "workbench/deid", "workbench/vault",
+                 "datasets", "tests", "environment.yml", "README.md"):
+        assert (ROOT / path).exists(), path
+
+
+def test_python_m_workbench_and_console_script_agree():
+    out = subprocess.run([sys.executable, "-m", "workbench", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("workbench ")
+    script = Path(sys.executable).with_name("workbench")
+    out2 = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert out2.stdout == out.stdout
+
+
+def test_readme_names_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme

@@ -1,0 +1,114 @@
+"""The main job on an embedded default: a demo vault made from generated photos.
+
+``workbench demo`` (and ``make demo``) builds ``DIR/vault`` from generated,
+obviously fake patients with consent records of every kind, then shows what a
+query for each purpose returns and why the rest is excluded. Nothing here is
+real patient data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import _synth
+from .errors import AlreadyExists
+from .vault import SCOPES, init_vault, open_vault
+
+MARKER = ".workbench-demo"
+ADMIN = "demo"
+DEFAULT_PASSPHRASE = "demo"
+
+# (consent story, grants as (scopes, expired?), scopes withdrawn later)
+STORIES = [
+    ("research only", [("care,research", False)], None),
+    ("teaching only", [("care,education", False)], None),
+    ("research, teaching and publication", [("care,research,education,publication", False)], None),
+    ("research, then withdrawn", [("care,research", False)], "research"),
+    ("research consent expired", [("care", False), ("research,education", True)], None),
+    ("no consent on record (care only)", [], None),
+]
+BODY_SITES = ["forearm", "hand", "knee", "back", "face", "shin", "abdomen"]
+DIAGNOSES = ["L40.0", "C43.5", "L89.1", "T20.2", "D22.5"]
+
+
+def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
+                     passphrase: str | None = None, width: int = 1600, height: int = 1067,
+                     out=sys.stdout) -> Path:
+    """Create ``workdir/vault`` with generated photos; return its path.
+
+    A previous demo vault in the same place (recognised by its marker file) is
+    replaced; any other existing folder is refused.
+    """
+    passphrase = passphrase or os.environ.get("WORKBENCH_PASSPHRASE") or DEFAULT_PASSPHRASE
+    path = Path(workdir) / "vault"
+    if path.exists():
+        if not (path / MARKER).exists():
+            raise AlreadyExists(
+                "the demo folder holds a vault that the demo did not make; choose another "
+                "--workdir", path=str(path))
+        shutil.rmtree(path)
+    rng = np.random.default_rng(seed)
+    today = datetime.now(timezone.utc)
+    with init_vault(path, admin=ADMIN, passphrase=passphrase) as vault:
+        (path / MARKER).write_text("made by `workbench demo`; safe to delete\n")
+        for user, role in (("photo", "photographer"), ("analyst", "analyst"),
+                           ("research", "researcher"), ("teach", "educator")):
+            vault.add_user(user, role, passphrase)
+        identities = [_synth.fake_identity(rng) for _ in STORIES]
+        for identity, (_, grants, withdrawn) in zip(identities, STORIES):
+            for scopes, expired in grants:
+                expires = (today - timedelta(days=30)).date() if expired else None
+                vault.add_consent(identity.mrn, scopes, expires=expires, name=identity.name,
+                                  birth_date=identity.birth_date,
+                                  effective=today - timedelta(days=400))
+            if withdrawn:
+                vault.withdraw_consent(identity.mrn, withdrawn, effective=today - timedelta(days=10))
+        for n in range(photos):
+            story = n % len(STORIES)
+            identity = identities[story]
+            data, _ = _synth.synth_photo(rng, identity=identity, width=width, height=height)
+            vault.add_photo(
+                data, patient=identity.mrn, body_site=str(rng.choice(BODY_SITES)),
+                laterality=[None, "left", "right"][int(rng.integers(0, 3))],
+                diagnosis=str(rng.choice(DIAGNOSES)),
+                original_name=f"IMG_{n + 1:04d}.JPG", allow_no_consent=not STORIES[story][1],
+            )
+    return path
+
+
+def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
+    """Build the demo vault and print what each purpose may use, and why not the rest."""
+    passphrase = os.environ.get("WORKBENCH_PASSPHRASE") or DEFAULT_PASSPHRASE
+    source = "WORKBENCH_PASSPHRASE" if os.environ.get("WORKBENCH_PASSPHRASE") else "the default 'demo'"
+    started = time.perf_counter()
+    path = build_demo_vault(workdir, photos=photos, passphrase=passphrase, out=out)
+    elapsed = time.perf_counter() - started
+    print(f"Built demo vault {path} with {photos} generated photos in {elapsed:.1f} s.", file=out)
+    print(f"Users: demo (admin), photo, analyst, research, teach; passphrase from {source}.", file=out)
+    print("Patient stories (all identities are generated and fake):", file=out)
+    for story, _, _ in STORIES:
+        print(f"  - {story}", file=out)
+    with open_vault(path, user="research", passphrase=passphrase) as vault:
+        print("\nWhat a query for each purpose returns now:", file=out)
+        total = vault.photo_count()
+        for purpose in SCOPES:
+            frame = vault.photos(purpose)
+            reasons = vault.exclusions(purpose)["reason"].value_counts()
+            why = ", ".join(f"{n} {reason}" for reason, n in reasons.items()) or "none excluded"
+            print(f"  {purpose:<12} {len(frame):>3} of {total} photos ({why})", file=out)
+        research = vault.photos("research")
+        print("\nResearch cohort candidates (no identifiers):", file=out)
+        columns = ["photo_id", "patient_ref", "body_site", "laterality", "diagnosis", "capture_date"]
+        print(research[columns].to_string(index=False), file=out)
+        check = vault.verify_audit()
+        print(f"\nAudit chain: {check.reason}, {check.records} records.", file=out)
+    print(f"\nNext: WORKBENCH_PASSPHRASE={passphrase} .venv/bin/workbench --vault {path} "
+          "--user demo photos --purpose education", file=out)
+    return 0
