@@ -91,14 +91,14 @@ _MSG_BOMB = (
     "the image header claims more pixels than the workbench decodes "
     "(the limit is MAX_PIXELS); the file is corrupt or hostile, do not import it"
 )
-_MSG_MEMORY = "not enough memory to decode this image; close other notebooks or kernels and try again"
+_MSG_MEMORY = (
+    "not enough memory to decode this image; close other notebooks or kernels and try again"
+)
 _MSG_DEPTH = (
     "the image uses a sample format the workbench does not read "
     "(floating point or signed integers); export it as 8- or 16-bit RGB"
 )
 _MSG_MAX_SIDE = "max_side must be a positive integer number of pixels"
-
-_FORMATS = ("jpeg", "png", "tiff", "webp", "heif", "raw")
 
 
 @dataclass(frozen=True)
@@ -727,10 +727,8 @@ def _exif_blob(im: Image.Image) -> bytes | None:
     return exif
 
 
-def _read_metadata(tiff: _Tiff | None) -> _Meta:
+def _read_metadata(tiff: _Tiff) -> _Meta:
     meta = _Meta()
-    if tiff is None:
-        return meta
     ifd0 = tiff.ifd(tiff.first_ifd)
     meta.orientation = _orientation_value(tiff, ifd0)
     meta.make = tiff.text(ifd0, 0x010F)
@@ -790,7 +788,7 @@ def _parse_exif_time(text: str | None, subsec: str | None) -> datetime | None:
         when = datetime.strptime(text[:19].replace("-", ":"), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
-    if subsec and subsec.isdigit():
+    if subsec and subsec.isascii() and subsec.isdigit():
         when = when.replace(microsecond=int(subsec[:6].ljust(6, "0")))
     return when
 
@@ -946,7 +944,7 @@ def _orient(im: Image.Image, orientation: int) -> Image.Image:
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; alpha is composited on white."""
     mode = im.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in im.info:
         return im
     if mode in ("F", "I;16S", "I;16BS", "I;32S") or mode.startswith("I;32"):
         raise UnsupportedFormat(_MSG_DEPTH)
@@ -1018,9 +1016,9 @@ def _open_raw(data: bytes):
 
 
 def _raw_metadata(data: bytes) -> _Meta:
-    if data[4:8] == b"ftyp":
-        return _cr3_metadata(data)
     try:
+        if data[4:8] == b"ftyp":
+            return _cr3_metadata(data)
         return _read_metadata(_Tiff(data))
     except _Corrupt:
         raise InvalidInput(_MSG_METADATA) from None

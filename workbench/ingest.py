@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import InvalidInput, WorkbenchError
+from .errors import InvalidInput
 from .vault import IngestReport, PhotoResult, Vault
 
 #: extensions picked up when a folder (or a card's DCIM tree) is given
@@ -48,6 +48,7 @@ def ingest(
     remove_source: bool = False,
     allow_no_consent: bool = False,
     progress: Callable[[int, int, PhotoResult], None] | None = None,
+    workers: int = 2,
 ) -> IngestReport:
     """Ingest files and folders for one patient.
 
@@ -73,6 +74,9 @@ def ingest(
         Store photos of a patient with no consent on record (care use only).
     progress : callable, optional
         Called as ``progress(done, total, result)`` after each file.
+    workers : int
+        Threads that validate, render previews and encrypt ahead of the
+        index writer (0: do everything in the calling thread).
 
     Returns
     -------
@@ -87,19 +91,22 @@ def ingest(
     vault._require_patient(patient, allow_no_consent)
     files = collect(paths)
     report = IngestReport()
-    for number, path in enumerate(files, start=1):
-        try:
-            data = _read(path)
-            result = vault.add_photo(
-                data, patient=patient, body_site=body_site, laterality=laterality,
-                diagnosis=diagnosis, original_name=path.name, allow_no_consent=allow_no_consent,
-            )
-            result.source = str(path)
-            if remove_source and vault.verify_photo(result.photo_id):
+    items = ((lambda p=path: _read(p), path.name) for path in files)
+    results = vault.add_photos(
+        items, patient=patient, body_site=body_site, laterality=laterality,
+        diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=workers,
+    )
+    for number, (path, result) in enumerate(zip(files, results), start=1):
+        result.source = str(path)
+        if remove_source and result.status != "error" and vault.verify_photo(result.photo_id):
+            try:
                 os.unlink(path)
                 result.source_removed = True
-        except WorkbenchError as exc:
-            result = PhotoResult("error", error=exc, source=str(path))
+            except OSError as exc:
+                result.status = "error"
+                result.error = InvalidInput(
+                    f"stored and verified, but the source could not be removed ({exc.strerror})"
+                )
         report.results.append(result)
         if progress is not None:
             progress(number, len(files), result)

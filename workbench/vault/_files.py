@@ -20,12 +20,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+def atomic_write(path: Path, data: bytes, *, overwrite: bool = False, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see all of it or nothing.
 
     The bytes go to a temporary file in the same folder, are fsynced, then
     renamed over the target (or linked, when ``overwrite`` is false, so an
-    existing file is never replaced silently) and the folder is fsynced.
+    existing file is never replaced silently) and the folder is fsynced
+    (``sync_dir=False`` leaves that to a caller that batches it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,8 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = False) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

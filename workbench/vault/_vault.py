@@ -7,6 +7,8 @@ import getpass
 import json
 import os
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -107,6 +109,18 @@ class PhotoResult:
     error: WorkbenchError | None = None
     source: str | None = None
     source_removed: bool = False
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A photo whose files are written and verified, waiting for its index commit."""
+
+    photo_id: str
+    content_key: str
+    info: "_imageio.ImageInfo"
+    original_row: tuple
+    preview_row: tuple
+    sealed_identifiers: bytes
 
 
 @dataclass
@@ -458,14 +472,14 @@ class Vault:
         else:
             wrapped = _crypto.seal_symmetric(self._keys.get(tier, f"add {kind} files"), data_key, aad)
         path = self._blob_path(blob_id)
-        atomic_write(path, file_bytes)
-        # Count the write only once it decrypts back to the same digest.
+        atomic_write(path, file_bytes, sync_dir=False)
+        # Count the write only once it decrypts back to the same bytes.
         stored = path.read_bytes()
         try:
             back = _crypto.decrypt_blob(data_key, blob_id, kind, stored)
         except _crypto.CryptoFailure:
             back = b""
-        if _crypto.sha256_hex(back) != _crypto.sha256_hex(plaintext):
+        if back != plaintext:
             os.unlink(path)
             raise IntegrityError(
                 "a file written to the vault did not read back intact; check the disk "
@@ -708,18 +722,90 @@ class Vault:
         InvalidInput
             Corrupt, truncated or unsupported image, or a decompression bomb.
         """
+        return next(iter(self.add_photos(
+            [(data, original_name)], patient=patient, body_site=body_site, laterality=laterality,
+            diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=0,
+        )))
+
+    def add_photos(
+        self,
+        items: Iterable[tuple[bytes | Callable[[], bytes], str | None]],
+        *,
+        patient: str,
+        body_site: str,
+        laterality: str | None = None,
+        diagnosis: str | None = None,
+        allow_no_consent: bool = False,
+        workers: int = 2,
+    ) -> Iterable[PhotoResult]:
+        """Add many photos of one patient, overlapping decoding, encryption and I/O.
+
+        ``items`` yields ``(data, original_name)``, where ``data`` is the file's
+        bytes or a callable returning them. Results come back in input order,
+        one per item; an error in one item is its result (``status="error"``),
+        never the end of the batch. The same checks as :meth:`add_photo` apply.
+        Validation, previews and sealing run on ``workers`` threads (the image
+        decoder and the hashes release the GIL); the index and audit trail are
+        written by the calling thread, one committed transaction per photo.
+        """
         ref = self._require_patient(patient, allow_no_consent)
-        body_site = _clean_field(body_site, "body site", required=True)
-        laterality = _clean_field(laterality, "laterality")
-        diagnosis = _clean_field(diagnosis, "diagnosis")
+        fields = (
+            _clean_field(body_site, "body site", required=True),
+            _clean_field(laterality, "laterality"),
+            _clean_field(diagnosis, "diagnosis"),
+        )
+        lookup_key = self._keys.get("lookup", "add photos")
+        self._keys.get("originals_pub", "add photos")
+        pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+        pending: deque = deque()
+
+        def submit(data, name):
+            if callable(data):
+                data = data()
+            content_key = _crypto.keyed_digest(lookup_key, "content", data)
+            dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (content_key,))
+            if dup:
+                return PhotoResult("duplicate", photo_id=dup[0][0])
+            if pool is None:
+                return self._prepare_photo(data, name, content_key)
+            return pool.submit(self._prepare_photo, data, name, content_key)
+
+        def finish(entry):
+            nonlocal ref
+            try:
+                prepared = entry.result() if isinstance(entry, Future) else entry
+                if isinstance(prepared, PhotoResult):
+                    return prepared
+                result, ref = self._commit_photo(prepared, patient, ref, fields)
+                return result
+            except WorkbenchError as exc:
+                return PhotoResult("error", error=exc)
+
+        try:
+            for data, name in items:
+                try:
+                    pending.append(submit(data, name))
+                except WorkbenchError as exc:
+                    pending.append(PhotoResult("error", error=exc))
+                # a short window keeps memory bounded (a 20 MP file is ~5 MB)
+                while len(pending) > max(1, 2 * workers):
+                    yield finish(pending.popleft())
+            while pending:
+                yield finish(pending.popleft())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _prepare_photo(self, data: bytes, original_name: str | None, content_key: str) -> "_Prepared":
+        """Validate, render the preview, seal and write both files (no index access)."""
         preview, info = _imageio.render_preview(data)
-        content_key = _crypto.keyed_digest(self._keys.get("lookup", "add photos"), "content", data)
-        dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (content_key,))
-        if dup:
-            return PhotoResult("duplicate", photo_id=dup[0][0])
         photo_id = _crypto.random_id()
         original_row = self._store_blob("original", "originals", data, photo_id)
-        preview_row = self._store_blob("preview", "originals", preview, photo_id)
+        try:
+            preview_row = self._store_blob("preview", "originals", preview, photo_id)
+        except BaseException:
+            os.unlink(self._blob_path(original_row[0]))
+            raise
         identifiers = {
             "original_name": original_name,
             "capture_time": info.capture_time.isoformat() if info.capture_time else None,
@@ -727,21 +813,35 @@ class Vault:
             "camera_model": info.camera_model,
             "camera_serial": info.camera_serial,
         }
-        capture_date = info.capture_time.date().isoformat() if info.capture_time else None
-        with self._write("ingest", {"photo_id": photo_id, "format": info.format}) as detail:
+        sealed = self._seal_record("identities", identifiers, "photo:" + photo_id)
+        return _Prepared(photo_id, content_key, info, original_row, preview_row, sealed)
+
+    def _commit_photo(self, p: "_Prepared", patient: str, ref: str | None, fields: tuple) -> tuple[PhotoResult, str]:
+        body_site, laterality, diagnosis = fields
+        dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (p.content_key,))
+        if dup:  # the same file twice in one batch
+            for row in (p.original_row, p.preview_row):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._blob_path(row[0]))
+            return PhotoResult("duplicate", photo_id=dup[0][0]), ref
+        # the blob files are fsynced; make their directory entries durable
+        # before the index refers to them
+        for row in (p.original_row, p.preview_row):
+            fsync_dir(self._blob_path(row[0]).parent)
+        capture_date = p.info.capture_time.date().isoformat() if p.info.capture_time else None
+        with self._write("ingest", {"photo_id": p.photo_id, "format": p.info.format}) as detail:
             if ref is None:
                 ref = self._create_patient(patient, None, None)
             detail["patient_ref"] = ref
-            self._insert_blob(original_row)
-            self._insert_blob(preview_row)
+            self._insert_blob(p.original_row)
+            self._insert_blob(p.preview_row)
             self._conn().execute(
                 "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'unreviewed', ?, ?, ?, ?, ?)",
-                (photo_id, ref, content_key, info.format, info.width, info.height, body_site,
+                (p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
                  laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
-                 original_row[0], preview_row[0],
-                 self._seal_record("identities", identifiers, "photo:" + photo_id)),
+                 p.original_row[0], p.preview_row[0], p.sealed_identifiers),
             )
-        return PhotoResult("added", photo_id=photo_id)
+        return PhotoResult("added", photo_id=p.photo_id), ref
 
     def _require_patient(self, patient: str, allow_no_consent: bool) -> str | None:
         ref = self._find_patient(patient)

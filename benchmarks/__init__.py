@@ -1,0 +1,1 @@
+"""Benchmarks: each measures the workbench against its floor in the same run."""
