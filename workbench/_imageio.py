@@ -1078,3 +1078,61 @@ def _raw_thumb_preview(jpeg: bytes, info: ImageInfo, orientation: int, max_side:
     im.load()
     small = _orient(_resize(_to_rgb(im), target), orientation)
     return _encode_jpeg(_rgb_array(small))
+
+
+# --------------------------------------------------------------------------
+# For de-identification: a validated, upright Pillow image
+# --------------------------------------------------------------------------
+
+
+def open_upright(data: bytes, *, reduce_to: int | None = None) -> tuple[Image.Image, ImageInfo, bytes | None]:
+    """Decode a whole image into an upright 8-bit RGB Pillow image.
+
+    De-identification works on Pillow images rather than numpy arrays so that
+    a 20 MP frame is never copied into a second layout: redaction paints
+    into it and the encoder reads it directly.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    reduce_to : int, optional
+        For JPEG only: decode with DCT scaling to no less than this long side
+        (for detection on a reduced image at a fraction of the cost).
+
+    Returns
+    -------
+    image : PIL.Image.Image
+        Mode ``RGB``, EXIF orientation applied.
+    info : ImageInfo
+        Format and upright size of the full image (not of a reduced decode).
+    icc_profile : bytes or None
+        The embedded ICC profile, so that the caller can convert to sRGB.
+
+    Raises
+    ------
+    InvalidInput, UnsupportedFormat, DecompressionBomb
+        As :func:`decode`.
+    """
+
+    def work():
+        data_ = _as_bytes(data)
+        fmt = _sniff(data_)
+        if fmt == "raw":
+            _check_raw_structure(data_)
+            with _open_raw(data_) as raw:
+                info = _raw_info(data_, raw)
+                rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+            return Image.fromarray(_rgb_array(rgb)), info, None
+        _check_structure(data_, fmt)
+        im, meta, stored = _open_pillow(data_, fmt)
+        info = _info(fmt, stored, meta)
+        icc = im.info.get("icc_profile")
+        if reduce_to and fmt == "jpeg":
+            target = _fit(stored, reduce_to)
+            if target != stored:
+                im.draft("RGB", target)
+        im, pending = _load(im, fmt, meta.orientation)
+        return _orient(_to_rgb(im), pending), info, icc
+
+    return _run(work)

@@ -104,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="YYYY-MM-DD")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
+    p = add("deid", "de-identify image files or folders into an output folder")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="write the report here (it maps inputs to outputs: keep it as safe as the inputs)")
+    p.add_argument("--regions", metavar="FILE.json", help="regions marked by hand, keyed by input file name")
+    p.add_argument("--style", choices=["fill", "mosaic", "blur"], default="fill")
+    p.add_argument("--lossless", action="store_true",
+                   help="JPEG: replace only the blocks that touch a region, keep all others bit-identical")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any output is not verified")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="pseudonym key (`workbench key new FILE`); default: a single-use random key")
+    p.add_argument("--no-detect", action="store_true",
+                   help="redact only the regions given with --regions (no detectors)")
+
+    key = add("key", "create a pseudonym key file")
+    ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ksub.add_parser("new", help="write a new random key to FILE (never overwrites)", parents=[common])
+    p.add_argument("file")
+
     p = add("demo", "build a demo vault from generated photos and show what it holds")
     p.add_argument("--workdir", default="demo", metavar="DIR", help="default: ./demo")
     p.add_argument("--photos", type=int, default=24, help="number of generated photos")
@@ -167,6 +187,14 @@ def run(args) -> int:
         from .demo import run_demo
 
         return run_demo(Path(args.workdir), photos=args.photos)
+    if cmd == "deid":
+        return _deid(args)
+    if cmd == "key":
+        from .deid import generate_key, save_key
+
+        save_key(args.file, generate_key())
+        print(f"wrote a new pseudonym key to {args.file}; keep it as safe as the vault")
+        return 0
     with _open(args) as vault:
         if cmd == "vault" and action == "check":
             bad = vault.check_files()
@@ -238,6 +266,37 @@ def _ingest(vault, args) -> int:
     removed = sum(r.source_removed for r in report.results)
     print(report.summary() + (f"; {removed} source files removed" if args.remove_source else ""))
     return 0 if report.ok else 1
+
+
+def _deid(args) -> int:
+    from .deid import Policy, Pseudonyms, generate_key, load_key
+    from .deid._batch import load_regions, run_batch
+
+    policy = Policy(style=args.style, lossless=args.lossless,
+                    detectors=() if args.no_detect else Policy().detectors)
+    key = load_key(args.key_file) if args.key_file else generate_key()
+    if not args.key_file:
+        print("note: no --key-file, so pseudonyms use a single-use key and cannot be linked "
+              "to other runs", file=sys.stderr)
+
+    def on_error(number, total, path, exc):
+        # The path is the operator's own input, echoed to their terminal only.
+        print(f"[{number}/{total}] {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    report = run_batch(args.inputs, args.out, policy=policy, pseudonyms=Pseudonyms(key),
+                       regions=load_regions(args.regions), on_error=on_error)
+    if args.report:
+        from .vault._files import atomic_write
+
+        atomic_write(Path(args.report), (json.dumps(report, indent=1) + "\n").encode())
+    files = report["files"]
+    failed = sum(1 for f in files if f["output"] is None)
+    unverified = sum(1 for f in files if f["output"] is not None and not f["verified"])
+    print(f"{len(files) - failed} written ({unverified} not verified), {failed} failed, "
+          f"of {len(files)} files -> {args.out}")
+    if failed or (args.strict and unverified):
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

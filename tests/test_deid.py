@@ -1,0 +1,216 @@
+"""De-identification pipeline: metadata rebuilt from nothing, regions hidden, outputs verified."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import workbench as wb
+from workbench import _synth, deid
+
+NO_DETECT = deid.Policy(detectors=())
+EXIFTOOL = shutil.which("exiftool")
+# exiftool reports image structure (not metadata) for a bare PNG under "PNG"
+PNG_STRUCTURE = {"ImageWidth", "ImageHeight", "BitDepth", "ColorType", "Compression", "Filter", "Interlace"}
+
+
+def _photo(fmt="jpeg", seed=1, width=320, height=240, **kw):
+    return _synth.synth_photo(np.random.default_rng(seed), width=width, height=height, format=fmt, **kw)
+
+
+def _exiftool_tags(data: bytes, tmp_path, ext: str) -> list[tuple[str, str]]:
+    path = tmp_path / f"probe.{ext}"
+    path.write_bytes(data)
+    out = subprocess.run([EXIFTOOL, "-a", "-G1", "-s", "-u", "-U", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    tags = []
+    for line in out.splitlines():
+        group, rest = line.split("]", 1)
+        tags.append((group.strip("[ "), rest.split(":", 1)[0].strip()))
+    return tags
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "tiff", "webp", "heif"])
+def test_no_metadata_survives(fmt, tmp_path):
+    data, info = _photo(fmt)
+    planted = info["strings"]
+    assert planted and all(s.encode() in data for s in planted)
+    result = deid.deidentify(data, NO_DETECT)
+    assert result.ext == ("jpg" if fmt == "jpeg" else "png")
+    for text in planted:
+        assert text.encode() not in result.data, text
+    assert not deid.metadata_problems(result.data, result.ext)
+    assert result.verified
+    if EXIFTOOL:
+        for group, tag in _exiftool_tags(result.data, tmp_path, result.ext):
+            allowed = group in ("ExifTool", "System", "File", "JFIF", "Composite", "ICC_Profile")
+            allowed |= group == "PNG" and tag in PNG_STRUCTURE
+            assert allowed, (group, tag)
+
+
+def test_jpeg_output_is_444_quality_95_and_deterministic():
+    data, _ = _photo("jpeg")
+    a = deid.deidentify(data, NO_DETECT, regions=[{"kind": "manual", "box": [10, 10, 50, 40]}])
+    b = deid.deidentify(data, NO_DETECT, regions=[{"kind": "manual", "box": [10, 10, 50, 40]}])
+    assert a.data == b.data
+    im = Image.open(io.BytesIO(a.data))
+    assert im.layer[0][1:3] == im.layer[1][1:3] == (1, 1)  # no chroma subsampling
+
+
+def test_manual_region_is_filled_in_the_upright_frame():
+    # a photo stored sideways (EXIF orientation 6) with a bright square at a known upright place
+    upright = np.full((300, 200, 3), 180, np.uint8)
+    upright[40:80, 120:170] = 255
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # what the camera wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "JPEG", quality=95, exif=exif)
+    region = {"kind": "manual", "box": [120, 40, 50, 40]}
+    result = deid.deidentify(buf.getvalue(), NO_DETECT, regions=[region])
+    assert (result.width, result.height) == (200, 300)
+    out = np.asarray(Image.open(io.BytesIO(result.data)).convert("RGB")).astype(int)
+    assert out.shape == (300, 200, 3)
+    assert out[44:76, 124:166].mean() < 8           # hidden
+    assert abs(out[150:200, 20:80].mean() - 180) < 6  # the rest untouched
+    assert result.regions[0].box == (120, 40, 50, 40)
+
+
+@pytest.mark.parametrize("style", ["mosaic", "blur"])
+def test_reversible_styles_warn_and_change_pixels(style):
+    data, _ = _photo("png", width=200, height=160)
+    region = deid.Region("manual", (20, 20, 96, 96))
+    result = deid.deidentify(data, NO_DETECT.with_(style=style), regions=[region])
+    assert any("reversed" in w for w in result.warnings)
+    before = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)[20:116, 20:116]
+    after = np.asarray(Image.open(io.BytesIO(result.data)).convert("RGB")).astype(int)[20:116, 20:116]
+    assert np.abs(before - after).mean() > 1
+    # mosaic: fewer distinct values than the original patch
+    if style == "mosaic":
+        assert len(np.unique(after.reshape(-1, 3), axis=0)) < len(np.unique(before.reshape(-1, 3), axis=0)) / 10
+
+
+def test_regions_grow_by_margin_and_clip():
+    policy = deid.Policy(detectors=())
+    grown = deid.grow([deid.Region("face", (90, 90, 20, 20), 0.9, "x")], policy, 100, 100)
+    assert grown[0].box == (87, 87, 13, 13)  # 26x26 about the centre, clipped at 100
+
+
+def test_verify_catches_metadata_and_unfilled_regions():
+    data, _ = _photo("jpeg")
+    ok, warnings = deid.verify(data, "jpg", [], NO_DETECT)  # the planted original
+    assert not ok and any("EXIF" in w for w in warnings)
+    clean = deid.rebuild(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), "jpeg")
+    assert deid.verify(clean, "jpg", [], NO_DETECT) == (True, [])
+    claimed = [deid.Region("face", (10, 10, 80, 80))]
+    ok, warnings = deid.verify(clean, "jpg", claimed, NO_DETECT)
+    assert not ok and "not filled" in warnings[0]
+
+
+def test_pseudonyms_keyed_and_date_shift_keeps_intervals():
+    key, other = deid.generate_key(), deid.generate_key()
+    a, b, c = deid.Pseudonyms(key), deid.Pseudonyms(key), deid.Pseudonyms(other)
+    assert a.patient("MRN-1") == b.patient("MRN-1") != c.patient("MRN-1")
+    assert a.patient("MRN-1") != a.patient("MRN-2")
+    assert a.photo("x") == b.photo("x") and a.file_stem(b"abc") == b.file_stem(b"abc")
+    assert deid.Pseudonyms(key, domain="cohort-a").patient("MRN-1") != a.patient("MRN-1")
+    shift = a.date_shift("MRN-1")
+    assert -365 <= shift <= -1
+    d1, d2 = date(2025, 3, 1), date(2025, 4, 15)
+    assert a.shift(d2, "MRN-1") - a.shift(d1, "MRN-1") == d2 - d1
+    shifts = {a.date_shift(f"MRN-{i}") for i in range(50)}
+    assert len(shifts) > 30  # per patient, not one global shift
+
+
+def test_key_file_round_trip(tmp_path):
+    key = deid.generate_key()
+    deid.save_key(tmp_path / "k", key)
+    assert deid.load_key(tmp_path / "k") == key
+    with pytest.raises(wb.AlreadyExists):
+        deid.save_key(tmp_path / "k", key)
+    (tmp_path / "bad").write_text("hello")
+    with pytest.raises(wb.InvalidInput):
+        deid.load_key(tmp_path / "bad")
+
+
+def test_pixels_in_memory_give_png():
+    pixels = np.full((50, 60, 3), 200, np.uint8)
+    result = deid.deidentify(pixels, NO_DETECT, regions=[deid.Region("manual", (0, 0, 10, 10))])
+    assert result.ext == "png" and result.verified
+    out = np.asarray(Image.open(io.BytesIO(result.data)))
+    assert (out[:10, :10] == 0).all() and (out[20:, 20:] == 200).all()
+    assert (pixels == 200).all()  # input untouched
+
+
+# --- the command ------------------------------------------------------------
+
+
+def _cli(*args, **env):
+    full = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True, env=full)
+
+
+def test_cli_report_names_and_bad_files(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    good, info = _photo("jpeg", seed=3)
+    (src / "ZZTEST_Alvaro_MRN-1234567.jpg").write_bytes(good)
+    (src / "scan.png").write_bytes(_photo("png", seed=4)[0])
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (src / "notes.txt").write_bytes(b"text")  # not picked up from a folder
+    regions = {"ZZTEST_Alvaro_MRN-1234567.jpg": [{"kind": "manual", "box": [10, 20, 30, 40]}]}
+    (tmp_path / "regions.json").write_text(json.dumps(regions))
+    key = tmp_path / "key"
+    assert _cli("key", "new", str(key)).returncode == 0
+    out = _cli("deid", str(src), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.json"),
+               "--regions", str(tmp_path / "regions.json"), "--key-file", str(key), "--no-detect")
+    assert out.returncode == 1, out.stderr  # two files failed
+    assert "Traceback" not in out.stderr and "truncated.jpg" in out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) == {"files"}
+    by_input = {os.path.basename(f["input"]): f for f in report["files"]}
+    assert set(by_input) == {"ZZTEST_Alvaro_MRN-1234567.jpg", "scan.png", "empty.jpg", "truncated.jpg"}
+    entry = by_input["ZZTEST_Alvaro_MRN-1234567.jpg"]
+    assert set(entry) == {"input", "output", "width", "height", "regions", "verified", "warnings"}
+    assert entry["regions"] == [{"kind": "manual", "box": [10, 20, 30, 40], "score": 1.0, "detector": "manual"}]
+    assert entry["verified"] is True and entry["output"].endswith(".jpg")
+    assert by_input["empty.jpg"]["output"] is None and by_input["empty.jpg"]["warnings"]
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(outputs) == 2
+    for name in outputs:
+        assert "ZZTEST" not in name and "MRN" not in name and "scan" not in name
+        data = (tmp_path / "out" / name).read_bytes()
+        for text in info["strings"]:
+            assert text.encode() not in data
+    # same key, same inputs: byte-identical outputs under the same names
+    again = _cli("deid", str(src / "ZZTEST_Alvaro_MRN-1234567.jpg"), "--out", str(tmp_path / "out2"),
+                 "--regions", str(tmp_path / "regions.json"), "--key-file", str(key), "--no-detect")
+    assert again.returncode == 0
+    (name2,) = [p.name for p in (tmp_path / "out2").iterdir()]
+    assert name2 == entry["output"]
+    assert (tmp_path / "out2" / name2).read_bytes() == (tmp_path / "out" / name2).read_bytes()
+    # another key: another name
+    other = tmp_path / "key2"
+    _cli("key", "new", str(other))
+    _cli("deid", str(src / "scan.png"), "--out", str(tmp_path / "out3"), "--key-file", str(other), "--no-detect")
+    assert not set(p.name for p in (tmp_path / "out3").iterdir()) & set(outputs)
+
+
+def test_cli_refuses_to_overwrite(tmp_path):
+    (tmp_path / "a.png").write_bytes(_photo("png", seed=5)[0])
+    key = tmp_path / "key"
+    _cli("key", "new", str(key))
+    args = ["deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--key-file", str(key), "--no-detect"]
+    assert _cli(*args).returncode == 0
+    second = _cli(*args)
+    assert second.returncode == 1 and "AlreadyExists" in second.stderr

@@ -1,0 +1,493 @@
+"""The de-identification pipeline: detect, redact, rebuild, verify.
+
+Everything happens in memory: a vault photo's pixels never touch disk in
+plaintext. The pipeline works on Pillow images so that a 20 MP frame is
+decoded once, painted in place and handed straight to the encoder;
+detection runs on a reduced copy.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageCms, ImageDraw, ImageFilter
+
+from .. import _imageio
+from ..errors import InvalidInput, NotVerified, UnsupportedFormat
+from ._policy import REVERSIBLE_WARNING, Policy
+from ._pseudonym import Pseudonyms
+from ._regions import Region, coverage
+
+#: detection runs on a copy no longer than this (a 20 MP frame is halved)
+DETECT_MAX_SIDE = 3000
+#: a detection on the output counts as hidden when redaction covers this much of it
+HIDDEN_COVERAGE = 0.5
+#: mean absolute difference from the fill colour tolerated inside a filled box
+FILL_TOLERANCE = 12.0
+
+
+@dataclass
+class DeidResult:
+    """One de-identified image.
+
+    Attributes
+    ----------
+    data : bytes
+        The new file: nothing but pixels (and a de-identified header for DICOM).
+    ext : str
+        ``jpg``, ``png`` or ``dcm``.
+    width, height : int
+        Size of the output image.
+    regions : list of Region
+        What was hidden, in the output's pixel frame (grown by the margin).
+    verified : bool
+        True when verification found nothing left to hide.
+    warnings : list of str
+        Why it is not verified, and notes such as a reversible style.
+    """
+
+    data: bytes
+    ext: str
+    width: int
+    height: int
+    regions: list[Region]
+    verified: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def report_entry(self, input_name: str, output_name: str) -> dict:
+        """The per-file entry of a ``workbench deid`` report."""
+        return {
+            "input": input_name,
+            "output": output_name,
+            "width": self.width,
+            "height": self.height,
+            "regions": [r.to_json() for r in self.regions],
+            "verified": self.verified,
+            "warnings": list(self.warnings),
+        }
+
+    def require_verified(self) -> "DeidResult":
+        """Return self, or raise ``NotVerified`` listing the warnings."""
+        if not self.verified:
+            raise NotVerified(
+                "the de-identified output failed verification (" + "; ".join(self.warnings)
+                + "); review it and mark the missed regions by hand"
+            )
+        return self
+
+
+# --- loading ----------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    image: Image.Image
+    fmt: str                      # jpeg, png, tiff, webp, heif, raw, dicom, pixels
+    data: bytes | None = None     # original file bytes when there is a file
+    dicom: object | None = None   # workbench.deid._dicom.DicomImage
+
+
+def _is_dicom(data: bytes) -> bool:
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def _load(source, *, reduce_to: int | None = None) -> _Source:
+    if isinstance(source, Image.Image):
+        return _Source(source.convert("RGB"), "pixels")
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
+            raise InvalidInput("pixels must be an RGB uint8 array of shape (height, width, 3)")
+        return _Source(Image.fromarray(np.ascontiguousarray(source)), "pixels")
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            source = Path(source).read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the input file ({exc.strerror}); check the path") from None
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        raise InvalidInput("give file bytes, a path, a numpy RGB array or a Pillow image")
+    data = bytes(source)
+    if _is_dicom(data):
+        from . import _dicom
+
+        dcm = _dicom.read_dicom(data)
+        return _Source(Image.fromarray(dcm.pixels), "dicom", data, dcm)
+    image, info, icc = _imageio.open_upright(data, reduce_to=reduce_to)
+    if icc and reduce_to is None:
+        image = _to_srgb(image, icc)
+    return _Source(image, info.format, data)
+
+
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """Convert pixels from an embedded profile to sRGB (the output carries no profile)."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile) or ""
+    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
+        raise InvalidInput(
+            "the image's colour profile (ICC) is damaged; re-export the photo as sRGB"
+        ) from None
+    if "srgb" in description.lower():
+        return image
+    try:
+        return ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (OSError, ImageCms.PyCMSError, ValueError):
+        raise InvalidInput(
+            "the image's colour profile cannot be converted to sRGB; re-export the photo as sRGB"
+        ) from None
+
+
+def _detection_copy(image: Image.Image) -> tuple[np.ndarray, float]:
+    factor = 1
+    while max(image.size) / factor > DETECT_MAX_SIDE:
+        factor *= 2
+    small = image.reduce(factor) if factor > 1 else image
+    return np.asarray(small), 1.0 / factor
+
+
+# --- the pieces ---------------------------------------------------------------
+
+
+def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[Region]:
+    """Run the policy's detectors on an upright RGB image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or PIL.Image.Image
+        RGB pixels, possibly reduced from the full frame by ``scale``.
+    policy : Policy
+    scale : float
+        Size of ``image`` relative to the full frame; boxes come back in
+        full-frame pixels.
+
+    Returns
+    -------
+    list of Region
+        Raw detections, not yet grown by the margin.
+    """
+    policy = policy or Policy()
+    if not policy.detectors:
+        return []
+    try:
+        from ._detect import DETECTORS
+    except ImportError as exc:  # pragma: no cover - only on a broken install
+        raise UnsupportedFormat(
+            "the detectors are not installed; run `make test` or `pip install -e .` again"
+        ) from exc
+    pixels = np.asarray(image)
+    found: list[Region] = []
+    for name in policy.detectors:
+        if name == "text":
+            found.extend(DETECTORS[name](pixels, scale=scale, allow=policy.allow_text))
+        else:
+            found.extend(DETECTORS[name](pixels, scale=scale))
+    return found
+
+
+def grow(regions: Iterable[Region], policy: Policy, width: int, height: int) -> list[Region]:
+    """Grow each region by its kind's margin and clip it to the image."""
+    out = []
+    for region in regions:
+        grown = region.grown(policy.margin(region.kind), width, height)
+        if grown is not None:
+            out.append(grown)
+    return out
+
+
+def redact(image, regions: Sequence[Region], style: str = "fill", fill=(0, 0, 0)):
+    """Hide ``regions`` in ``image`` (boxes used as given: grow them first).
+
+    Returns a new image of the same type (numpy array or Pillow image); the
+    input is not changed.
+    """
+    as_array = isinstance(image, np.ndarray)
+    canvas = Image.fromarray(image) if as_array else image.copy()
+    _paint(canvas, regions, style, tuple(fill))
+    return np.asarray(canvas).copy() if as_array else canvas
+
+
+def _paint(canvas: Image.Image, regions: Sequence[Region], style: str, fill: tuple) -> None:
+    draw = ImageDraw.Draw(canvas)
+    for region in regions:
+        x, y, w, h = region.box
+        box = (x, y, x + w, y + h)
+        if style == "fill":
+            draw.rectangle((x, y, x + w - 1, y + h - 1), fill=fill)
+        elif style == "mosaic":
+            cell = max(8, min(w, h) // 8)
+            small = canvas.crop(box).resize((max(1, w // cell), max(1, h // cell)), Image.Resampling.BOX)
+            canvas.paste(small.resize((w, h), Image.Resampling.NEAREST), box)
+        else:  # blur
+            crop = canvas.crop(box)
+            canvas.paste(crop.filter(ImageFilter.GaussianBlur(radius=max(8, min(w, h) / 6))), box)
+
+
+def rebuild(image, fmt: str = "jpeg", *, quality: int = 95) -> bytes:
+    """Write pixels into a brand-new file that carries nothing else.
+
+    JPEG: baseline, 4:4:4 chroma, a JFIF header and nothing more; PNG: only
+    the image chunks. No EXIF, XMP, IPTC, comments, ICC or thumbnails can be
+    copied, because nothing is copied: the encoder only sees pixels.
+    """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.ascontiguousarray(image))
+    # A fresh info dict: Pillow copies some entries (e.g. a JPEG comment) on save.
+    image.info = {}
+    out = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(out, "JPEG", quality=int(quality), subsampling=0, optimize=False)
+    elif fmt == "png":
+        image.save(out, "PNG", compress_level=6)
+    else:
+        raise InvalidInput("output format must be jpeg or png")
+    return out.getvalue()
+
+
+# --- verification -------------------------------------------------------------
+
+_JPEG_ALLOWED = {0xD8, 0xDB, 0xC0, 0xC1, 0xC2, 0xC4, 0xDD, 0xDA, 0xD9} | set(range(0xD0, 0xD8))
+_PNG_ALLOWED = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"pHYs"}
+
+
+def metadata_problems(data: bytes, ext: str) -> list[str]:
+    """Anything in an output file beyond pixels (an empty list when clean)."""
+    if ext == "jpg":
+        return _jpeg_problems(data)
+    if ext == "png":
+        return _png_problems(data)
+    if ext == "dcm":
+        from . import _dicom
+
+        return _dicom_problems(data, _dicom)
+    return [f"unknown output type {ext}"]
+
+
+def _jpeg_problems(data: bytes) -> list[str]:
+    problems = []
+    if not data.startswith(b"\xff\xd8"):
+        return ["not a JPEG file"]
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return problems + ["JPEG marker structure is broken"]
+        marker = data[pos + 1]
+        if marker == 0xDA:
+            break
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if marker == 0xE0 and data[pos + 4:pos + 9] == b"JFIF\x00":
+            pass
+        elif marker not in _JPEG_ALLOWED:
+            problems.append(f"JPEG segment 0x{marker:02X} ({_MARKER_NAMES.get(marker, 'metadata')}) present")
+        pos += 2 + length
+    if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        problems.append("data after the end of the JPEG image")
+    return problems
+
+
+_MARKER_NAMES = {0xE1: "EXIF/XMP", 0xE2: "ICC/FlashPix", 0xED: "IPTC/Photoshop", 0xFE: "comment"}
+
+
+def _png_problems(data: bytes) -> list[str]:
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ["not a PNG file"]
+    problems, pos = [], 8
+    while pos + 8 <= len(data):
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        kind = data[pos + 4:pos + 8]
+        if kind not in _PNG_ALLOWED:
+            problems.append(f"PNG chunk {kind.decode('latin-1')} present")
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    if pos != len(data):
+        problems.append("data after the end of the PNG image")
+    return problems
+
+
+def _dicom_problems(data: bytes, module) -> list[str]:
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    problems = []
+    if ds.get("PatientIdentityRemoved") != "YES":
+        problems.append("DICOM PatientIdentityRemoved is not YES")
+    for elem in ds.iterall():
+        if elem.tag.is_private:
+            problems.append("DICOM private tags present")
+            break
+    return problems
+
+
+def verify(
+    data: bytes,
+    ext: str,
+    regions: Sequence[Region],
+    policy: Policy | None = None,
+) -> tuple[bool, list[str]]:
+    """Check an output again: metadata re-read, fills present, detectors re-run.
+
+    Returns ``(verified, warnings)``. Anything a detector still finds outside
+    the redacted regions makes it unverified, with a warning naming the kind
+    and box.
+    """
+    policy = policy or Policy()
+    warnings = metadata_problems(data, ext)
+    run_detectors = policy.verify_detectors and policy.detectors
+    if run_detectors or (regions and policy.style == "fill"):
+        if ext == "dcm":
+            from . import _dicom
+
+            image = Image.fromarray(_dicom.read_dicom(data).pixels)
+        else:
+            image, _, _ = _imageio.open_upright(data, reduce_to=DETECT_MAX_SIDE)
+        width, height = _full_size(data, ext, image)
+        scale = image.size[0] / width
+        if policy.style == "fill":
+            warnings += _unfilled(image, regions, scale, policy.fill)
+        if run_detectors:
+            small, extra = _detection_copy(image)
+            boxes = [r.box for r in regions]
+            for found in detect(small, policy, scale=scale * extra):
+                if coverage(found.box, boxes) < HIDDEN_COVERAGE:
+                    warnings.append(f"{found.kind} still detected at {list(found.box)}")
+    return not warnings, warnings
+
+
+def _full_size(data: bytes, ext: str, image: Image.Image) -> tuple[int, int]:
+    if ext == "dcm":
+        return image.size
+    info = _imageio.probe(data)
+    return info.width, info.height
+
+
+def _unfilled(image: Image.Image, regions: Sequence[Region], scale: float, fill) -> list[str]:
+    pixels = np.asarray(image, dtype=np.int16)
+    target = np.array(fill, dtype=np.int16)
+    out = []
+    for region in regions:
+        x, y, w, h = (int(round(v * scale)) for v in region.box)
+        # JPEG ringing touches a box's edge: look at its interior
+        inset = max(1, int(4 * scale))
+        patch = pixels[y + inset:y + h - inset, x + inset:x + w - inset]
+        if patch.size and float(np.abs(patch - target).mean()) > FILL_TOLERANCE:
+            out.append(f"{region.kind} region at {list(region.box)} is not filled")
+    return out
+
+
+# --- the whole pipeline ---------------------------------------------------------
+
+
+def deidentify(
+    source,
+    policy: Policy | None = None,
+    *,
+    regions: Sequence[Region | dict] = (),
+    pseudonyms: Pseudonyms | None = None,
+    output_format: str | None = None,
+) -> DeidResult:
+    """De-identify one image and verify the result.
+
+    Parameters
+    ----------
+    source : bytes, path, numpy.ndarray or PIL.Image.Image
+        A file's bytes or path (JPEG, PNG, TIFF, WebP, HEIC/HEIF, AVIF,
+        CR3/CR2/DNG, DICOM), or upright RGB pixels already in memory (a vault
+        photo's ``load_original``).
+    policy : Policy, optional
+        Defaults hide faces, text and barcodes with a solid fill.
+    regions : sequence of Region or dict
+        Regions marked by a person, in the upright image's pixel frame.
+        They are always redacted.
+    pseudonyms : Pseudonyms, optional
+        Needed for DICOM headers (patient pseudonym, date shift, UIDs). A
+        random, single-use key is used when omitted.
+    output_format : {"jpeg", "png"}, optional
+        Default: JPEG for JPEG input, DICOM for DICOM input (unless the
+        policy asks for PNG), PNG for everything else.
+
+    Returns
+    -------
+    DeidResult
+
+    Raises
+    ------
+    InvalidInput, UnsupportedFormat, DecompressionBomb
+        The input cannot be read; nothing is written.
+    """
+    policy = policy or Policy()
+    manual = [r if isinstance(r, Region) else Region.from_json(r) for r in regions]
+    lossless = policy.lossless and isinstance(source, (bytes, bytearray, str, os.PathLike))
+    if lossless:
+        return _deidentify_lossless(source, policy, manual)
+    src = _load(source)
+    image = src.image
+    width, height = image.size
+    found: list[Region] = []
+    if policy.detectors:
+        small, scale = _detection_copy(image)
+        found = detect(small, policy, scale=scale)
+    hidden = grow(found + manual, policy, width, height)
+    _paint(image, hidden, policy.style, tuple(policy.fill))
+    warnings = []
+    if policy.style != "fill" and hidden:
+        warnings.append(REVERSIBLE_WARNING.format(style=policy.style))
+    if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
+        data, ext = _rebuild_dicom(src, image, policy, pseudonyms, "text" in policy.detectors), "dcm"
+    else:
+        fmt = output_format or ("jpeg" if src.fmt == "jpeg" else "png")
+        data, ext = rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png")
+    ok, problems = verify(data, ext, hidden, policy)
+    return DeidResult(data, ext, width, height, hidden, ok, warnings + problems)
+
+
+def _rebuild_dicom(src: _Source, image: Image.Image, policy: Policy, pseudonyms, text_redacted: bool) -> bytes:
+    from . import _dicom
+
+    pseudonyms = pseudonyms or Pseudonyms(os.urandom(32), date_shift_days=policy.date_shift_days)
+    ds = src.dicom.dataset
+    patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "unknown")
+    clean = _dicom.deidentify_dataset(
+        ds,
+        patient_pseudonym=pseudonyms.patient(patient),
+        date_shift_days=pseudonyms.date_shift(patient),
+        uid_key=pseudonyms.uid_key(),
+        burned_in_text_redacted=text_redacted,
+    )
+    return _dicom.write_dicom(clean, np.asarray(image))
+
+
+def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidResult:
+    from ._lossless import redact_jpeg_lossless
+
+    data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else bytes(source)
+    info = _imageio.probe(data)
+    if info.format != "jpeg":
+        raise UnsupportedFormat("lossless mode is for JPEG input only; run without --lossless")
+    found: list[Region] = []
+    if policy.detectors:
+        small, _, _ = _imageio.open_upright(data, reduce_to=DETECT_MAX_SIDE)
+        pixels, extra = _detection_copy(small)
+        found = detect(pixels, policy, scale=small.size[0] / info.width * extra)
+    hidden = grow(found + manual, policy, info.width, info.height)
+    out, blanked = redact_jpeg_lossless(data, [r.box for r in hidden], fill=tuple(policy.fill))
+    # Verify against what was actually blanked (whole MCUs, a superset).
+    blanked_regions = [Region("manual", box) for box in blanked]
+    ok, problems = verify(out, "jpg", blanked_regions, policy)
+    return DeidResult(out, "jpg", info.width, info.height, hidden, ok, problems)
+
+
+__all__ = [
+    "DeidResult",
+    "deidentify",
+    "detect",
+    "grow",
+    "metadata_problems",
+    "rebuild",
+    "redact",
+    "verify",
+]

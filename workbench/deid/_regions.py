@@ -1,0 +1,100 @@
+"""Regions: the plain records that pass between detection, review and redaction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import InvalidInput
+
+KINDS = ("face", "text", "barcode", "manual")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One area to hide, in the oriented image's pixel frame.
+
+    Attributes
+    ----------
+    kind : str
+        ``face``, ``text``, ``barcode`` or ``manual``.
+    box : tuple of int
+        ``(x, y, w, h)``: left, top, width, height in pixels.
+    score : float
+        Detector confidence in [0, 1]; 1.0 for regions a person marked.
+    detector : str
+        Which detector proposed it (``manual`` for a person).
+    label : str
+        Optional non-identifying note (e.g. ``"identifier pattern"`` for text);
+        never the recognised text itself.
+    """
+
+    kind: str
+    box: tuple[int, int, int, int]
+    score: float = 1.0
+    detector: str = "manual"
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InvalidInput(f"region kind must be one of: {', '.join(KINDS)}", kind=self.kind)
+        try:
+            box = tuple(int(round(float(v))) for v in self.box)
+        except (TypeError, ValueError):
+            raise InvalidInput("a region box is four numbers: [x, y, width, height]") from None
+        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+            raise InvalidInput("a region box is [x, y, width, height] with positive width and height")
+        object.__setattr__(self, "box", box)
+        score = float(self.score)
+        if not (0.0 <= score <= 1.0) or math.isnan(score):
+            raise InvalidInput("a region score must be between 0 and 1")
+        object.__setattr__(self, "score", round(score, 4))
+
+    def to_json(self) -> dict:
+        """The report's shape: ``{"kind", "box", "score", "detector"}``."""
+        return {"kind": self.kind, "box": list(self.box), "score": self.score, "detector": self.detector}
+
+    @classmethod
+    def from_json(cls, doc: dict, *, default_kind: str = "manual") -> "Region":
+        """Read a region from JSON (``kind``, ``box`` required; ``score``, ``detector`` optional)."""
+        if not isinstance(doc, dict) or "box" not in doc:
+            raise InvalidInput('a region is an object like {"kind": "manual", "box": [x, y, w, h]}')
+        return cls(
+            kind=doc.get("kind", default_kind),
+            box=tuple(doc["box"]),
+            score=doc.get("score", 1.0),
+            detector=doc.get("detector", "manual"),
+        )
+
+    def grown(self, factor: float, width: int, height: int) -> "Region | None":
+        """The box scaled by ``factor`` about its centre, clipped to the image.
+
+        Returns None when nothing of it lies inside the image.
+        """
+        x, y, w, h = self.box
+        cx, cy = x + w / 2, y + h / 2
+        gw, gh = w * factor, h * factor
+        x0 = max(0, int(math.floor(cx - gw / 2)))
+        y0 = max(0, int(math.floor(cy - gh / 2)))
+        x1 = min(width, int(math.ceil(cx + gw / 2)))
+        y1 = min(height, int(math.ceil(cy + gh / 2)))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return Region(self.kind, (x0, y0, x1 - x0, y1 - y0), self.score, self.detector, self.label)
+
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+def coverage(target: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]]) -> float:
+    """Fraction of ``target``'s area covered by the union of ``boxes`` (exact, by rasterising)."""
+    import numpy as np
+
+    x, y, w, h = target
+    mask = np.zeros((h, w), dtype=bool)
+    for bx, by, bw, bh in boxes:
+        x0, y0 = max(bx, x), max(by, y)
+        x1, y1 = min(bx + bw, x + w), min(by + bh, y + h)
+        if x1 > x0 and y1 > y0:
+            mask[y0 - y:y1 - y, x0 - x:x1 - x] = True
+    return float(mask.mean()) if mask.size else 0.0
