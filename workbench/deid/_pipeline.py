@@ -328,52 +328,71 @@ def verify(
     ext: str,
     regions: Sequence[Region],
     policy: Policy | None = None,
+    *,
+    painted: Image.Image | None = None,
 ) -> tuple[bool, list[str]]:
     """Check an output again: metadata re-read, fills present, detectors re-run.
 
-    Returns ``(verified, warnings)``. Anything a detector still finds outside
-    the redacted regions makes it unverified, with a warning naming the kind
-    and box.
+    Parameters
+    ----------
+    data, ext : bytes, str
+        The output file and its type (``jpg``, ``png``, ``dcm``).
+    regions : sequence of Region
+        What was redacted, in the output's pixel frame.
+    policy : Policy
+        Its detectors are re-run on the decoded output (unless
+        ``verify_detectors`` is off).
+    painted : PIL.Image.Image, optional
+        The image that was encoded. When no detector has to run, fills are
+        checked on it instead of decoding the output again.
+
+    Returns
+    -------
+    (bool, list of str)
+        Verified, and the warnings. Anything a detector still finds outside
+        the redacted regions makes the output unverified, with a warning
+        naming the kind and box.
     """
     policy = policy or Policy()
     warnings = metadata_problems(data, ext)
-    run_detectors = policy.verify_detectors and policy.detectors
-    if run_detectors or (regions and policy.style == "fill"):
-        if ext == "dcm":
-            from . import _dicom
+    run_detectors = bool(policy.verify_detectors and policy.detectors)
+    check_fill = bool(regions) and policy.style == "fill"
+    if not (run_detectors or check_fill):
+        return not warnings, warnings
+    if painted is not None and not run_detectors:
+        warnings += _unfilled(painted, regions, 1.0, policy.fill)
+        return not warnings, warnings
+    if ext == "dcm":
+        from . import _dicom
 
-            image = Image.fromarray(_dicom.read_dicom(data).pixels)
-        else:
-            image, _, _ = _imageio.open_upright(data, reduce_to=DETECT_MAX_SIDE)
-        width, height = _full_size(data, ext, image)
-        scale = image.size[0] / width
-        if policy.style == "fill":
-            warnings += _unfilled(image, regions, scale, policy.fill)
-        if run_detectors:
-            small, extra = _detection_copy(image)
-            boxes = [r.box for r in regions]
-            for found in detect(small, policy, scale=scale * extra):
-                if coverage(found.box, boxes) < HIDDEN_COVERAGE:
-                    warnings.append(f"{found.kind} still detected at {list(found.box)}")
+        image = Image.fromarray(_dicom.read_dicom(data).pixels)
+        width = image.size[0]
+    else:
+        image, info, _ = _imageio.open_upright(data, reduce_to=DETECT_MAX_SIDE)
+        width = info.width
+    scale = image.size[0] / width
+    if check_fill:
+        warnings += _unfilled(image, regions, scale, policy.fill)
+    if run_detectors:
+        small, extra = _detection_copy(image)
+        boxes = [r.box for r in regions]
+        for found in detect(small, policy, scale=scale * extra):
+            if coverage(found.box, boxes) < HIDDEN_COVERAGE:
+                warnings.append(f"{found.kind} still detected at {list(found.box)}")
     return not warnings, warnings
 
 
-def _full_size(data: bytes, ext: str, image: Image.Image) -> tuple[int, int]:
-    if ext == "dcm":
-        return image.size
-    info = _imageio.probe(data)
-    return info.width, info.height
-
-
 def _unfilled(image: Image.Image, regions: Sequence[Region], scale: float, fill) -> list[str]:
-    pixels = np.asarray(image, dtype=np.int16)
     target = np.array(fill, dtype=np.int16)
     out = []
     for region in regions:
         x, y, w, h = (int(round(v * scale)) for v in region.box)
-        # JPEG ringing touches a box's edge: look at its interior
+        # JPEG ringing touches a box's edge: look at its interior (only the
+        # boxes are converted, never the whole frame)
         inset = max(1, int(4 * scale))
-        patch = pixels[y + inset:y + h - inset, x + inset:x + w - inset]
+        if w <= 2 * inset or h <= 2 * inset:
+            continue
+        patch = np.asarray(image.crop((x + inset, y + inset, x + w - inset, y + h - inset)), dtype=np.int16)
         if patch.size and float(np.abs(patch - target).mean()) > FILL_TOLERANCE:
             out.append(f"{region.kind} region at {list(region.box)} is not filled")
     return out
@@ -441,7 +460,7 @@ def deidentify(
     else:
         fmt = output_format or ("jpeg" if src.fmt == "jpeg" else "png")
         data, ext = rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png")
-    ok, problems = verify(data, ext, hidden, policy)
+    ok, problems = verify(data, ext, hidden, policy, painted=image)
     return DeidResult(data, ext, width, height, hidden, ok, warnings + problems)
 
 
