@@ -74,6 +74,20 @@ CREATE TABLE IF NOT EXISTS photos (
     identifiers BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);
+CREATE TABLE IF NOT EXISTS deid_results (
+    blob_id TEXT PRIMARY KEY,
+    photo_id TEXT NOT NULL,
+    policy_digest TEXT NOT NULL,
+    ext TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    regions TEXT NOT NULL,
+    verified INTEGER NOT NULL,
+    warnings TEXT NOT NULL,
+    created TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deid_photo ON deid_results(photo_id);
 """
 
 
@@ -98,8 +112,10 @@ def connect(path: Path, index_key: bytes, *, create: bool = False):
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA secure_delete = ON")
         db.execute("PRAGMA foreign_keys = ON")
+        # Every statement is IF NOT EXISTS: tables added by later versions
+        # appear in older vaults on first open.
+        db.executescript(SCHEMA)
         if create:
-            db.executescript(SCHEMA)
             db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )

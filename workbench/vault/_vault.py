@@ -912,20 +912,7 @@ class Vault:
                 rec["_sealed"] = sealed
             records.append(rec)
         frame = pd.DataFrame.from_records(records, columns=PHOTO_COLUMNS + (["_sealed"] if include_identifiers else []))
-        for column, wanted in filters.items():
-            values = frame[column]
-            if isinstance(wanted, tuple) and len(wanted) == 2:
-                low, high = wanted
-                mask = pd.Series(True, index=frame.index)
-                if low is not None:
-                    mask &= values.notna() & (values.astype(str) >= str(low))
-                if high is not None:
-                    mask &= values.notna() & (values.astype(str) <= str(high))
-            elif isinstance(wanted, (list, set, frozenset)):
-                mask = values.isin(list(wanted))
-            else:
-                mask = values == wanted
-            frame = frame[mask]
+        frame = _apply_filters(frame, filters)
         frame = frame.reset_index(drop=True)
         if include_identifiers:
             frame = self._add_identifiers(frame)
@@ -934,25 +921,45 @@ class Vault:
                                "filters": sorted(filters)})
         return frame
 
-    def exclusions(self, purpose: str) -> pd.DataFrame:
+    def exclusions(self, purpose: str, **filters) -> pd.DataFrame:
         """Photos a query for ``purpose`` leaves out now, each with its reason.
 
-        Reasons: ``no consent``, ``withdrawn``, ``expired``. Non-identifying
-        columns only; the call is audited like a query.
+        Reasons: ``no consent``, ``withdrawn``, ``expired``. ``filters`` as in
+        :meth:`photos` (only photos matching them are considered). Columns:
+        photo_id, patient_ref, reason. The call is audited like a query.
         """
         purpose = _consent.check_purpose(purpose)
+        for column in filters:
+            if column not in PHOTO_COLUMNS:
+                raise InvalidInput(
+                    f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
+                )
         now = self._clock()
         events = self._consent_events()
         out = []
-        for photo_id, ref in self._query("SELECT photo_id, patient_ref FROM photos ORDER BY ingested, photo_id"):
+        for (photo_id, ref, site, lat, dx, cdate, review, fmt, w, h, ingested) in self._query(
+            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
+            "review_state, format, width, height, ingested FROM photos ORDER BY ingested, photo_id"
+        ):
             patient_events = events.get(ref, [])
             if purpose == "care" and not patient_events:
                 continue
             reason = _consent.explain(patient_events, purpose, now)
             if reason != "active":
-                out.append((photo_id, ref, reason))
-        self._record("query_exclusions", {"purpose": purpose, "rows": len(out)})
-        return pd.DataFrame(out, columns=["photo_id", "patient_ref", "reason"])
+                out.append(dict(photo_id=photo_id, patient_ref=ref, body_site=site, laterality=lat,
+                                diagnosis=dx, capture_date=cdate, review_state=review, format=fmt,
+                                width=w, height=h, identifiable_use=False, ingested=ingested,
+                                reason=reason))
+        frame = _apply_filters(pd.DataFrame.from_records(out, columns=PHOTO_COLUMNS + ["reason"]), filters)
+        self._record("query_exclusions", {"purpose": purpose, "rows": int(len(frame)),
+                                          "filters": sorted(filters)})
+        return frame[["photo_id", "patient_ref", "reason"]].reset_index(drop=True)
+
+    def consent_digest(self) -> str:
+        """SHA-256 over every consent record: names the consent state a build used."""
+        rows = self._query("SELECT seq, patient_ref, action, scopes, effective, expires, identifiable "
+                           "FROM consent_events ORDER BY seq")
+        return _crypto.sha256_hex(json.dumps(rows).encode())
 
     def photo_count(self) -> int:
         """How many photos the vault holds, whatever their consent."""
@@ -1046,6 +1053,53 @@ class Vault:
         self._record("decrypt_derivative", detail)
         return data
 
+    def store_deid(self, photo_id: str, result, policy_digest: str) -> str:
+        """Store a de-identified version of a photo with its regions and verification.
+
+        ``result`` is a :class:`workbench.deid.DeidResult`. Its bytes are
+        encrypted with the derivatives tier; the regions (boxes and kinds
+        only), the verification outcome and the policy digest go into the
+        index, so that review and cohort builds can use them.
+        """
+        _, _, ref = self._photo_row(photo_id)
+        self._need("derivatives", "store de-identified photos", {"photo_id": photo_id})
+        row = self._store_blob("deid", "derivatives", result.data, photo_id)
+        fsync_dir(self._blob_path(row[0]).parent)
+        regions = json.dumps([r.to_json() for r in result.regions])
+        with self._write("deid_store", {"photo_id": photo_id, "blob_id": row[0],
+                                         "verified": bool(result.verified)}):
+            self._insert_blob(row)
+            self._conn().execute(
+                "INSERT INTO deid_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row[0], photo_id, policy_digest, result.ext, result.width, result.height, regions,
+                 int(bool(result.verified)), json.dumps(list(result.warnings)),
+                 _iso(self._clock()), self.user),
+            )
+        return row[0]
+
+    def deid_results(self, photo_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The latest de-identified version of each photo (or of the ones named).
+
+        Columns: photo_id, blob_id, policy_digest, ext, width, height, regions
+        (a list of region dicts), verified, warnings, created, created_by.
+        """
+        rows = self._query(
+            "SELECT photo_id, blob_id, policy_digest, ext, width, height, regions, verified, "
+            "warnings, created, created_by FROM deid_results ORDER BY created, blob_id")
+        latest: dict[str, tuple] = {}
+        for row in rows:
+            latest[row[0]] = row
+        wanted = None if photo_ids is None else set(photo_ids)
+        records = [
+            dict(photo_id=r[0], blob_id=r[1], policy_digest=r[2], ext=r[3], width=r[4], height=r[5],
+                 regions=json.loads(r[6]), verified=bool(r[7]), warnings=json.loads(r[8]),
+                 created=r[9], created_by=r[10])
+            for pid, r in latest.items() if wanted is None or pid in wanted
+        ]
+        columns = ["photo_id", "blob_id", "policy_digest", "ext", "width", "height", "regions",
+                   "verified", "warnings", "created", "created_by"]
+        return pd.DataFrame.from_records(records, columns=columns)
+
     def shred_derivatives(self, patient_ref: str) -> int:
         """Destroy the wrapped keys (and files) of all of a patient's derivatives."""
         self._need("derivatives", "shred derivatives", {"patient_ref": patient_ref})
@@ -1055,6 +1109,7 @@ class Vault:
         ids = [r[0] for r in rows]
         with self._write("shred", {"patient_ref": patient_ref, "blobs": len(ids)}):
             self._conn().executemany("DELETE FROM blobs WHERE blob_id = ?", [(i,) for i in ids])
+            self._conn().executemany("DELETE FROM deid_results WHERE blob_id = ?", [(i,) for i in ids])
         for blob_id in ids:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._blob_path(blob_id))
@@ -1138,6 +1193,25 @@ class Vault:
             except OSError:
                 return False
         return True
+
+
+def _apply_filters(frame: pd.DataFrame, filters: dict) -> pd.DataFrame:
+    """Equality, any-of (list/set) or inclusive range ((low, high) tuple) per column."""
+    for column, wanted in filters.items():
+        values = frame[column]
+        if isinstance(wanted, tuple) and len(wanted) == 2:
+            low, high = wanted
+            mask = pd.Series(True, index=frame.index)
+            if low is not None:
+                mask &= values.notna() & (values.astype(str) >= str(low))
+            if high is not None:
+                mask &= values.notna() & (values.astype(str) <= str(high))
+        elif isinstance(wanted, (list, set, frozenset)):
+            mask = values.isin(list(wanted))
+        else:
+            mask = values == wanted
+        frame = frame[mask]
+    return frame
 
 
 def _clean_field(value: str | None, what: str, required: bool = False) -> str | None:

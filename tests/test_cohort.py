@@ -1,0 +1,131 @@
+"""Cohort builds: consented only, reproducible byte for byte, checked after withdrawal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import workbench as wb
+from workbench import _synth
+from workbench.cohort import CohortSpec, build_cohort, check_cohort, rebuild_cohort
+
+from conftest import open_as
+
+NO_DETECT = {"detectors": []}
+
+
+@pytest.fixture
+def cohort_vault(vault_path, clock):
+    rng = np.random.default_rng(5)
+    ids = {}
+    with open_as(vault_path, "admin", clock) as v:
+        v.add_consent("MRN-0003", "research", expires="2026-06-05")
+        for n, patient in enumerate(["MRN-0001"] * 4 + ["MRN-0002"] * 2 + ["MRN-0003"] * 2):
+            data, _ = _synth.synth_photo(rng, width=240, height=160)
+            site = ["forearm", "knee"][n % 2]
+            ids.setdefault(patient, []).append(
+                v.add_photo(data, patient=patient, body_site=site, diagnosis="L40.0").photo_id)
+    with open_as(vault_path, "analyst", clock) as v:
+        for photo_ids in ids.values():
+            for photo_id in photo_ids[:-1]:
+                v.set_review_state(photo_id, "approved")
+    return vault_path, ids
+
+
+def _digests(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("provenance.json", "DATACARD.md")}
+
+
+def test_build_is_consented_reproducible_and_documented(cohort_vault, clock, tmp_path):
+    path, ids = cohort_vault
+    spec = {"name": "psoriasis", "purpose": "research", "policy": NO_DETECT}
+    with open_as(path, "analyst", clock) as v:  # prepares derivatives (may read originals)
+        first = build_cohort(v, spec, tmp_path / "a", workers=1)
+    with open_as(path, "researcher", clock) as v:  # uses the stored derivatives only
+        second = build_cohort(v, spec, tmp_path / "b", workers=1)
+    # MRN-0001: 3 approved of 4 research photos; MRN-0002 has no research consent;
+    # MRN-0003's research consent (expires 2026-06-05) is still valid on 2026-06-01 (2 photos, 1 approved)
+    assert first.images == 4 and second.images == 4
+    assert first.excluded["unreviewed"] == 2 and first.excluded["no consent"] == 2
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    manifest = pd.read_csv(tmp_path / "a" / "manifest.csv")
+    assert list(manifest.columns) == ["image", "image_id", "patient_id", "capture_date", "body_site",
+                                      "laterality", "diagnosis", "width", "height", "sha256"]
+    assert manifest["patient_id"].nunique() == 2
+    for row in manifest.itertuples():
+        data = (tmp_path / "a" / row.image).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.sha256
+        assert not wb.deid.metadata_problems(data, row.image.rsplit(".", 1)[1])
+    parquet = pd.read_parquet(tmp_path / "a" / "manifest.parquet")
+    assert parquet["sha256"].tolist() == manifest["sha256"].tolist()
+    prov = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    prov2 = json.loads((tmp_path / "b" / "provenance.json").read_text())
+    varying = {"run_id", "started", "finished", "built_by_role"}
+    assert {k: v for k, v in prov.items() if k not in varying} == {k: v for k, v in prov2.items() if k not in varying}
+    assert prov["excluded"] == first.excluded and len(prov["photos"]) == 4
+    card = (tmp_path / "a" / "DATACARD.md").read_text()
+    assert "research" in card and "unreviewed: 2" in card
+    text = "".join(p.read_text(errors="ignore") for p in (tmp_path / "a").glob("*.*") if p.suffix != ".parquet")
+    for real in ("MRN-0001", "MRN-0003", "ZZTEST"):
+        assert real not in text
+    # never overwrite
+    with open_as(path, "researcher", clock) as v:
+        with pytest.raises(wb.AlreadyExists):
+            build_cohort(v, spec, tmp_path / "a", workers=1)
+
+
+def test_pseudonyms_differ_between_cohorts_unless_domain_shared(cohort_vault, clock, tmp_path):
+    path, _ = cohort_vault
+    with open_as(path, "analyst", clock) as v:
+        build_cohort(v, {"name": "a", "policy": NO_DETECT}, tmp_path / "a", workers=1)
+        build_cohort(v, {"name": "b", "policy": NO_DETECT}, tmp_path / "b", workers=1)
+        build_cohort(v, {"name": "c", "policy": NO_DETECT, "pseudonym_domain": "cohort:a"}, tmp_path / "c", workers=1)
+    ids = {k: set(pd.read_csv(tmp_path / k / "manifest.csv")["patient_id"]) for k in "abc"}
+    assert not ids["a"] & ids["b"]
+    assert ids["a"] == ids["c"]
+
+
+def test_sample_is_seeded_and_stratified(cohort_vault, clock, tmp_path):
+    path, _ = cohort_vault
+    spec = {"name": "s", "policy": NO_DETECT, "sample_size": 2, "seed": 3, "stratify": "body_site",
+            "include_unreviewed": True}
+    with open_as(path, "analyst", clock) as v:
+        r1 = build_cohort(v, spec, tmp_path / "s1", workers=1)
+        r2 = build_cohort(v, spec, tmp_path / "s2", workers=1)
+    m1 = pd.read_csv(tmp_path / "s1" / "manifest.csv")
+    assert r1.images == 2 and sorted(m1["body_site"]) == ["forearm", "knee"]
+    assert m1.equals(pd.read_csv(tmp_path / "s2" / "manifest.csv"))
+    assert r1.excluded["not drawn in the sample"] == 4
+
+
+def test_withdrawal_is_flagged_and_rebuild_drops_the_patient(cohort_vault, clock, tmp_path):
+    path, ids = cohort_vault
+    with open_as(path, "analyst", clock) as v:
+        build_cohort(v, {"name": "w", "policy": NO_DETECT}, tmp_path / "w", workers=1)
+    with open_as(path, "researcher", clock) as v:
+        assert check_cohort(v, tmp_path / "w").empty
+    with open_as(path, "admin", clock) as v:
+        v.withdraw_consent("MRN-0001", "research")
+    with open_as(path, "researcher", clock) as v:
+        flagged = check_cohort(v, tmp_path / "w")
+        assert len(flagged) == 1 and flagged.iloc[0]["images"] == 3 and flagged.iloc[0]["reason"] == "withdrawn"
+        result = rebuild_cohort(v, tmp_path / "w")
+    assert result.path.name == "w-v2" and result.images == 1
+    prov = json.loads((result.path / "provenance.json").read_text())
+    assert prov["supersedes"]["patients_removed"] == 1 and "withdrawn" in prov["supersedes"]["reason"]
+    old = set(pd.read_csv(tmp_path / "w" / "manifest.csv")["patient_id"])
+    new = set(pd.read_csv(result.path / "manifest.csv")["patient_id"])
+    assert new < old  # same pseudonym domain: the remaining patient keeps its id
+
+
+def test_expired_consent_excluded_at_build_time(cohort_vault, clock, tmp_path):
+    path, _ = cohort_vault
+    clock.moment = clock.moment.replace(day=20)  # after MRN-0003's research consent expired
+    with open_as(path, "analyst", clock) as v:
+        result = build_cohort(v, {"name": "x", "policy": NO_DETECT}, tmp_path / "x", workers=1)
+    assert result.excluded["expired"] == 2 and result.images == 3
