@@ -119,6 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true",
                    help="redact only the regions given with --regions (no detectors)")
 
+    cohort = add("cohort", "build, check and rebuild de-identified cohorts")
+    cosub = cohort.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = cosub.add_parser("build", help="run notebooks/30_build_cohort through papermill", parents=[common])
+    p.add_argument("--out", metavar="DIR", help="default: datasets/<name>")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="notebook parameter, e.g. --param name=forearms --param sample_size=20")
+    p = cosub.add_parser("check", help="list patients of a cohort whose consent ended (exit 1 if any)",
+                         parents=[common])
+    p.add_argument("path")
+    p = cosub.add_parser("rebuild", help="a new version of a cohort without them", parents=[common])
+    p.add_argument("path")
+
+    p = add("teaching", "build a teaching set (gallery + deck) through papermill")
+    p.add_argument("--out", metavar="DIR", help="default: datasets/<name>")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+
+    p = add("phantoms", "generate a phantom set with ground truth (fake identities only)")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--count", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("evaluate", "measure redaction quality on a phantom set")
+    p.add_argument("phantom_dir", metavar="PHANTOM_DIR")
+    p.add_argument("--report", metavar="FILE")
+
     key = add("key", "create a pseudonym key file")
     ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ksub.add_parser("new", help="write a new random key to FILE (never overwrites)", parents=[common])
@@ -189,6 +214,16 @@ def run(args) -> int:
         return run_demo(Path(args.workdir), photos=args.photos)
     if cmd == "deid":
         return _deid(args)
+    if cmd == "phantoms":
+        from .phantoms import run_phantoms
+
+        return run_phantoms(args.out, args.count, args.seed)
+    if cmd == "evaluate":
+        from .evaluate import run_evaluate
+
+        return run_evaluate(args.phantom_dir, args.report)
+    if cmd in ("teaching",) or (cmd == "cohort" and action == "build"):
+        return _run_build(args)
     if cmd == "key":
         from .deid import generate_key, save_key
 
@@ -234,6 +269,21 @@ def run(args) -> int:
             return 0
         if cmd == "ingest":
             return _ingest(vault, args)
+        if cmd == "cohort":
+            from .cohort import check_cohort, rebuild_cohort
+
+            if action == "check":
+                flagged = check_cohort(vault, args.path)
+                if flagged.empty:
+                    print("every patient in this cohort is still consented for its purpose")
+                    return 0
+                print(f"{len(flagged)} patients in this cohort are no longer consented:", file=sys.stderr)
+                _emit(flagged, "table")
+                return 1
+            result = rebuild_cohort(vault, args.path)
+            print(result.summary())
+            print(f"new version: {result.path}")
+            return 0
         if cmd == "audit":
             if action == "verify":
                 check = vault.verify_audit()
@@ -247,6 +297,30 @@ def run(args) -> int:
             _emit(frame, args.format)
             return 0
     raise InvalidInput("unknown command; see `workbench --help`")
+
+
+def _run_build(args) -> int:
+    """Cohort and teaching builds run as papermill notebooks; the kernel opens the vault."""
+    from .runs import parse_params, run_cohort_notebook
+
+    vault_path, user = _vault_path(args), _user(args)
+    # Unlock once here (prompting if needed) so that a wrong passphrase fails
+    # fast; the kernel inherits the environment, never a file or an argument.
+    passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
+    if passphrase is None:
+        import getpass
+
+        passphrase = getpass.getpass(f"Passphrase for {user}: ")
+    open_vault(vault_path, user=user, passphrase=passphrase).close()
+    os.environ.update(WORKBENCH_VAULT=str(vault_path.resolve()), WORKBENCH_USER=user,
+                      WORKBENCH_PASSPHRASE=passphrase)
+    params = parse_params(args.param)
+    params.setdefault("vault_path", str(vault_path.resolve()))
+    params.setdefault("user", user)
+    notebook = "40_teaching_set" if args.command == "teaching" else "30_build_cohort"
+    out = run_cohort_notebook(notebook, params, args.out)
+    print(f"built {out} (the executed notebook is inside)")
+    return 0
 
 
 def _ingest(vault, args) -> int:
