@@ -214,3 +214,23 @@ def test_cli_refuses_to_overwrite(tmp_path):
     assert _cli(*args).returncode == 0
     second = _cli(*args)
     assert second.returncode == 1 and "AlreadyExists" in second.stderr
+
+
+def test_dicom_in_dicom_or_png_out():
+    import pydicom
+
+    from test_dicom import vl_photo
+
+    data = vl_photo()
+    assert b"MRN-1234567" in data
+    keys = deid.Pseudonyms(deid.generate_key())
+    result = deid.deidentify(data, NO_DETECT, regions=[deid.Region("manual", (2, 2, 8, 8))], pseudonyms=keys)
+    assert result.ext == "dcm" and result.verified, result.warnings
+    assert b"MRN-1234567" not in result.data and b"ZZTEST" not in result.data
+    ds = pydicom.dcmread(io.BytesIO(result.data))
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID.startswith("PT-")
+    assert (ds.pixel_array[3:9, 3:9] == 0).all()
+    again = deid.deidentify(data, NO_DETECT, regions=[deid.Region("manual", (2, 2, 8, 8))], pseudonyms=keys)
+    assert again.data == result.data
+    png = deid.deidentify(data, NO_DETECT.with_(dicom_output="png"))
+    assert png.ext == "png" and png.data.startswith(b"\x89PNG")

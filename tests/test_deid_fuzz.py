@@ -38,11 +38,9 @@ def _seeds() -> dict[str, bytes]:
     except (KeyError, OSError, ValueError):
         pass
     seeds["dng"] = make_dng(orientation=1, w=64, h=48)
-    try:
-        from test_dicom import small_dicom_bytes  # written with the DICOM module
-        seeds["dicom"] = small_dicom_bytes()
-    except ImportError:
-        pass
+    from test_dicom import vl_photo  # a small VL photographic DICOM with planted identifiers
+
+    seeds["dicom"] = vl_photo()
     return seeds
 
 
@@ -74,7 +72,7 @@ def _mutate(data: bytes, rng: np.random.Generator, others: list[bytes]) -> bytes
 @pytest.mark.slow
 def test_mutated_inputs_only_raise_workbench_errors():
     seeds = _seeds()
-    assert {"jpeg", "png", "tiff", "webp", "heif", "dng"} <= set(seeds)
+    assert {"jpeg", "png", "tiff", "webp", "heif", "dng", "dicom"} <= set(seeds)
     names = sorted(seeds)
     rng = np.random.default_rng(2026)
     outcomes = {"ok": 0, "error": 0}

@@ -195,6 +195,11 @@ def keyed_digest(key: bytes, domain: str, data: bytes) -> str:
     return mac.hexdigest()
 
 
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """Plain HMAC-SHA256 (no domain label), for formats that fix the construction (DICOM UIDs)."""
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
     if isinstance(a, str):
         a = a.encode("utf-8")
@@ -212,10 +217,3 @@ def index_key_pragma(index_key: bytes) -> str:
     return "x'" + index_key.hex() + "'"
 
 
-def wipe_hint(buf: bytearray) -> None:
-    """Best-effort overwrite of a mutable buffer holding secret material."""
-    for i in range(len(buf)):
-        buf[i] = 0
-
-
-urandom = os.urandom
