@@ -129,3 +129,26 @@ def test_expired_consent_excluded_at_build_time(cohort_vault, clock, tmp_path):
     with open_as(path, "analyst", clock) as v:
         result = build_cohort(v, {"name": "x", "policy": NO_DETECT}, tmp_path / "x", workers=1)
     assert result.excluded["expired"] == 2 and result.images == 3
+
+
+@pytest.mark.slow
+def test_dask_cluster_path_matches_local_pool(cohort_vault, clock, tmp_path):
+    """Workers get bytes and a policy, never a key; the results are the same bytes."""
+    from distributed import Client, LocalCluster
+
+    from workbench.cohort import prepare_derivatives
+    from workbench.deid import Policy
+
+    path, ids = cohort_vault
+    photo_ids = ids["MRN-0001"][:2]
+    policy = Policy(detectors=())
+    with open_as(path, "analyst", clock) as v:
+        local = prepare_derivatives(v, photo_ids, policy, workers=2)
+        local_bytes = {p: v.load_derivative(b) for p, b in zip(local["photo_id"], local["blob_id"])}
+        v.shred_derivatives(v._photo_row(photo_ids[0])[2])
+        assert v.deid_results(photo_ids).empty
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                remote = prepare_derivatives(v, photo_ids, policy, scheduler=client)
+        remote_bytes = {p: v.load_derivative(b) for p, b in zip(remote["photo_id"], remote["blob_id"])}
+    assert remote_bytes == local_bytes

@@ -83,8 +83,31 @@ def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
     return path
 
 
+def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict:
+    """As the demo's analyst: de-identify every photo and review the results.
+
+    Photos whose automatic redaction verified are approved, except a few left
+    unreviewed and one rejected, so that builds show every exclusion reason.
+    """
+    from .cohort import prepare_derivatives
+
+    with open_vault(path, user="analyst", passphrase=passphrase) as vault:
+        ids = list(vault.photos("care")["photo_id"])
+        results = prepare_derivatives(vault, ids, workers=workers).set_index("photo_id")
+        counts = {"approved": 0, "rejected": 0, "unreviewed": 0}
+        for n, photo_id in enumerate(ids):
+            if n % 11 == 10:
+                continue  # left for a person to review
+            state = "approved" if results.loc[photo_id, "verified"] and n % 17 != 16 else "rejected"
+            vault.set_review_state(photo_id, state)
+            counts[state] += 1
+        counts["unreviewed"] = len(ids) - counts["approved"] - counts["rejected"]
+        counts["verified"] = int(results["verified"].sum())
+    return counts
+
+
 def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
-    """Build the demo vault and print what each purpose may use, and why not the rest."""
+    """Build the demo vault, review it, build a cohort and a teaching set through papermill."""
     passphrase = os.environ.get("WORKBENCH_PASSPHRASE") or DEFAULT_PASSPHRASE
     source = "WORKBENCH_PASSPHRASE" if os.environ.get("WORKBENCH_PASSPHRASE") else "the default 'demo'"
     started = time.perf_counter()
@@ -109,6 +132,31 @@ def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
         print(research[columns].to_string(index=False), file=out)
         check = vault.verify_audit()
         print(f"\nAudit chain: {check.reason}, {check.records} records.", file=out)
-    print(f"\nNext: WORKBENCH_PASSPHRASE={passphrase} .venv/bin/workbench --vault {path} "
+    started = time.perf_counter()
+    counts = review_demo_photos(path, passphrase)
+    print(f"\nAnalyst review: every photo de-identified in {time.perf_counter() - started:.1f} s; "
+          f"{counts['verified']} verified automatically; {counts['approved']} approved, "
+          f"{counts['rejected']} rejected, {counts['unreviewed']} left unreviewed.", file=out)
+    from .runs import run_cohort_notebook
+
+    datasets = Path(workdir).resolve() / "datasets"
+    for name, user, notebook in (("demo-cohort", "research", "30_build_cohort"),
+                                 ("demo-teaching", "teach", "40_teaching_set")):
+        target = datasets / name
+        if target.exists():
+            shutil.rmtree(target)  # the demo's own output from an earlier run
+        os.environ.update(WORKBENCH_PASSPHRASE=passphrase)
+        built = run_cohort_notebook(notebook, {"name": name, "vault_path": str(path.resolve()),
+                                               "user": user}, target)
+        from .cohort import read_cohort
+
+        prov, manifest = read_cohort(built)
+        why = ", ".join(f"{n} {r}" for r, n in prov["excluded"].items()) or "nothing"
+        print(f"\nBuilt {built} as {user} ({notebook} through papermill): {len(manifest)} images; "
+              f"excluded: {why}.", file=out)
+    print(f"\nLook at: {datasets / 'demo-cohort' / 'DATACARD.md'}, "
+          f"{datasets / 'demo-teaching' / 'gallery.html'} and {datasets / 'demo-teaching' / 'deck.pptx'}.",
+          file=out)
+    print(f"Next: WORKBENCH_PASSPHRASE={passphrase} .venv/bin/workbench --vault {path} "
           "--user demo photos --purpose education", file=out)
     return 0
