@@ -1,5 +1,19 @@
-"""`python -m benchmarks` (or `make bench`): run every benchmark, print a table, write JSON."""
+"""`python -m benchmarks` (or `make bench`): run every benchmark, print tables, write JSON.
 
-from .bench_vault import main as vault_main
+`python -m benchmarks NAME ...` runs only the named ones (vault, deid, lossless, ...).
+"""
 
-vault_main([])
+import importlib
+import sys
+
+ALL = ["vault", "deid", "lossless", "pipeline", "cohort"]
+
+wanted = sys.argv[1:] or ALL
+for name in wanted:
+    try:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+    except ModuleNotFoundError:
+        print(f"(no benchmark named {name})")
+        continue
+    module.main([])
+    print()

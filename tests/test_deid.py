@@ -234,3 +234,29 @@ def test_dicom_in_dicom_or_png_out():
     assert again.data == result.data
     png = deid.deidentify(data, NO_DETECT.with_(dicom_output="png"))
     assert png.ext == "png" and png.data.startswith(b"\x89PNG")
+
+
+def test_cli_lossless_keeps_every_other_coefficient(tmp_path):
+    from workbench.deid._lossless import read_coefficients
+
+    data, info = _photo("jpeg", seed=8, width=640, height=480)
+    (tmp_path / "in.jpg").write_bytes(data)
+    (tmp_path / "r.json").write_text(json.dumps({"in.jpg": [{"kind": "manual", "box": [100, 120, 80, 60]}]}))
+    out = _cli("deid", str(tmp_path / "in.jpg"), "--out", str(tmp_path / "out"), "--lossless", "--no-detect",
+               "--regions", str(tmp_path / "r.json"), "--report", str(tmp_path / "report.json"), "--strict")
+    assert out.returncode == 0, out.stderr
+    (result,) = (tmp_path / "out").iterdir()
+    new = result.read_bytes()
+    for text in info["strings"]:
+        assert text.encode() not in new
+    before, after = read_coefficients(data), read_coefficients(new)
+    changed = (before["Y"] != after["Y"]).any(axis=(2, 3))
+    rows, cols = np.nonzero(changed)
+    mcu = 8 * int(before["samp_factor"][0][0])  # 16 for 4:2:0 / 4:2:2 vertical, 8 for 4:4:4
+    # only blocks of MCUs touching [100, 180) x [120, 180) changed
+    assert cols.min() * 8 >= (100 // mcu) * mcu and (cols.max() + 1) * 8 <= -(-180 // mcu) * mcu
+    assert rows.min() * 8 >= (120 // mcu) * mcu and (rows.max() + 1) * 8 <= -(-180 // mcu) * mcu
+    for comp in ("Cb", "Cr"):
+        assert before[comp].shape == after[comp].shape
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["files"][0]["verified"] is True
