@@ -1,0 +1,445 @@
+"""Detectors find planted faces, text and barcodes, in full-frame coordinates, and nothing on clean skin.
+
+Every image is generated here: skin backgrounds from ``workbench._synth``;
+faces from the public-domain pictures scikit-image ships (the astronaut
+portrait and its LFW subset); text drawn with Pillow's own font; barcodes
+made by zxing-cpp. Identities are fake (``ZZTEST``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zxingcpp
+from PIL import Image, ImageDraw, ImageFont
+
+from workbench._synth import synth_pixels
+from workbench.deid._detect import (
+    DETECTORS,
+    detect_barcodes,
+    detect_faces,
+    detect_text,
+    model_digests,
+)
+from workbench.deid._regions import Region, coverage
+from workbench.errors import InvalidInput
+
+skimage_data = pytest.importorskip(
+    "skimage.data", reason="face tests need scikit-image's bundled astronaut and LFW pictures")
+
+W, H = 5472, 3648  # a Canon EOS R6 frame
+NAME, MRN, DOB = "ZZTEST Alvaro Quinn", "MRN-4827193", "DOB 1970-04-09"
+SECRETS = ("ZZTEST", "Alvaro", "Quinn", "4827193", "1970-04-09")
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _found(truth, regions) -> bool:
+    """A planted box counts as found when one region overlaps it by IoU >= 0.4
+    or the regions cover at least 80% of it."""
+    boxes = [r.box for r in regions]
+    return coverage(truth, boxes) >= 0.8 or any(_iou(truth, b) >= 0.4 for b in boxes)
+
+
+def _quarter(img):
+    return cv2.resize(img, (img.shape[1] // 4, img.shape[0] // 4), interpolation=cv2.INTER_AREA)
+
+
+def _half(img):
+    return cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def _paste(canvas, patch, x, y):
+    """Paste ``patch`` with its top-left at (x, y), clipped to the canvas."""
+    ph, pw = patch.shape[:2]
+    ch, cw = canvas.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(cw, x + pw), min(ch, y + ph)
+    canvas[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+
+
+def _clip(box):
+    x, y, w, h = box
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_models():
+    """Load every model once, so that printed timings are per frame, not per process."""
+    img = synth_pixels(np.random.default_rng(1), 640, 480)
+    _text(img, (40, 40), "AB 12", 40, (0, 0, 0), paper=(255, 255, 255))
+    for detector in DETECTORS.values():
+        detector(img)
+
+
+def _report(capture, line: str) -> None:
+    with capture.disabled():
+        print(f"\n  [timing] {line}", end="")
+
+
+# --------------------------------------------------------------------------- faces
+
+# The astronaut's head (hair, face, collar), and her face inside it, brow to
+# chin and cheek to cheek, measured by hand on skimage.data.astronaut().
+_HEAD = (120, 0, 220, 260)
+_FACE_IN_HEAD = (62, 60, 88, 118)
+
+
+def _astronaut_head(face_height: int, *, tone=(1.0, 1.0, 1.0), turn: float = 0.0):
+    """The astronaut's head scaled so her face is ``face_height`` px tall; returns (patch, face box in patch)."""
+    x, y, w, h = _HEAD
+    head = skimage_data.astronaut()[y:y + h, x:x + w].astype(np.float32)
+    head = np.clip(head * np.float32(tone), 0, 255).astype(np.uint8)
+    fx, fy, fw, fh = _FACE_IN_HEAD
+    if turn:
+        # A head turned away: the far side foreshortened by a perspective
+        # warp, the nearest a single photograph gets to a yaw.
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = np.float32([[0, 0], [w * (1 - turn), h * turn * 0.15], [w * (1 - turn), h * (1 - turn * 0.15)], [0, h]])
+        warp = cv2.getPerspectiveTransform(src, dst)
+        head = cv2.warpPerspective(head, warp, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        corners = np.float32([[[fx, fy]], [[fx + fw, fy]], [[fx + fw, fy + fh]], [[fx, fy + fh]]])
+        moved = cv2.perspectiveTransform(corners, warp)[:, 0]
+        fx, fy = moved.min(axis=0)
+        fw, fh = moved.max(axis=0) - moved.min(axis=0)
+    f = face_height / _FACE_IN_HEAD[3]
+    patch = cv2.resize(head, (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+    return patch, (round(fx * f), round(fy * f), round(fw * f), round(fh * f))
+
+
+def _lfw_face(i: int, size: int):
+    """LFW face ``i`` (a tight 25x25 grey crop), tinted towards skin and scaled to ``size``."""
+    grey = (skimage_data.lfw_subset()[i] * 255).astype(np.uint8)
+    face = cv2.cvtColor(cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA if size < 25 else cv2.INTER_CUBIC),
+                        cv2.COLOR_GRAY2RGB).astype(np.float32)
+    return (face * np.float32([1.0, 0.84, 0.72])).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def face_frame():
+    """A 20 MP frame of skin with faces of many sizes, lights, tones and poses."""
+    img = synth_pixels(np.random.default_rng(401), W, H)
+    truth = {}
+    plants = [
+        ("40px", 40, dict(), (700, 600)),
+        ("80px", 80, dict(), (1500, 500)),
+        ("300px", 300, dict(), (2600, 300)),
+        ("1500px", 1500, dict(), (3500, 1500)),
+        ("dim-60px", 60, dict(tone=(0.3, 0.3, 0.3)), (800, 2000)),
+        ("dim-40px", 40, dict(tone=(0.35, 0.35, 0.35)), (1300, 2900)),
+        ("dark-tone-60px", 60, dict(tone=(0.5, 0.36, 0.28)), (1900, 1700)),
+        ("turned-120px", 120, dict(turn=0.5), (2200, 2500)),
+    ]
+    for name, size, kw, (x, y) in plants:
+        patch, (fx, fy, fw, fh) = _astronaut_head(size, **kw)
+        _paste(img, patch, x, y)
+        truth[name] = (x + fx, y + fy, fw, fh)
+    # Half of a 500 px face outside the left edge of the frame.
+    patch, (fx, fy, fw, fh) = _astronaut_head(500)
+    x = -(fx + fw // 2)
+    _paste(img, patch, x, 2900 - patch.shape[0] // 2)
+    truth["edge-cut-500px"] = _clip((x + fx, 2900 - patch.shape[0] // 2 + fy, fw, fh))
+    # Other people: LFW faces (tight crops, so the crop is the face box).
+    for k, (i, size) in enumerate([(3, 40), (17, 40), (29, 44), (41, 48), (55, 56), (68, 64)]):
+        x, y = 300 + k * 520, 3300
+        _paste(img, _lfw_face(i, size), x, y)
+        truth[f"lfw{i}-{size}px"] = (x, y, size, size)
+    return img, truth
+
+
+def test_faces_found_in_a_20mp_frame_from_full_and_half_size(face_frame, capsys):
+    img, truth = face_frame
+    half = _half(img)
+    for pixels, scale in ((img, 1.0), (half, 0.5)):
+        start = time.perf_counter()
+        regions = detect_faces(pixels, scale=scale)
+        _report(capsys, f"faces, 20 MP frame given at scale {scale}: {time.perf_counter() - start:.2f} s")
+        missed = [name for name, box in truth.items() if not _found(box, regions)]
+        assert not missed, f"scale {scale}: missed {missed}"
+        assert all(r.kind == "face" and r.detector == "centerface" and 0 <= r.score <= 1 for r in regions)
+        for r in regions:  # full-frame coordinates, inside the frame
+            x, y, w, h = r.box
+            assert x >= 0 and y >= 0 and x + w <= W and y + h <= H
+        # One region per face, not a carpet of false positives.
+        assert len(regions) <= len(truth) + 2
+
+
+def test_faces_from_a_quarter_size_decode_map_to_full_frame(face_frame, capsys):
+    img, truth = face_frame
+    start = time.perf_counter()
+    regions = detect_faces(_quarter(img), scale=0.25)
+    _report(capsys, f"faces, 20 MP frame given at scale 0.25: {time.perf_counter() - start:.2f} s")
+    # Faces of 60 px and up survive the quarter-size decode; 40 px ones need
+    # at least a half-size decode (see detect_faces), so they are not asserted here.
+    for name, box in truth.items():
+        if box[3] >= 60:
+            assert _found(box, regions), name
+
+
+def test_no_faces_on_skin_lesions_drapes_and_rulers():
+    for seed in (11, 12, 13, 14):
+        img = synth_pixels(np.random.default_rng(seed), W // 2, H // 2)
+        _draw_ruler(img, 100, img.shape[0] - 160, digits=False)
+        assert detect_faces(img, scale=0.5) == [], seed
+
+
+def test_small_frames_run_whole_and_find_small_faces():
+    img = synth_pixels(np.random.default_rng(5), 1600, 1067)
+    patch, (fx, fy, fw, fh) = _astronaut_head(32)
+    _paste(img, patch, 400, 300)
+    regions = detect_faces(img)
+    assert _found((400 + fx, 300 + fy, fw, fh), regions)
+
+
+def test_face_detection_is_thread_safe():
+    img = synth_pixels(np.random.default_rng(6), 800, 600)
+    patch, _ = _astronaut_head(100)
+    _paste(img, patch, 200, 150)
+    expected = detect_faces(img)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(detect_faces(img))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(expected) == 1 and results == [expected] * 3
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _text(img, xy, text, size, colour, *, paper=None):
+    """Draw ``text`` with Pillow's own font; returns its box (x, y, w, h)."""
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default(size=size)
+    x0, y0, x1, y1 = draw.textbbox(xy, text, font=font)
+    if paper is not None:
+        pad = size // 3
+        draw.rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), fill=paper)
+    draw.text(xy, text, font=font, fill=colour)
+    img[:] = np.asarray(pil)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _draw_ruler(img, x, y, *, digits: bool, mm: float = 12.0):
+    """A paper ruler with millimetre ticks, and optionally the digits 1 2 3 under the centimetres."""
+    length = int(10 * mm * 4)
+    cv2.rectangle(img, (x, y), (x + length, y + int(mm * 9)), (236, 236, 228), -1)
+    for k in range(int(length / mm) + 1):
+        tick = mm * (5 if k % 10 == 0 else 3.5 if k % 5 == 0 else 2)
+        cv2.line(img, (x + int(k * mm), y), (x + int(k * mm), y + int(tick)), (30, 30, 30), 2)
+    if digits:
+        return _text(img, (x + int(8 * mm), y + int(5.5 * mm)), "1 2 3", int(mm * 2.5), (30, 30, 30))
+    return None
+
+
+@pytest.fixture(scope="module")
+def text_frame():
+    """A 20 MP frame with a patient label, a coloured MRN and a date written on skin."""
+    img = synth_pixels(np.random.default_rng(402), W, H)
+    truth = {
+        NAME: _text(img, (400, 3000), NAME, 80, (20, 20, 20), paper=(245, 245, 240)),
+        MRN: _text(img, (3400, 350), MRN, 64, (30, 40, 170), paper=(245, 245, 240)),
+        DOB: _text(img, (4000, 3150), DOB, 64, (250, 220, 0)),  # yellow marker on skin
+        "red-mrn": _text(img, (2200, 1200), "4827193", 56, (190, 30, 30)),
+    }
+    return img, truth
+
+
+def test_identifier_text_found_and_labelled_without_keeping_the_text(text_frame, caplog, capfd):
+    img, truth = text_frame
+    caplog.set_level(logging.DEBUG)
+    for pixels, scale in ((img, 1.0), (_quarter(img), 0.25)):
+        start = time.perf_counter()
+        regions = detect_text(pixels, scale=scale)
+        _report(capfd, f"text, 20 MP frame given at scale {scale}: {time.perf_counter() - start:.2f} s")
+        for name, box in truth.items():
+            hits = [r for r in regions if coverage(box, [r.box]) >= 0.8]
+            assert hits, f"scale {scale}: text {name!r} not covered"
+            assert all(r.label == "identifier" for r in hits)
+        assert all(r.kind == "text" and r.detector == "rapidocr" and r.label in ("text", "identifier")
+                   for r in regions)
+        dumped = repr(regions) + json.dumps([r.to_json() for r in regions]) + repr([vars(r) for r in regions])
+        assert not any(s.lower() in dumped.lower() for s in SECRETS)
+    # Nothing recognised reached a log, stdout or stderr either.
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert not any(s in logged for s in SECRETS)
+
+
+def test_allow_list_hides_ruler_digits_but_never_identifiers():
+    img = synth_pixels(np.random.default_rng(403), 1600, 1067)
+    digits = _draw_ruler(img, 150, 850, digits=True)
+    mrn = _text(img, (900, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
+
+    everything = detect_text(img)
+    assert coverage(digits, [r.box for r in everything]) >= 0.8  # text unless allowed
+
+    allowed = detect_text(img, allow=(r"\d{1,3}", r"(cm|mm)"))
+    assert coverage(digits, [r.box for r in allowed]) < 0.2
+    assert [r.label for r in allowed if coverage(mrn, [r.box]) >= 0.8] == ["identifier"]
+
+    # An allow pattern that matches an identifier in full does not hide it.
+    sneaky = detect_text(img, allow=(r"MRN-\d+", r".*"))
+    assert any(coverage(mrn, [r.box]) >= 0.8 and r.label == "identifier" for r in sneaky)
+
+
+def test_no_identifier_text_on_skin_lesions_and_rulers():
+    for seed in (21, 22, 23):
+        img = synth_pixels(np.random.default_rng(seed), W // 2, H // 2)
+        _draw_ruler(img, 200, img.shape[0] - 200, digits=False)
+        regions = detect_text(img, scale=0.5)
+        assert [r for r in regions if r.label == "identifier"] == [], seed
+
+
+def test_text_rejects_bad_allow_patterns():
+    with pytest.raises(InvalidInput):
+        detect_text(np.zeros((32, 32, 3), np.uint8), allow=("(unclosed",))
+
+
+# --------------------------------------------------------------------------- barcodes
+
+
+def _code(content: str, fmt, module: int, *, rotate: bool = False):
+    symbol = np.asarray(zxingcpp.write_barcode_to_image(zxingcpp.create_barcode(content, fmt), scale=module))
+    if symbol.ndim == 3:
+        symbol = symbol[..., 0]
+    if rotate:
+        symbol = np.ascontiguousarray(np.rot90(symbol))
+    return np.repeat(symbol[..., None], 3, axis=2)
+
+
+@pytest.fixture(scope="module")
+def barcode_frame():
+    """A 20 MP frame with codes of each family, big ones and ones too fine for a reduced image."""
+    img = synth_pixels(np.random.default_rng(404), W, H)
+    F = zxingcpp.BarcodeFormat
+    plants = [
+        ("qr", "ZZTEST|MRN-4827193|1970-04-09", F.QRCode, 8, False, (300, 300)),
+        ("datamatrix", "MRN4827193", F.DataMatrix, 8, False, (1200, 300)),
+        ("pdf417", "ZZTEST Alvaro Quinn 4827193", F.PDF417, 4, False, (2200, 300)),
+        ("code128", "MRN-4827193", F.Code128, 3, False, (300, 1500)),
+        ("code128-rotated", "PAT4827193", F.Code128, 3, True, (2000, 1400)),
+        ("ean13", "4006381333931", F.EAN13, 4, False, (2800, 1600)),
+        ("ean8", "96385074", F.EAN8, 3, False, (4000, 1600)),
+        ("qr-small", "MRN-4827193", F.QRCode, 2, False, (4600, 300)),
+        ("datamatrix-small", "4827193", F.DataMatrix, 2, False, (4800, 2800)),
+    ]
+    truth = {}
+    for name, content, fmt, module, rotate, (x, y) in plants:
+        symbol = _code(content, fmt, module, rotate=rotate)
+        _paste(img, symbol, x, y)
+        truth[name] = (x, y, symbol.shape[1], symbol.shape[0])
+    return img, truth
+
+
+def test_barcodes_found_at_full_resolution(barcode_frame, capsys):
+    img, truth = barcode_frame
+    start = time.perf_counter()
+    regions = detect_barcodes(img)
+    _report(capsys, f"barcodes, 20 MP frame given at scale 1.0: {time.perf_counter() - start:.2f} s")
+    missed = [name for name, box in truth.items() if not _found(box, regions)]
+    assert not missed
+    assert all(r.kind == "barcode" and r.detector == "zxing-cpp" and r.score == 1.0 for r in regions)
+    assert len(regions) == len(truth)
+    assert not any(s.lower() in repr(regions).lower() for s in SECRETS)
+
+
+def test_barcodes_from_reduced_decodes_map_to_full_frame(barcode_frame, capsys):
+    img, truth = barcode_frame
+    for pixels, scale, big_only in ((_half(img), 0.5, False), (_quarter(img), 0.25, True)):
+        start = time.perf_counter()
+        regions = detect_barcodes(pixels, scale=scale)
+        _report(capsys, f"barcodes, 20 MP frame given at scale {scale}: {time.perf_counter() - start:.2f} s")
+        # A quarter-size decode keeps only codes with big modules.
+        expect = ["qr", "datamatrix"] if big_only else [n for n in truth if "small" not in n]
+        missed = [name for name in expect if not _found(truth[name], regions)]
+        assert not missed, f"scale {scale}: missed {missed}"
+
+
+def test_no_barcodes_on_skin_with_a_ruler():
+    for seed in (31, 32):
+        img = synth_pixels(np.random.default_rng(seed), W, H)
+        _draw_ruler(img, 300, H - 500, digits=False, mm=18)
+        assert detect_barcodes(img) == []
+
+
+# --------------------------------------------------------------------------- the module's face
+
+
+def test_detectors_table_and_model_digests():
+    assert DETECTORS == {"face": detect_faces, "text": detect_text, "barcode": detect_barcodes}
+    digests = model_digests()
+    assert "centerface.onnx" in digests and any(k.startswith("rapidocr/") for k in digests)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in digests.values())
+
+
+@pytest.mark.parametrize("detector", [detect_faces, detect_text, detect_barcodes])
+def test_detectors_reject_what_is_not_an_rgb_image(detector):
+    for bad in (np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32), "photo.jpg"):
+        with pytest.raises(InvalidInput):
+            detector(bad)
+    with pytest.raises(InvalidInput):
+        detector(np.zeros((10, 10, 3), np.uint8), scale=0)
+    with pytest.raises(InvalidInput):
+        detector(np.zeros((10, 10, 3), np.uint8), scale=2)
+
+
+def test_regions_are_clipped_to_the_frame():
+    img = synth_pixels(np.random.default_rng(7), 640, 480)
+    patch, _ = _astronaut_head(300)
+    _paste(img, patch, 450, 250)  # most of the head beyond the bottom-right corner
+    for r in detect_faces(img):
+        x, y, w, h = r.box
+        assert isinstance(r, Region) and x >= 0 and y >= 0 and x + w <= 640 and y + h <= 480
+
+
+@pytest.mark.parametrize("line", [
+    "Alvaro Quinn", "QUINN, ALVARO", "MRN-4827193", "4827193", "AB12345", "1970-04-09", "09/04/1970",
+    "9 Apr 1970", "April 9, 1970", "+44 20 7946 0958", "555-123-4567", "zztest.quinn@example.org", "DOB",
+])
+def test_identifier_patterns_catch_identifiers(line):
+    from workbench.deid._detect import _IDENTIFIER, _allowed
+
+    assert any(p.search(line) for p in _IDENTIFIER)
+    assert not _allowed(line, [re.compile(".*"), re.compile(r"\S+")])
+
+
+@pytest.mark.parametrize("line", ["1 2 3", "10", "cm", "15 cm", "mm"])
+def test_ruler_text_is_no_identifier_and_can_be_allowed(line):
+    from workbench.deid._detect import _IDENTIFIER, _allowed
+
+    assert not any(p.search(line) for p in _IDENTIFIER)
+    assert _allowed(line, [re.compile(r"\d{1,3}"), re.compile(r"(cm|mm)")])
+    assert not _allowed(line, [])
+
+
+def test_text_models_load_and_run_with_no_network(monkeypatch):
+    """A fresh rapidocr engine loads only the wheel's files: any connection attempt fails the test."""
+    import socket
+
+    import workbench.deid._detect as detect
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a detector tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(detect, "_ocr", None)
+    img = synth_pixels(np.random.default_rng(8), 800, 500)
+    box = _text(img, (100, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
+    assert any(coverage(box, [r.box]) >= 0.8 for r in detect_text(img))
