@@ -260,3 +260,37 @@ def test_cli_lossless_keeps_every_other_coefficient(tmp_path):
         assert before[comp].shape == after[comp].shape
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["files"][0]["verified"] is True
+
+
+def _face_photo() -> bytes:
+    skimage_data = pytest.importorskip("skimage.data")
+    background = _synth.synth_pixels(np.random.default_rng(4), 1200, 800)
+    face = Image.fromarray(skimage_data.astronaut()).crop((150, 40, 330, 240)).resize((270, 300))
+    canvas = Image.fromarray(background)
+    canvas.paste(face, (400, 200))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_default_policy_hides_a_face_and_verifies():
+    result = deid.deidentify(_face_photo())
+    faces = [r for r in result.regions if r.kind == "face"]
+    assert faces and result.verified, result.warnings
+    # the astronaut's face (178, 76, 96, 102 in skimage's image) after the crop, 1.5x resize and paste
+    assert deid.coverage((442, 254, 144, 153), [r.box for r in faces]) > 0.95
+
+
+def test_verification_catches_a_face_left_in(monkeypatch):
+    data = _face_photo()
+    left_in = deid.deidentify(data, NO_DETECT)  # nothing detected, nothing hidden
+    ok, warnings = deid.verify(left_in.data, "jpg", [], deid.Policy())
+    assert not ok and any(w.startswith("face still detected") for w in warnings)
+    # and inside the pipeline: a redaction step that loses what was detected is caught
+    from workbench.deid import _pipeline
+
+    monkeypatch.setattr(_pipeline, "grow", lambda regions, *a: [])
+    broken = deid.deidentify(data)
+    assert not broken.verified and any("face" in w for w in broken.warnings)
+    with pytest.raises(wb.NotVerified):
+        broken.require_verified()
