@@ -294,3 +294,14 @@ def test_verification_catches_a_face_left_in(monkeypatch):
     assert not broken.verified and any("face" in w for w in broken.warnings)
     with pytest.raises(wb.NotVerified):
         broken.require_verified()
+
+
+def test_cli_uses_the_vault_pseudonym_key(vault_path, tmp_path):
+    from conftest import passphrase
+
+    (tmp_path / "a.png").write_bytes(_photo("png", seed=9)[0])
+    env = dict(WORKBENCH_VAULT=str(vault_path), WORKBENCH_USER="res", WORKBENCH_PASSPHRASE=passphrase("res"))
+    first = _cli("deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "o1"), "--no-detect", **env)
+    second = _cli("deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"), "--no-detect", **env)
+    assert first.returncode == 0 and "vault's pseudonym key" in first.stderr
+    assert [p.name for p in (tmp_path / "o1").iterdir()] == [p.name for p in (tmp_path / "o2").iterdir()]

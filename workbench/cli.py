@@ -348,10 +348,17 @@ def _deid(args) -> int:
 
     policy = Policy(style=args.style, lossless=args.lossless,
                     detectors=() if args.no_detect else Policy().detectors)
-    key = load_key(args.key_file) if args.key_file else generate_key()
-    if not args.key_file:
-        print("note: no --key-file, so pseudonyms use a single-use key and cannot be linked "
-              "to other runs", file=sys.stderr)
+    if args.key_file:
+        key = load_key(args.key_file)
+    elif getattr(args, "vault", None) or os.environ.get("WORKBENCH_VAULT"):
+        # the vault's pseudonym tier: the same pseudonyms as the vault's own exports
+        with _open(args) as vault:
+            key = vault.pseudonym_key("de-identify files with the vault's pseudonym key")
+        print("note: pseudonyms use the vault's pseudonym key", file=sys.stderr)
+    else:
+        key = generate_key()
+        print("note: no --key-file or vault, so pseudonyms use a single-use key and cannot be "
+              "linked to other runs", file=sys.stderr)
 
     def on_error(number, total, path, exc):
         # The path is the operator's own input, echoed to their terminal only.

@@ -1053,6 +1053,12 @@ class Vault:
         self._record("decrypt_derivative", detail)
         return data
 
+    def pseudonym_key(self, reason: str) -> bytes:
+        """The vault's pseudonym key, for keyed pseudonyms outside the vault (audited)."""
+        key = self._need("pseudonym", "use the pseudonym key")
+        self._record("pseudonym_key_use", {"reason": reason})
+        return key
+
     def store_deid(self, photo_id: str, result, policy_digest: str) -> str:
         """Store a de-identified version of a photo with its regions and verification.
 
