@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -133,6 +134,15 @@ def policy_digest(policy: Policy) -> str:
 # --- preparing derivatives (roles that may read originals) ---------------------
 
 
+def _worker_init() -> None:
+    """One thread per worker process: N workers use N cores without oversubscribing."""
+    os.environ["WORKBENCH_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _deid_task(data: bytes, policy: Policy, regions: list[dict]) -> DeidResult:
     # Runs in a worker: it gets pixels (file bytes) and a policy, never a key.
     return deidentify(data, policy, regions=regions)
@@ -182,6 +192,7 @@ def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         try:
+            client.run(_worker_init)
             futures = []
             for photo_id in todo:
                 data, regions = payload(photo_id)
@@ -196,7 +207,10 @@ def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
         for photo_id in todo:
             yield _deid_task(*_with_policy(payload(photo_id), policy))
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # "spawn", not fork: the parent may already run onnxruntime/OpenCV thread
+    # pools, and a forked child can inherit one of their locks held and hang.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=context) as pool:
         # A bounded window keeps only a few decrypted originals in flight.
         window: list = []
         for photo_id in todo:
