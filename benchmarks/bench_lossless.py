@@ -1,19 +1,22 @@
 """Lossless (DCT-domain) JPEG redaction of a 20 MP photo, against jpegtran.
 
 - ``redact_jpeg_lossless`` with 1 region (a 600x600 face) and with 3 regions
-  (face, a 900x200 label, a 300x300 barcode), best of 3.
+  (face, a 900x200 label, a 300x300 barcode), best of 3, with each backend:
+  TurboJPEG (the system's libturbojpeg, the default when it loads) and
+  jpeglib's libjpeg-turbo build (the fallback).
 - The same job done the way a user would with libjpeg-turbo's tool:
   ``jpegtran -copy none -wipe WxH+X+Y``, input on stdin and output on
   stdout, one process per region chained through pipes (``-wipe`` takes one
   region). Target: ours at most 2x jpegtran.
 - For context, the floor of the lossy route: Pillow decode + encode at
   quality 95 of the same file.
-- Peak memory: ``ru_maxrss`` of this process, and the peak RSS (VmHWM) of
-  a fresh process that does nothing but one 3-region redaction (the input
-  reaches it on a pipe), before and after the call.
+- Peak memory: ``ru_maxrss`` of this process, and, per backend, the peak
+  RSS (VmHWM) of a fresh process that does nothing but one 3-region
+  redaction (the input reaches it on a pipe), before and after the call.
 
 Both tools keep every other block bit-identical, so their outputs are
 checked against each other: same coefficients outside the blanked MCUs.
+The two backends must agree on every coefficient.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from workbench.deid import _lossless
 from workbench.deid._lossless import read_coefficients, redact_jpeg_lossless
 
 from ._util import best_of, peak_rss_mb, save, table
+
+BACKENDS = ("turbojpeg", "jpeglib")
 
 WIDTH, HEIGHT = 5472, 3648  # Canon EOS R6
 FACE = (2400, 900, 600, 600)
@@ -108,8 +113,13 @@ def _same_outside(ours: bytes, theirs: bytes, blanked) -> bool:
     return True
 
 
+def _same_coefficients(a: bytes, b: bytes) -> bool:
+    ca, cb = read_coefficients(a), read_coefficients(b)
+    return all(np.array_equal(ca[key], cb[key]) for key in ("Y", "Cb", "Cr", "qt", "samp_factor"))
+
+
 def _stages(data: bytes, boxes, repeat: int) -> dict:
-    """Where the time goes (private steps of redact_jpeg_lossless), best of ``repeat``."""
+    """Where jpeglib's backend spends its time (its private steps), best of ``repeat``."""
     times: dict[str, list[float]] = {"parse": [], "decode": [], "orient_blank": [], "encode": []}
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -127,10 +137,11 @@ def _stages(data: bytes, boxes, repeat: int) -> dict:
     return {key: round(1000 * min(values), 1) for key, values in times.items()}
 
 
-def _child_peak(data: bytes, boxes) -> dict:
+def _child_peak(data: bytes, boxes, backend: str) -> dict:
     root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "WORKBENCH_LOSSLESS_BACKEND": backend}
     proc = subprocess.run([sys.executable, "-c", _CHILD % (boxes,)], input=data, cwd=root,
-                          capture_output=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+                          capture_output=True, check=True, env=env)
     before, after = map(float, proc.stdout.split())
     return {"rss_before_mb": round(before, 1), "peak_rss_mb": round(after, 1)}
 
@@ -144,54 +155,74 @@ def main(argv=None) -> dict:
     data, _ = _synth.synth_photo(np.random.default_rng(1), width=WIDTH, height=HEIGHT, quality=95)
 
     floor_s = best_of(lambda: _floor(data), args.repeat)
-    runs = {}
-    for label, boxes in REGIONS.items():
-        ours_out, blanked = redact_jpeg_lossless(data, boxes)
-        theirs_out = _jpegtran(data, boxes)
-        ours_s = best_of(lambda: redact_jpeg_lossless(data, boxes), args.repeat)
-        theirs_s = best_of(lambda: _jpegtran(data, boxes), args.repeat)
-        runs[label] = {
-            "regions": boxes,
-            "blanked": blanked,
-            "ours_s": round(ours_s, 4),
-            "jpegtran_s": round(theirs_s, 4),
-            "ratio": round(ours_s / theirs_s, 2),
-            "target_ratio_at_most": 2.0,
-            "ours_over_floor": round(ours_s / floor_s, 2),
-            "output_mb": round(len(ours_out) / 1e6, 3),
-            "jpegtran_output_mb": round(len(theirs_out) / 1e6, 3),
-            "same_coefficients_outside_blanked": _same_outside(ours_out, theirs_out, blanked),
-        }
-    stages = _stages(data, REGIONS["1 region"], args.repeat)
-    child = _child_peak(data, REGIONS["3 regions"])
+    backends = [b for b in BACKENDS if b == "jpeglib" or _lossless._turbojpeg() is not None]
+    saved = _lossless._backend
+    runs: dict[str, dict] = {label: {} for label in REGIONS}
+    try:
+        for label, boxes in REGIONS.items():
+            theirs_out = _jpegtran(data, boxes)
+            theirs_s = best_of(lambda: _jpegtran(data, boxes), args.repeat)
+            outputs = {}
+            for backend in backends:
+                _lossless._backend = backend
+                ours_out, blanked = redact_jpeg_lossless(data, boxes)
+                ours_s = best_of(lambda: redact_jpeg_lossless(data, boxes), args.repeat)
+                outputs[backend] = ours_out
+                runs[label][backend] = {
+                    "ours_s": round(ours_s, 4),
+                    "ratio": round(ours_s / theirs_s, 2),
+                    "ours_over_floor": round(ours_s / floor_s, 2),
+                    "output_mb": round(len(ours_out) / 1e6, 3),
+                    "same_coefficients_outside_blanked": _same_outside(ours_out, theirs_out, blanked),
+                }
+            runs[label].update({
+                "regions": boxes,
+                "blanked": blanked,
+                "jpegtran_s": round(theirs_s, 4),
+                "target_ratio_at_most": 2.0,
+                "jpegtran_output_mb": round(len(theirs_out) / 1e6, 3),
+                "backends_same_coefficients": all(
+                    _same_coefficients(outputs[backends[0]], out) for out in outputs.values()),
+            })
+        _lossless._backend = "jpeglib"
+        stages = _stages(data, REGIONS["1 region"], args.repeat)
+    finally:
+        _lossless._backend = saved
+    child = {backend: _child_peak(data, REGIONS["3 regions"], backend) for backend in backends}
     result = {
         "image": f"{WIDTH}x{HEIGHT} JPEG q95 4:2:0 (generated)",
         "input_mb": round(len(data) / 1e6, 2),
         "floor_pillow_decode_encode_q95_s": round(floor_s, 4),
+        "backends": backends,
         "runs": runs,
-        "stages_ms_1_region": stages,
+        "jpeglib_stages_ms_1_region": stages,
         "redaction_only_process": child,
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     path = save("lossless", result)
-    one, three = runs["1 region"], runs["3 regions"]
-    print("lossless redaction benchmarks (" + str(path) + ")")
-    print(table([
+    rows = [
         ("input", f"{result['image']}, {result['input_mb']} MB"),
         ("floor: Pillow decode + encode q95", f"{floor_s * 1000:.0f} ms"),
-        ("1 region: ours", f"{one['ours_s'] * 1000:.0f} ms"),
-        ("1 region: jpegtran -wipe", f"{one['jpegtran_s'] * 1000:.0f} ms"),
-        ("1 region: ours / jpegtran", f"{one['ratio']} (target <= 2)"),
-        ("3 regions: ours", f"{three['ours_s'] * 1000:.0f} ms"),
-        ("3 regions: 3 jpegtran -wipe in a pipe", f"{three['jpegtran_s'] * 1000:.0f} ms"),
-        ("3 regions: ours / jpegtran", f"{three['ratio']} (target <= 2)"),
-        ("stages (1 region)", ", ".join(f"{k} {v} ms" for k, v in stages.items())),
-        ("same coefficients as jpegtran outside",
-         str(one["same_coefficients_outside_blanked"] and three["same_coefficients_outside_blanked"])),
-        ("peak RSS, redaction-only process", f"{child['peak_rss_mb']} MB "
-                                             f"({child['rss_before_mb']} MB before the call)"),
-        ("peak RSS, this process", f"{result['peak_rss_mb']} MB"),
-    ]))
+    ]
+    for label, run in runs.items():
+        tool = "jpegtran -wipe" if label == "1 region" else "3 jpegtran -wipe in a pipe"
+        rows.append((f"{label}: {tool}", f"{run['jpegtran_s'] * 1000:.0f} ms"))
+        for backend in backends:
+            mine = run[backend]
+            rows.append((f"{label}: {backend}", f"{mine['ours_s'] * 1000:.0f} ms = {mine['ratio']}x jpegtran "
+                                                f"(target <= 2), {mine['ours_over_floor']}x floor"))
+    rows += [
+        ("jpeglib stages (1 region)", ", ".join(f"{k} {v} ms" for k, v in stages.items())),
+        ("same coefficients as jpegtran outside", str(all(
+            run[b]["same_coefficients_outside_blanked"] for run in runs.values() for b in backends))),
+        ("backends: same coefficients", str(all(run["backends_same_coefficients"] for run in runs.values()))),
+    ]
+    for backend, peak in child.items():
+        rows.append((f"peak RSS, redaction-only process ({backend})",
+                     f"{peak['peak_rss_mb']} MB ({peak['rss_before_mb']} MB before the call)"))
+    rows.append(("peak RSS, this process", f"{result['peak_rss_mb']} MB"))
+    print("lossless redaction benchmarks (" + str(path) + ")")
+    print(table(rows))
     return result
 
 

@@ -1,7 +1,13 @@
-"""Lossless JPEG redaction: untouched blocks stay bit-identical, metadata goes, nothing hits disk."""
+"""Lossless JPEG redaction: untouched blocks stay bit-identical, metadata goes, nothing hits disk.
+
+Every test runs with both libraries (TurboJPEG and jpeglib's build, see
+``_lossless._choose_backend``) unless it is marked for one; a section at the
+end checks that they agree and what only one of them does.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
@@ -19,7 +25,7 @@ from PIL import Image, ImageCms, ImageOps
 from workbench import _synth
 from workbench.deid import _lossless
 from workbench.deid._lossless import read_coefficients, redact_jpeg_lossless
-from workbench.errors import DecompressionBomb, InvalidInput, UnsupportedFormat
+from workbench.errors import DecompressionBomb, InvalidInput, UnsupportedFormat, WorkbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIFTOOL = shutil.which("exiftool")
@@ -40,6 +46,22 @@ FILE_STRUCTURE = {"FileType", "FileTypeExtension", "MIMEType", "ImageWidth", "Im
                   "EncodingProcess", "BitsPerSample", "ColorComponents", "YCbCrSubSampling"}
 # Face-, label- and edge-sized boxes in the oriented frame of a 1024x768 photo.
 BOXES = [(300, 200, 90, 60), (10, 700, 200, 30), (990, 5, 100, 100)]
+BACKENDS = ["turbojpeg", "jpeglib"]
+CJPEG = shutil.which("cjpeg")
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request, monkeypatch):
+    """The library redact_jpeg_lossless uses; a test picks one with indirect parametrize."""
+    if request.param == "turbojpeg" and _lossless._turbojpeg() is None:
+        pytest.skip("libturbojpeg.so.0 is not installed (Debian: libturbojpeg0)")
+    monkeypatch.setattr(_lossless, "_backend", request.param)
+    return request.param
+
+
+def only(*names):
+    """Run a test with these backends only (the others would test nothing new)."""
+    return pytest.mark.parametrize("backend", names, indirect=True)
 
 
 # --------------------------------------------------------------------------
@@ -242,7 +264,7 @@ def _exiftool_groups(data: bytes) -> list[tuple[str, str]]:
     return rows
 
 
-def _assert_bare(out: bytes) -> None:
+def _assert_bare(out: bytes, exiftool: bool = True) -> None:
     codes = _markers(out)  # JFIF APP0, then only tables and one frame up to the scan
     assert codes[0] == 0xE0 and codes[-1] == 0xDA
     assert set(codes[1:-1]) <= {0xDB, 0xC4, 0xC0, 0xC1} and codes.count(0xC0) + codes.count(0xC1) == 1
@@ -250,7 +272,7 @@ def _assert_bare(out: bytes) -> None:
     assert out[:2] == b"\xff\xd8" and out[-2:] == b"\xff\xd9"
     for needle in (b"Exif", b"http://ns.adobe.com", b"Photoshop", b"ICC_PROFILE", b"\xff\xfe", b"8BIM"):
         assert needle not in out, needle
-    if EXIFTOOL:
+    if EXIFTOOL and exiftool:
         for group, tag in _exiftool_groups(out):
             # ExifTool (its own version) and System (the pipe) describe the
             # tool and the stream, not the file's contents.
@@ -267,6 +289,22 @@ def test_all_metadata_is_dropped():
     _assert_bare(out)
 
 
+def test_jfif_segment_is_plain_and_colour_is_decided_by_our_walk():
+    # A scanner's 300 dpi is not copied; component ids "R", "G", "B" next to
+    # a JFIF segment still mean YCbCr (JFIF says so), as libjpeg reads it.
+    buf = io.BytesIO()
+    _pixels(256, 192).save(buf, "JPEG", quality=90, dpi=(300, 300))
+    data = bytearray(buf.getvalue())
+    sof, sos = _sof_offset(bytes(data)), data.index(b"\xff\xda")
+    for i, cid in enumerate(b"RGB"):
+        data[sof + 10 + 3 * i] = data[sos + 5 + 2 * i] = cid
+    data = bytes(data)
+    assert data[2:20] != _lossless._JFIF  # the input's own JFIF has a density
+    out, blanked = redact_jpeg_lossless(data, [(0, 0, 8, 8)])
+    assert out[2:20] == b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    assert np.abs(_decode(out) - _decode(data))[16:, 16:].max() <= 4
+
+
 def test_synthetic_camera_photo_loses_every_planted_identifier():
     # EXIF with maker note, GPS and an IFD1 thumbnail (with its own comment),
     # XMP, IPTC and a COM segment, as the project's camera simulator writes.
@@ -278,8 +316,9 @@ def test_synthetic_camera_photo_loses_every_planted_identifier():
     _assert_bare(out)
 
 
+@only("jpeglib")  # no redaction here
 @pytest.mark.skipif(EXIFTOOL is None, reason="exiftool not installed")
-def test_exiftool_sees_the_planted_metadata_in_the_input():
+def test_exiftool_sees_the_planted_metadata_in_the_input(backend):
     # guards the check above: the same call does list metadata when it is there
     tags = _exiftool_groups(_jpeg(orientation=6, planted=True))
     groups = {group for group, _ in tags}
@@ -374,13 +413,15 @@ def test_boxes_outside_are_ignored_and_no_boxes_is_a_metadata_strip():
 
 @pytest.mark.parametrize("boxes", [[(1, 2, 3)], [(0, 0, 0, 10)], [(0, 0, 10, -1)], [("a", 0, 1, 1)],
                                    [(0, 0, float("nan"), 1)], None])
-def test_malformed_boxes(boxes):
+@only("jpeglib")  # refused before any library is called
+def test_malformed_boxes(boxes, backend):
     with pytest.raises(InvalidInput):
         redact_jpeg_lossless(_jpeg(64, 64), boxes)
 
 
 @pytest.mark.parametrize("fill", [(0, 0), (0, 0, 256), (0, 0, -1), (0.5, 0, 0), "red", (True, 0, 0)])
-def test_malformed_fill(fill):
+@only("jpeglib")  # refused before any library is called
+def test_malformed_fill(fill, backend):
     with pytest.raises(InvalidInput):
         redact_jpeg_lossless(_jpeg(64, 64), [], fill=fill)
 
@@ -534,11 +575,12 @@ print(json.dumps({"counts": counts, "other": other}))
 """
 
 
-def test_mutated_files_only_raise_workbench_errors():
+def test_mutated_files_only_raise_workbench_errors(backend):
     # In a child process: a libjpeg abort would kill it, and that must show
     # up as a failure here rather than take the test run down.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_LOSSLESS_BACKEND": backend}
     proc = subprocess.run([sys.executable, "-c", _FUZZ, "200"], cwd=ROOT, capture_output=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=120, env=env)
     assert proc.returncode == 0, (proc.returncode, proc.stderr.decode()[-2000:])
     assert proc.stderr == b""  # nothing printed by libjpeg: no print-and-continue
     result = json.loads(proc.stdout)
@@ -552,8 +594,8 @@ def test_mutated_files_only_raise_workbench_errors():
 # --------------------------------------------------------------------------
 
 
-def test_no_temporary_files_and_only_memory_paths(monkeypatch, tmp_path):
-    calls = []
+def test_no_temporary_files_and_only_memory_paths(monkeypatch, tmp_path, backend):
+    calls, memfds = [], []
 
     def recording(name):
         original = getattr(tempfile, name)
@@ -570,6 +612,8 @@ def test_no_temporary_files_and_only_memory_paths(monkeypatch, tmp_path):
     empty.mkdir()
     monkeypatch.setenv("TMPDIR", str(empty))
     monkeypatch.setattr(tempfile, "tempdir", None)  # make tempfile re-read TMPDIR
+    memfd_create = os.memfd_create
+    monkeypatch.setattr(os, "memfd_create", lambda *args: memfds.append(args) or memfd_create(*args))
 
     # every path libjpeg is given must be an in-memory file
     lib = _lossless._lib()
@@ -588,12 +632,17 @@ def test_no_temporary_files_and_only_memory_paths(monkeypatch, tmp_path):
     data = _jpeg(orientation=6, planted=True)
     fds_before = sorted(os.listdir("/proc/self/fd"))
     out, _ = redact_jpeg_lossless(data, BOXES)
-    read_coefficients(out)
+    if backend == "turbojpeg":
+        # buffers only: not even an in-memory file, and jpeglib is not called
+        assert memfds == [] and paths == []
+    read_coefficients(out)  # always jpeglib's build
     assert sorted(os.listdir("/proc/self/fd")) == fds_before  # every memfd closed
     assert calls == []
     assert list(empty.iterdir()) == []
-    assert paths[1] is None  # no source file: jpeglib would copy it
-    for path in paths[:1] + paths[2:]:
+    if backend == "jpeglib":
+        assert paths[1] is None  # no source file: jpeglib would copy it
+        paths = paths[:1] + paths[2:]
+    for path in paths:
         assert path.startswith(b"/proc/self/fd/"), path
 
 
@@ -604,3 +653,293 @@ def test_jpeglib_library_choice_is_left_alone():
     before = jpeglib.version.get()
     redact_jpeg_lossless(_jpeg(64, 64), [(0, 0, 8, 8)])
     assert jpeglib.version.get() == before
+
+
+# --------------------------------------------------------------------------
+# Two backends: the same coefficients, and what only TurboJPEG does
+# --------------------------------------------------------------------------
+
+
+def _variant(kind: str, orientation: int, width: int = 320, height: int = 240) -> bytes:
+    """A small photo of one layout; 320x240 is whole MCUs for every sampling."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image = _pixels(width, height, seed=orientation)
+    options = {"quality": 90, "exif": exif}
+    if kind == "grey":
+        image = image.convert("L")
+    elif kind == "progressive":
+        options["progressive"] = True
+    elif kind == "restart":
+        options["restart_marker_blocks"] = 5
+    else:
+        options["subsampling"] = SUBSAMPLING[kind]
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+def _cjpeg(sample: str, orientation: int = 1) -> bytes:
+    """A JPEG with sampling factors Pillow cannot write, from libjpeg-turbo's cjpeg."""
+    pixels = np.asarray(_pixels(320, 240, seed=orientation))
+    ppm = b"P6\n320 240\n255\n" + pixels.tobytes()
+    data = subprocess.run([CJPEG, "-quality", "90", "-sample", sample], input=ppm,
+                          capture_output=True, check=True).stdout
+    if orientation == 1:
+        return data
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return data[:2] + _segment(0xE1, exif.tobytes()) + data[2:]  # tobytes() starts "Exif\0\0"
+
+
+def _both(monkeypatch, data: bytes, boxes, fill=(0, 0, 0)) -> dict:
+    results = {}
+    for name in BACKENDS:
+        monkeypatch.setattr(_lossless, "_backend", name)
+        results[name] = redact_jpeg_lossless(data, boxes, fill=fill)
+    return results
+
+
+def _assert_same(results: dict) -> None:
+    """Both backends blanked the same boxes and wrote the same coefficients."""
+    (tj, tj_blanked), (jl, jl_blanked) = results["turbojpeg"], results["jpeglib"]
+    assert tj_blanked == jl_blanked
+    a, b = read_coefficients(tj), read_coefficients(jl)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]) if a[key] is not None else b[key] is None, key
+    _assert_bare(tj, exiftool=False)
+
+
+def _oriented_boxes(data: bytes) -> list:
+    width, height = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size
+    return [(20, 30, 50, 40), (width - 20, height - 20, 40, 40), (0, 0, 1, 1), (130, 90, 1, 70)]
+
+
+@only("turbojpeg")
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("kind", ["4:2:0", "4:2:2", "4:4:4", "grey", "progressive", "restart"])
+def test_backends_write_the_same_coefficients(kind, orientation, monkeypatch, backend):
+    data = _variant(kind, orientation)
+    if kind == "restart" and b"\xff\xdd" not in data:
+        pytest.skip("this Pillow cannot write restart markers")
+    _assert_same(_both(monkeypatch, data, _oriented_boxes(data), fill=(30, 200, 90)))
+
+
+@only("turbojpeg")
+@pytest.mark.skipif(CJPEG is None, reason="cjpeg not installed (Debian: libjpeg-turbo-progs)")
+@pytest.mark.parametrize("sample, by_turbojpeg", [
+    ("1x2", True),  # 4:4:0
+    ("4x1", True),  # 4:1:1
+    ("2x2,2x1,1x1", False),  # a layout tjTransform cannot name: jpeglib's build does it
+    ("2x2,1x1,2x2", False),
+])
+@pytest.mark.parametrize("orientation", [1, 6, 7])
+def test_other_samplings_and_who_does_them(sample, by_turbojpeg, orientation, monkeypatch, backend):
+    data = _cjpeg(sample, orientation)
+    calls = []
+    transform = _lossless._transform
+    monkeypatch.setattr(_lossless, "_transform", lambda *args: calls.append(1) or transform(*args))
+    _assert_same(_both(monkeypatch, data, _oriented_boxes(data)))
+    assert bool(calls) == by_turbojpeg
+
+
+@only("turbojpeg")
+def test_a_table_slot_redefined_between_scans_goes_to_jpeglib(monkeypatch, backend):
+    # Every component latches its table in the first (DC) scan; a later DQT
+    # for the same slot changes nothing for them, but tjTransform refuses it.
+    data = _jpeg(256, 192, progressive=True)
+    second = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+    data = data[:second] + _segment(0xDB, b"\x00" + b"\x01" * 64) + data[second:]
+    head = _lossless._parse(data)
+    assert head.slot_reused and not _lossless._turbojpeg_takes(head)
+    with pytest.raises(InvalidInput):
+        _lossless._transform(data, head, [], (0, 0, 0))
+    results = _both(monkeypatch, data, [(10, 10, 20, 20)])
+    _assert_same(results)
+    assert np.array_equal(read_coefficients(results["turbojpeg"][0])["qt"], np.stack(head.qt))
+
+
+@only("turbojpeg")
+@pytest.mark.parametrize("size, orientation, sampling", [
+    ((1001, 751), 1, "4:2:0"),
+    ((1024, 744), 2, "4:2:0"),  # luma has 93 block rows; the last MCU row pads it to 94
+    ((1024, 750), 5, "4:2:2"),
+    ((1024, 750), 8, "4:2:0"),
+])
+def test_backends_agree_on_partial_mcus(size, orientation, sampling, monkeypatch, backend):
+    data = _jpeg(*size, orientation=orientation, subsampling=sampling)
+    _assert_same(_both(monkeypatch, data, _oriented_boxes(data) + [(0, 700, 2000, 100)]))
+
+
+@only("turbojpeg")
+def test_greyscale_with_sampling_factors_flips_every_column(monkeypatch, backend):
+    # A single component is coded block by block whatever its (here 2x2)
+    # sampling factors say; 200 pixels is 25 blocks, not a whole 16-pixel
+    # MCU, and every column must still move when it is mirrored (transupp
+    # writes such a file with 1x1 factors, as our walk reads it).
+    exif = Image.Exif()
+    exif[0x0112] = 2
+    buf = io.BytesIO()
+    _pixels(200, 96).convert("L").save(buf, "JPEG", quality=90, exif=exif)
+    data = bytearray(buf.getvalue())
+    data[_sof_offset(bytes(data)) + 11] = 0x22
+    results = _both(monkeypatch, bytes(data), [])
+    _assert_same(results)
+    before, after = read_coefficients(bytes(data))["Y"], read_coefficients(results["jpeglib"][0])["Y"]
+    assert np.array_equal(after, before[:, ::-1] * np.array([1, -1] * 4, dtype=np.int16))
+
+
+def _tiny(dc_table: bytes, scan: bytes) -> bytes:
+    """An 8x8 greyscale baseline JPEG written by hand: one block, all steps 1.
+
+    The AC table has one code, ``0``, meaning end of block; ``dc_table`` is a
+    DHT body (16 code counts, then the symbols, which are DC bit lengths).
+    """
+    ac_table = bytes([1] + [0] * 15) + b"\x00"
+    return (b"\xff\xd8" + _segment(0xDB, b"\x00" + b"\x01" * 64)
+            + _segment(0xC0, b"\x08\x00\x08\x00\x08\x01\x01\x11\x00")
+            + _segment(0xC4, b"\x00" + dc_table) + _segment(0xC4, b"\x10" + ac_table)
+            + _segment(0xDA, b"\x01\x01\x00\x00\x3f\x00") + scan + b"\xff\xd9")
+
+
+# DC code 0, the DC bits, end of block 0, padding 1s:
+#   10 bits 1111111111 -> DC 1023, the largest valid value
+#   11 bits 11111111111 -> DC 2047, which only a crafted file holds
+DC_1023 = _tiny(bytes([1] + [0] * 15) + b"\x0a", bytes([0b01111111, 0b11101111]))
+DC_2047 = _tiny(bytes([1] + [0] * 15) + b"\x0b", bytes([0b01111111, 0b11110111]))
+# three 1-bit codes cannot exist: libjpeg stops with a fatal error
+BAD_HUFFMAN = _tiny(bytes([3] + [0] * 15) + b"\x00\x01\x02", b"\x00\x00")
+
+
+def _corrupt_scan() -> bytes:
+    data = bytearray(_jpeg(256, 256))
+    start = data.rfind(b"\xff\xda")
+    data[start + 200:start + 260] = bytes(range(1, 61))
+    return bytes(data)
+
+
+def test_out_of_range_coefficients_are_refused(capfd):
+    out, _ = redact_jpeg_lossless(DC_1023, [])
+    assert read_coefficients(out)["Y"][0, 0, 0, 0] == 1023  # the hand-made file is sound
+    with pytest.raises(InvalidInput, match="truncated or corrupt"):
+        redact_jpeg_lossless(DC_2047, [])
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("make, warning", [(_corrupt_scan, True), (lambda: BAD_HUFFMAN, False)],
+                         ids=["corrupt-data-warning", "bad-table-error"])
+def test_library_warnings_and_errors_both_refuse(make, warning, backend, capfd):
+    with pytest.raises(InvalidInput, match="truncated or corrupt") as info:
+        redact_jpeg_lossless(make(), [(0, 0, 8, 8)])
+    if backend == "turbojpeg":
+        assert info.value.warning is warning  # TJERR_WARNING or TJERR_FATAL, refused either way
+    assert capfd.readouterr() == ("", "")
+
+
+@only("turbojpeg")
+def test_an_error_inside_the_filter_is_raised_after_turbojpeg_returns(monkeypatch, capfd):
+    # ctypes would print an exception from a callback and carry on
+    def broken(blocks):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_lossless, "_in_range", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        redact_jpeg_lossless(_jpeg(64, 64), [(0, 0, 8, 8)])
+    assert capfd.readouterr() == ("", "")
+
+
+@only("turbojpeg")
+def test_turbojpeg_refuses_an_imperfect_orientation_by_itself(monkeypatch):
+    # Our own check comes first; with it out of the way, TJXOPT_PERFECT
+    # still refuses, with the same advice.
+    def unchecked(width, height, samp, orientation):
+        if orientation >= 5:
+            return height, width, [(v, h) for h, v in samp]
+        return width, height, list(samp)
+
+    monkeypatch.setattr(_lossless, "_oriented_frame", unchecked)
+    with pytest.raises(InvalidInput, match="run without --lossless"):
+        redact_jpeg_lossless(_jpeg(1000, 750, orientation=6), [(10, 10, 10, 10)])
+
+
+class _Counting:
+    """TurboJPEG, counting handles and the output buffers it allocates."""
+
+    def __init__(self, lib):
+        self.lib, self.handles, self.destroyed, self.buffers, self.freed = lib, [], [], [], []
+
+    def __getattr__(self, name):
+        return getattr(self.lib, name)
+
+    def tjInitTransform(self):
+        self.handles.append(self.lib.tjInitTransform())
+        return self.handles[-1]
+
+    def tjTransform(self, handle, source, size, n, buffer, sizes, transform, flags):
+        status = self.lib.tjTransform(handle, source, size, n, buffer, sizes, transform, flags)
+        self.buffers.append(buffer._obj.value)  # set even when it fails
+        return status
+
+    def tjFree(self, buffer):
+        self.freed.append(buffer.value)
+        self.lib.tjFree(buffer)
+
+    def tjDestroy(self, handle):
+        self.destroyed.append(handle)
+        return self.lib.tjDestroy(handle)
+
+
+@only("turbojpeg")
+def test_turbojpeg_buffers_and_handles_are_freed_on_every_path(monkeypatch):
+    counting = _Counting(_lossless._turbojpeg())
+    monkeypatch.setattr(_lossless, "_turbojpeg", lambda: counting)
+    redact_jpeg_lossless(_jpeg(64, 64), [(0, 0, 8, 8)])
+    for data in (DC_2047, _corrupt_scan(), BAD_HUFFMAN):
+        with pytest.raises(InvalidInput):
+            redact_jpeg_lossless(data, [(0, 0, 8, 8)])
+    assert len(counting.handles) == 4 and counting.destroyed == counting.handles
+    assert counting.buffers[0] and counting.buffers[1]  # the filter fails after the output exists
+    assert counting.freed == [b for b in counting.buffers if b]
+
+
+@only("turbojpeg")
+def test_a_thousand_calls_do_not_grow_memory():
+    good, bad = _jpeg(256, 256, orientation=6), DC_2047
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def run(n):
+        for _ in range(n):
+            redact_jpeg_lossless(good, [(10, 10, 50, 50)])
+            with pytest.raises(InvalidInput):
+                redact_jpeg_lossless(bad, [])
+
+    run(50)  # allocator pools and caches settle
+    before = rss()
+    run(1000)
+    # a leaked output (~40 kB) or TurboJPEG state per call would add 40 MB or more
+    assert rss() - before < 8 * 2**20
+
+
+@only("jpeglib")  # sets the choice itself
+def test_backend_choice(monkeypatch):
+    env = "WORKBENCH_LOSSLESS_BACKEND"
+    installed = _lossless._turbojpeg() is not None
+    monkeypatch.delenv(env, raising=False)
+    monkeypatch.setattr(_lossless, "_backend", None)
+    assert _lossless._backend_name() == ("turbojpeg" if installed else "jpeglib")
+    assert _lossless._backend == _lossless._backend_name()  # chosen once
+    monkeypatch.setenv(env, "jpeglib")
+    assert _lossless._choose_backend() == "jpeglib"
+    monkeypatch.setenv(env, "turbojpg")
+    with pytest.raises(WorkbenchError, match="WORKBENCH_LOSSLESS_BACKEND"):
+        _lossless._choose_backend()  # a typo picks nothing
+    monkeypatch.setattr(_lossless, "_tj_handle", False)  # as if not installed
+    monkeypatch.delenv(env)
+    assert _lossless._choose_backend() == "jpeglib"
+    monkeypatch.setenv(env, "turbojpeg")
+    with pytest.raises(WorkbenchError, match="libturbojpeg"):
+        _lossless._choose_backend()

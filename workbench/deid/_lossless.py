@@ -13,32 +13,58 @@ How the work is split, and why:
 - Our own Python walk of the marker segments checks the whole structure
   (truncation, garbage, unsupported processes, the pixel limit) before
   libjpeg sees a byte, reads the EXIF orientation and the colour space, and
-  sizes the coefficient arrays, so jpeglib's ``read_jpeg_info`` pass
-  (~75 ms on 20 MP) is skipped.
-- libjpeg only decodes and encodes entropy-coded coefficients. It is the
-  libjpeg-turbo 2.1 build shipped in the ``jpeglib`` wheel (about 1.7x
-  faster than its default libjpeg 6b), called through the wheel's C entry
-  points ``read_jpeg_dct`` / ``write_jpeg_dct``. jpeglib's Python classes
-  copy the whole source into ``tempfile.NamedTemporaryFile`` (plaintext on
-  disk), so they are not used: input and output live in ``memfd`` files,
-  opened by libjpeg as ``/proc/self/fd/N``, and nothing touches a disk.
-- libjpeg is fed a rebuilt header (tables, frame and first scan header that
-  our walk validated; no APPn or COM segment), because an error raised
-  while libjpeg parses the header crashes the process inside jpeglib's
-  ``read_jpeg_dct`` (it closes an uninitialised ``FILE*``). Errors after the
-  header are caught by jpeglib and come back as status 0; warnings (corrupt
-  entropy data, which libjpeg prints and then carries on) are caught by
-  pointing file descriptor 2 at a memfd during the call. Both become
-  :class:`~workbench.errors.InvalidInput`.
+  parses the quantisation tables (the fill colour depends on them). The
+  library is then fed a rebuilt header (tables, frame and first scan header
+  that the walk validated; no APPn or COM segment) and the untouched scan
+  data, so metadata never reaches it.
+- Two libraries can do the coefficient work; the faster one that loads is
+  used (see ``_choose_backend``), and both give the same coefficients:
+
+  * TurboJPEG, libjpeg-turbo's own API in the system library
+    (``libturbojpeg.so.0``; Debian: libturbojpeg0, which CI gets with
+    libjpeg-turbo-progs). One ``tjTransform`` call on buffers in memory
+    decodes the coefficients, applies the orientation (``TJXOPT_PERFECT``,
+    as ``jpegtran -perfect``), lets a Python filter blank the touched
+    blocks and range-check every row, and encodes, with libjpeg-turbo's
+    SIMD Huffman coder: a little faster than ``jpegtran -copy none -wipe``.
+    Its error manager keeps messages in memory instead of printing them;
+    warnings (corrupt data) abort the call (``TJFLAG_STOPONWARNING``).
+  * jpeglib, the libjpeg-turbo 2.1 build shipped in the ``jpeglib`` wheel,
+    called through its C entry points ``read_jpeg_dct`` /
+    ``write_jpeg_dct``: about twice as slow (no SIMD, coefficients copied
+    one by one into numpy arrays, orientation done in numpy), but it needs
+    no system library and takes every sampling layout the walk accepts.
+    The walk sizes the coefficient arrays, so jpeglib's ``read_jpeg_info``
+    pass (~75 ms on 20 MP) is skipped.
+    jpeglib's Python classes copy the whole source into
+    ``tempfile.NamedTemporaryFile`` (plaintext on disk), so they are not
+    used: input and output live in ``memfd`` files, opened by libjpeg as
+    ``/proc/self/fd/N``, and nothing touches a disk. The rebuilt header
+    matters doubly here, because an error raised while libjpeg parses the
+    header crashes the process inside jpeglib's ``read_jpeg_dct`` (it
+    closes an uninitialised ``FILE*``). Errors after the header are caught
+    by jpeglib and come back as status 0; warnings (corrupt entropy data,
+    which libjpeg prints and then carries on) are caught by pointing file
+    descriptor 2 at a memfd during the call.
+
+  Every library error or warning becomes
+  :class:`~workbench.errors.InvalidInput`; nothing is printed.
 - EXIF orientation is applied losslessly to the coefficients, as
   ``jpegtran -perfect`` does, because the output has no EXIF left to say
   how to turn it.
+- The output is always baseline (progressive input too) with the standard
+  Huffman tables, no restart markers and a plain JFIF APP0 (version 1.01,
+  no density), as ``jpegtran`` writes by default, so the same input and
+  boxes give the same bytes. The two backends' bytes differ only in the
+  component ids of the frame and scan headers (TurboJPEG keeps the
+  input's, jpeglib's writer numbers them from 0).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import ctypes.util
 import fcntl
 import importlib.metadata
 import importlib.util
@@ -89,6 +115,14 @@ _MSG_LIBRARY = (
     "lossless JPEG redaction needs the jpeglib 1.0 wheel (with its libjpeg-turbo 2.1 build); "
     f"install the project's dependencies or {_ADVICE}"
 )
+_MSG_TURBOJPEG = (
+    "WORKBENCH_LOSSLESS_BACKEND asks for TurboJPEG, but libturbojpeg.so.0 (TurboJPEG 2.0 or "
+    "later) does not load; install it (Debian: apt-get install libturbojpeg0) or unset the variable"
+)
+_MSG_BACKEND = (
+    "WORKBENCH_LOSSLESS_BACKEND must be 'turbojpeg' or 'jpeglib' (or unset, to use the "
+    "fastest that loads); fix the variable"
+)
 
 # jpeglib's libjpeg-turbo build: faster than its default 6b and it keeps
 # its coefficient arrays in memory only (jmemnobs: no backing-store files).
@@ -106,6 +140,27 @@ _MAX_SCANS = 500
 _COEF_MIN, _COEF_MAX = -1024, 1023
 # The one thing libjpeg prints that is not a problem (JTRC_16BIT_TABLES).
 _NOTE_16BIT_TABLES = b"Caution: quantization tables are too coarse for baseline JPEG\n"
+
+# TurboJPEG's API as turbojpeg.h 2.x declares it (tjGetErrorCode, the newest
+# call used, came with 2.0; TurboJPEG 3 keeps these calls and values).
+_BACKEND_ENV = "WORKBENCH_LOSSLESS_BACKEND"
+_TJ_SONAME = "libturbojpeg.so.0"
+_TJXOPT_PERFECT, _TJXOPT_COPYNONE = 1, 64
+_TJFLAG_STOPONWARNING, _TJFLAG_LIMITSCANS = 8192, 32768
+_TJERR_WARNING = 0
+# EXIF orientation -> the TJXOP_* transform that turns the stored frame
+# upright: NONE, HFLIP, ROT180, VFLIP, TRANSPOSE, ROT90 (clockwise),
+# TRANSVERSE, ROT270 (the same operations as _ORIENT_OPS below).
+_TJXOP = {1: 0, 2: 1, 3: 6, 4: 2, 5: 3, 6: 5, 7: 4, 8: 7}
+# Sampling (h, v) of luma with 1x1 chroma that tjTransform names (4:4:4,
+# 4:2:2, 4:2:0, 4:4:0, 4:1:1); it refuses any other layout of a colour image.
+_TJ_SAMPLING = {(1, 1), (2, 1), (2, 2), (1, 2), (4, 1)}
+# The JFIF APP0 the library reads: version 1.01, no density unit, 1:1, no
+# thumbnail, as libjpeg writes by default. TurboJPEG copies a source's JFIF
+# density into its output, so the real one (a scanner's or camera's DPI)
+# is never given to it; and JFIF tells libjpeg the colour space is YCbCr
+# (our walk's decision), whatever the component ids suggest.
+_JFIF = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
 
 # Zigzag position -> natural (row-major) position, as DQT stores tables.
 _ZIGZAG = np.array([
@@ -175,8 +230,9 @@ def redact_jpeg_lossless(data: bytes, boxes: list[tuple[int, int, int, int]], *,
     -------
     jpeg : bytes
         The new JPEG, stored upright, with no EXIF, XMP, IPTC, ICC profile,
-        comment or thumbnail. The same input and boxes always give the same
-        bytes.
+        comment or thumbnail; always baseline. The same input and boxes
+        always give the same bytes (with the same library, see the module
+        notes).
     blanked : list of (x, y, w, h)
         For each box that overlaps the image, in order, the MCU-aligned area
         actually blanked, clipped to the image, in the output frame.
@@ -197,6 +253,8 @@ def redact_jpeg_lossless(data: bytes, boxes: list[tuple[int, int, int, int]], *,
     rgb = _check_fill(fill)
     regions = _check_boxes(boxes)
     head = _parse(data)
+    if _backend_name() == "turbojpeg" and _turbojpeg_takes(head):
+        return _transform(data, head, regions, rgb)
     image = _decode(data, head)
     image = _orient(image, head.orientation)
     blanked = _blank(image, regions, rgb)
@@ -290,6 +348,7 @@ class _Head:
     samp: list[tuple[int, int]] = field(default_factory=list)  # (h, v) per component
     tq: list[int] = field(default_factory=list)
     qt: list[np.ndarray | None] = field(default_factory=list)  # latched, natural order
+    slot_reused: bool = False  # a table slot was redefined after a component latched it
     orientation: int = 1
     header: list[bytes] = field(default_factory=list)  # segments libjpeg is given
     scan_start: int = 0  # first byte of the first scan's entropy-coded data
@@ -378,6 +437,7 @@ def _parse(data: bytes) -> _Head:
             head.header.append(segment)
     if any(q is None for q in head.qt):
         raise InvalidInput(_MSG_CORRUPT)  # a component never appears in any scan
+    head.slot_reused = any(not np.array_equal(q, tables[t]) for q, t in zip(head.qt, head.tq))
     _check_colour(head, jfif, adobe)
     head.orientation = _exif_orientation(exif)
     return head
@@ -614,11 +674,17 @@ def _decode(data: bytes, head: _Head) -> _Image:
         os.close(source)
     if status != 1 or printed:
         raise InvalidInput(_MSG_CORRUPT, libjpeg=printed.decode("ascii", "replace").strip()[:200])
-    for plane in planes:
-        low, high = plane.min(), plane.max()
-        if low < _COEF_MIN or high > _COEF_MAX or (low == _COEF_MIN and plane[..., 1:].min() == low):
-            raise InvalidInput(_MSG_CORRUPT)  # -1024 is a valid DC but not a valid AC value
+    if not all(_in_range(plane) for plane in planes):
+        raise InvalidInput(_MSG_CORRUPT)
     return _Image(head.width, head.height, list(head.samp), [q.copy() for q in head.qt], planes)
+
+
+def _in_range(blocks: np.ndarray) -> bool:
+    """Whether every coefficient fits 8-bit JPEG (last axis: the 64 of a block)."""
+    low, high = blocks.min(), blocks.max()
+    # -1024 is a valid DC but not a valid AC value
+    return low >= _COEF_MIN and high <= _COEF_MAX and not (
+        low == _COEF_MIN and blocks[..., 1:].min() == low)
 
 
 def _encode(image: _Image) -> bytes:
@@ -687,24 +753,210 @@ def _check_output(out: bytes) -> None:
 
 
 # --------------------------------------------------------------------------
+# Backend choice
+# --------------------------------------------------------------------------
+
+# Chosen once, on first use: TurboJPEG when the system library loads,
+# because it does a 20 MP photo in about jpegtran's time where jpeglib's
+# build takes twice that (no SIMD, and every coefficient is copied out and
+# back); jpeglib's build otherwise, which needs nothing outside the wheels.
+# Both give the same coefficients (tests compare them).
+# WORKBENCH_LOSSLESS_BACKEND=jpeglib (or =turbojpeg) forces one; tests set
+# ``_backend`` to run both.
+_backend: str | None = None
+
+
+def _backend_name() -> str:
+    global _backend
+    if _backend is None:
+        _backend = _choose_backend()
+    return _backend
+
+
+def _choose_backend() -> str:
+    forced = os.environ.get(_BACKEND_ENV, "")
+    if forced == "jpeglib":
+        return forced
+    if forced == "turbojpeg":
+        if _turbojpeg() is None:
+            raise WorkbenchError(_MSG_TURBOJPEG)
+        return forced
+    if forced:
+        raise WorkbenchError(_MSG_BACKEND)  # a typo must not silently pick a library
+    return "turbojpeg" if _turbojpeg() is not None else "jpeglib"
+
+
+def _turbojpeg_takes(head: _Head) -> bool:
+    """Whether tjTransform accepts this (valid) file; the rest go to jpeglib's build.
+
+    tjTransform refuses a colour image whose sampling it cannot name, and a
+    file that redefines a table slot after a component latched it
+    (``JERR_MISMATCHED_QUANT_TABLE``); both are rare but valid JPEG.
+    """
+    if len(head.ids) == 3 and (head.samp[0] not in _TJ_SAMPLING or head.samp[1:] != [(1, 1)] * 2):
+        return False
+    return not head.slot_reused
+
+
+# --------------------------------------------------------------------------
+# TurboJPEG, in memory only
+# --------------------------------------------------------------------------
+
+
+class _TJRegion(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
+
+
+# int customFilter(short *coeffs, tjregion arrayRegion, tjregion planeRegion,
+#                  int componentIndex, int transformIndex, tjtransform *transform)
+_TJFilter = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, _TJRegion, _TJRegion, ctypes.c_int,
+                             ctypes.c_int, ctypes.c_void_p)
+
+
+class _TJTransform(ctypes.Structure):
+    _fields_ = [("r", _TJRegion), ("op", ctypes.c_int), ("options", ctypes.c_int),
+                ("data", ctypes.c_void_p), ("customFilter", _TJFilter)]
+
+
+_tj_handle: ctypes.CDLL | bool | None = None  # False: tried, did not load
+
+
+def _turbojpeg() -> ctypes.CDLL | None:
+    """The system's TurboJPEG library, or None if it does not load."""
+    global _tj_handle
+    if _tj_handle is None:
+        _tj_handle = _load_turbojpeg() or False
+    return _tj_handle or None
+
+
+def _load_turbojpeg() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(_TJ_SONAME)
+    except OSError:
+        path = ctypes.util.find_library("turbojpeg")  # other platforms' names
+        try:
+            lib = ctypes.CDLL(path) if path else None
+        except OSError:
+            lib = None
+    names = ("tjInitTransform", "tjTransform", "tjFree", "tjDestroy", "tjGetErrorStr2",
+             "tjGetErrorCode")
+    if lib is None or not all(hasattr(lib, name) for name in names):
+        return None  # missing, or older than TurboJPEG 2.0
+    p = ctypes.c_void_p
+    lib.tjInitTransform.argtypes, lib.tjInitTransform.restype = [], p
+    lib.tjTransform.argtypes = [p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_int,
+                                ctypes.POINTER(p), ctypes.POINTER(ctypes.c_ulong),
+                                ctypes.POINTER(_TJTransform), ctypes.c_int]
+    lib.tjTransform.restype = ctypes.c_int
+    lib.tjFree.argtypes, lib.tjFree.restype = [p], None
+    lib.tjDestroy.argtypes, lib.tjDestroy.restype = [p], ctypes.c_int
+    lib.tjGetErrorStr2.argtypes, lib.tjGetErrorStr2.restype = [p], ctypes.c_char_p
+    lib.tjGetErrorCode.argtypes, lib.tjGetErrorCode.restype = [p], ctypes.c_int
+    return lib
+
+
+def _transform(data: bytes, head: _Head, regions, rgb
+               ) -> tuple[bytes, list[tuple[int, int, int, int]]]:
+    """Orient, blank and re-encode in one tjTransform call, buffers in memory."""
+    # Refused here with our message; TJXOPT_PERFECT would refuse it too.
+    width, height, samp = _oriented_frame(head.width, head.height, head.samp, head.orientation)
+    plan = _plan(width, height, samp, head.qt, regions, rgb)
+    rows: list[dict[int, list[tuple[int, int]]]] = [{} for _ in samp]
+    for by_row, spans in zip(rows, plan.spans):
+        for r0, r1, c0, c1 in spans:
+            for row in range(r0, r1):
+                by_row.setdefault(row, []).append((c0, c1))
+    failures: list[BaseException] = []
+
+    def blank(coeffs, array_region, plane_region, ci, _which, _spec):
+        # Called by tjTransform for each row of 8x8 blocks of each component,
+        # after the orientation is applied: the upright frame, as the boxes.
+        # ctypes would print and swallow an exception raised here, so it is
+        # kept for later and -1 makes tjTransform give up.
+        try:
+            row = array_region.y // 8
+            if row >= plane_region.h // 8:
+                return 0  # padding row of the last MCU row, never written
+            count = array_region.w // 8
+            blocks = np.frombuffer((ctypes.c_int16 * (64 * count)).from_address(coeffs),
+                                   dtype=np.int16).reshape(count, 64)
+            if not _in_range(blocks):
+                # libjpeg-turbo's encoder would write these into a corrupt stream
+                failures.append(InvalidInput(_MSG_CORRUPT))
+                return -1
+            for c0, c1 in rows[ci].get(row, ()):
+                blocks[c0:c1] = 0
+                blocks[c0:c1, 0] = plan.dcs[ci]
+            return 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised after tjTransform
+            failures.append(exc)
+            return -1
+
+    source = b"".join([head.header[0], _JFIF, *head.header[1:],
+                       memoryview(data)[head.scan_start:head.end]])
+    transform = _TJTransform(op=_TJXOP[head.orientation],
+                             options=_TJXOPT_PERFECT | _TJXOPT_COPYNONE,
+                             customFilter=_TJFilter(blank))
+    lib = _turbojpeg()
+    # A handle per call (no state shared between threads; TurboJPEG keeps
+    # its error text per thread), destroyed whatever happens.
+    handle = lib.tjInitTransform()
+    if not handle:
+        raise MemoryError("TurboJPEG could not allocate its state")
+    buffer, size = ctypes.c_void_p(), ctypes.c_ulong(0)
+    try:
+        status = lib.tjTransform(handle, source, len(source), 1, ctypes.byref(buffer),
+                                 ctypes.byref(size), ctypes.byref(transform),
+                                 _TJFLAG_STOPONWARNING | _TJFLAG_LIMITSCANS)
+        if status == 0:
+            out = ctypes.string_at(buffer.value, size.value)
+        else:
+            warning = lib.tjGetErrorCode(handle) == _TJERR_WARNING
+            message = (lib.tjGetErrorStr2(handle) or b"").decode("ascii", "replace")[:200]
+    finally:
+        # TurboJPEG allocates the output, and may have done so before failing.
+        if buffer.value:
+            lib.tjFree(buffer)
+        lib.tjDestroy(handle)
+    if failures:
+        raise failures[0]
+    if status != 0 and "not perfect" in message:
+        # Our check in _oriented_frame comes first; this is a second line.
+        raise InvalidInput(_MSG_ORIENT, orientation=head.orientation)
+    if status != 0:
+        # Warnings too: corrupt data must not pass as a redacted photo.
+        raise InvalidInput(_MSG_CORRUPT, libjpeg=message, warning=warning)
+    _check_output(out)
+    return out, plan.blanked
+
+
+# --------------------------------------------------------------------------
 # Orientation and fill
 # --------------------------------------------------------------------------
+
+
+def _oriented_frame(width: int, height: int, samp: list[tuple[int, int]], orientation: int
+                    ) -> tuple[int, int, list[tuple[int, int]]]:
+    """Size and (h, v) sampling upright; refuse what ``jpegtran -perfect`` refuses.
+
+    Every mirror must move whole MCUs: a partial MCU at the edge would land
+    on the opposite side, with its padding inside the picture.
+    """
+    samp = list(samp)
+    for op in _ORIENT_OPS[orientation]:
+        hmax, vmax = max(h for h, _ in samp), max(v for _, v in samp)
+        if op == "transpose":
+            width, height, samp = height, width, [(v, h) for h, v in samp]
+        elif (op == "flip_h" and width % (hmax * 8)) or (op == "flip_v" and height % (vmax * 8)):
+            raise InvalidInput(_MSG_ORIENT, orientation=orientation)
+    return width, height, samp
 
 
 def _orient(image: _Image, orientation: int) -> _Image:
     ops = _ORIENT_OPS[orientation]
     if not ops:
         return image
-    # Check first that every mirror moves whole MCUs (jpegtran -perfect):
-    # a partial MCU at the edge would land on the opposite side, with its
-    # padding inside the picture.
-    width, height, samp = image.width, image.height, list(image.samp)
-    for op in ops:
-        hmax, vmax = max(h for h, _ in samp), max(v for _, v in samp)
-        if op == "transpose":
-            width, height, samp = height, width, [(v, h) for h, v in samp]
-        elif (op == "flip_h" and width % (hmax * 8)) or (op == "flip_v" and height % (vmax * 8)):
-            raise InvalidInput(_MSG_ORIENT, orientation=orientation)
+    width, height, samp = _oriented_frame(image.width, image.height, image.samp, orientation)
     planes, qts = [], []
     for plane, qt in zip(image.planes, image.qt):
         blocks = plane.reshape(plane.shape[0], plane.shape[1], 8, 8)
@@ -723,33 +975,51 @@ def _orient(image: _Image, orientation: int) -> _Image:
     return _Image(width, height, samp, qts, planes)
 
 
-def _fill_dc(image: _Image, rgb: tuple[int, int, int]) -> list[int]:
+def _fill_dc(qts: list[np.ndarray], rgb: tuple[int, int, int]) -> list[int]:
     r, g, b = rgb
     values = (0.299 * r + 0.587 * g + 0.114 * b,
               128 - 0.168736 * r - 0.331264 * g + 0.5 * b,
               128 + 0.5 * r - 0.418688 * g - 0.081312 * b)
     # A block whose only coefficient is DC decodes to 128 + DC * q / 8.
     return [int(math.floor((values[ci] - 128) * 8 / int(qt[0, 0]) + 0.5))
-            for ci, qt in enumerate(image.qt)]
+            for ci, qt in enumerate(qts)]
 
 
-def _blank(image: _Image, regions, rgb) -> list[tuple[int, int, int, int]]:
-    hmax, vmax = max(h for h, _ in image.samp), max(v for _, v in image.samp)
+@dataclass
+class _Plan:
+    """What to blank, in the upright frame."""
+
+    blanked: list[tuple[int, int, int, int]]  # MCU-aligned boxes, in pixels, clipped
+    spans: list[list[tuple[int, int, int, int]]]  # per component: block rows r0:r1, cols c0:c1
+    dcs: list[int]  # per component: the fill's DC value
+
+
+def _plan(width: int, height: int, samp: list[tuple[int, int]], qts: list[np.ndarray],
+          regions, rgb) -> _Plan:
+    """Whole MCUs touching each region; block spans may run past a plane's edge."""
+    hmax, vmax = max(h for h, _ in samp), max(v for _, v in samp)
     mcu_w, mcu_h = hmax * 8, vmax * 8
-    dcs = _fill_dc(image, rgb)
-    blanked = []
+    plan = _Plan([], [[] for _ in samp], _fill_dc(qts, rgb))
     for x, y, w, h in regions:
         x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
-        x1, y1 = min(image.width, math.ceil(x + w)), min(image.height, math.ceil(y + h))
+        x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
         if x1 <= x0 or y1 <= y0:
             continue
         mx0, my0 = x0 // mcu_w, y0 // mcu_h
         mx1, my1 = -(-x1 // mcu_w), -(-y1 // mcu_h)
-        for (ch, cv), plane, dc in zip(image.samp, image.planes, dcs):
-            block = plane[my0 * cv:my1 * cv, mx0 * ch:mx1 * ch]
+        for (ch, cv), spans in zip(samp, plan.spans):
+            spans.append((my0 * cv, my1 * cv, mx0 * ch, mx1 * ch))
+        left, top = mx0 * mcu_w, my0 * mcu_h
+        plan.blanked.append((left, top, min(width, mx1 * mcu_w) - left,
+                             min(height, my1 * mcu_h) - top))
+    return plan
+
+
+def _blank(image: _Image, regions, rgb) -> list[tuple[int, int, int, int]]:
+    plan = _plan(image.width, image.height, image.samp, image.qt, regions, rgb)
+    for plane, spans, dc in zip(image.planes, plan.spans, plan.dcs):
+        for r0, r1, c0, c1 in spans:
+            block = plane[r0:r1, c0:c1]
             block[...] = 0
             block[..., 0] = dc
-        left, top = mx0 * mcu_w, my0 * mcu_h
-        blanked.append((left, top, min(image.width, mx1 * mcu_w) - left,
-                        min(image.height, my1 * mcu_h) - top))
-    return blanked
+    return plan.blanked
