@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	test -x benchmarks/.peer-venv/bin/python || sh benchmarks/peer_setup.sh
 	$(BIN)/python -m benchmarks $(BENCH)
 
 clean:
