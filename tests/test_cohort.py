@@ -152,3 +152,26 @@ def test_dask_cluster_path_matches_local_pool(cohort_vault, clock, tmp_path):
                 remote = prepare_derivatives(v, photo_ids, policy, scheduler=client)
         remote_bytes = {p: v.load_derivative(b) for p, b in zip(remote["photo_id"], remote["blob_id"])}
     assert remote_bytes == local_bytes
+
+
+def test_withdrawn_patient_never_in_teaching_set_gallery_or_deck(cohort_vault, clock, tmp_path):
+    import zipfile
+
+    from workbench.teaching import build_teaching_set
+
+    path, ids = cohort_vault  # MRN-0002 consented to education (care,education)
+    with open_as(path, "analyst", clock) as v:
+        first = build_teaching_set(v, {"name": "t1", "policy": NO_DETECT}, tmp_path / "t1", workers=1)
+    assert first.images == 1  # 1 of MRN-0002's 2 photos is approved
+    with open_as(path, "admin", clock) as v:
+        v.withdraw_consent("MRN-0002", "education")
+    with open_as(path, "educator", clock) as v:
+        after = build_teaching_set(v, {"name": "t2", "policy": NO_DETECT}, tmp_path / "t2", workers=1)
+    assert after.images == 0 and after.excluded["withdrawn"] == 2
+    gallery = (tmp_path / "t2" / "gallery.html").read_text()
+    assert "data:image" not in gallery
+    old_id = pd.read_csv(tmp_path / "t1" / "manifest.csv")["image_id"][0]
+    assert old_id in (tmp_path / "t1" / "gallery.html").read_text()
+    assert old_id not in gallery
+    with zipfile.ZipFile(tmp_path / "t2" / "deck.pptx") as deck:
+        assert not [n for n in deck.namelist() if n.startswith("ppt/media/")]
