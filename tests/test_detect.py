@@ -281,7 +281,11 @@ def test_identifier_text_found_and_labelled_without_keeping_the_text(text_frame,
     assert not any(s in logged for s in SECRETS)
 
 
-def test_allow_list_hides_ruler_digits_but_never_identifiers():
+def test_allow_list_hides_ruler_digits_but_never_identifiers(monkeypatch):
+    import workbench.deid._detect as detect
+
+    # With rulers redacted like any text, only the allow-list hides them.
+    monkeypatch.setattr(detect, "RULERS_VISIBLE", False)
     img = synth_pixels(np.random.default_rng(403), 1600, 1067)
     digits = _draw_ruler(img, 150, 850, digits=True)
     mrn = _text(img, (900, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
@@ -296,6 +300,52 @@ def test_allow_list_hides_ruler_digits_but_never_identifiers():
     # An allow pattern that matches an identifier in full does not hide it.
     sneaky = detect_text(img, allow=(r"MRN-\d+", r".*"))
     assert any(coverage(mrn, [r.box]) >= 0.8 and r.label == "identifier" for r in sneaky)
+
+
+def _ruler_with_numbers(img, x, y, *, mm: float, cms: int = 12):
+    """A ruler as the phantoms draw it: ticks along the top, small centimetre numbers under them."""
+    band = int(10 * mm)
+    length = int(cms * 10 * mm + 4 * mm)
+    cv2.rectangle(img, (x, y), (x + length, y + band), (238, 236, 226), -1)
+    for k in range(cms * 10 + 1):
+        tick = band * (0.45 if k % 10 == 0 else 0.3 if k % 5 == 0 else 0.18)
+        cv2.line(img, (x + int(2 * mm + k * mm), y), (x + int(2 * mm + k * mm), y + int(tick)), (28, 28, 28), 2)
+    boxes = [_text(img, (x + int(2 * mm + c * 10 * mm) - int(mm * 1.2), y + int(band * 0.55)), str(c),
+                   int(band * 0.38), (28, 28, 28)) for c in range(1, cms)]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def test_rulers_stay_visible_by_default_but_an_mrn_beside_them_does_not():
+    from workbench.deid._detect import RULERS_VISIBLE
+
+    assert RULERS_VISIBLE is True
+    img = synth_pixels(np.random.default_rng(405), 1600, 1067)
+    spaced = _draw_ruler(img, 150, 850, digits=True)             # "1 2 3" under mm ticks
+    numbered = _ruler_with_numbers(img, 150, 120, mm=5.3)         # 1..11, small, as in a phantom
+    mrn = _text(img, (1000, 600), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
+    # A record number printed right after a ruler's numbers, on its line.
+    beside = _text(img, (760, 960), "4 5 6 4827193", 30, (20, 20, 20), paper=(245, 245, 240))
+    regions = detect_text(img)
+    boxes = [r.box for r in regions]
+    assert coverage(spaced, boxes) < 0.2
+    assert coverage(numbered, boxes) < 0.2
+    assert any(coverage(mrn, [r.box]) >= 0.8 and r.label == "identifier" for r in regions)
+    assert any(coverage(beside, [r.box]) >= 0.8 and r.label == "identifier" for r in regions)
+
+
+@pytest.mark.parametrize("line, ruler", [
+    ("1 2 3 4 5", True), ("12345678910", True), ("3 4 5 6", True), ("1 2 34 5 6 7 8 9", True),
+    ("10 20 30 mm", True), ("cm 1 2 3", True), ("１２３", False),  # full-width digits are folded before this
+    ("1 2", False), ("99", False), ("41299", False), ("4827193", False), ("MRN 1 2 3", False),
+    ("4 5 6 4827193", False), ("555-123-4567", False), ("2023 2024 2025", False), ("100 101 102", False),
+    ("1970-04-09", False), ("Ward 7B", False),
+])
+def test_ruler_numbering_is_recognised_and_identifiers_are_not(line, ruler):
+    from workbench.deid._detect import _is_ruler
+
+    assert _is_ruler(line) is ruler
 
 
 def test_no_identifier_text_on_skin_lesions_and_rulers():
@@ -369,6 +419,93 @@ def test_barcodes_from_reduced_decodes_map_to_full_frame(barcode_frame, capsys):
         expect = ["qr", "datamatrix"] if big_only else [n for n in truth if "small" not in n]
         missed = [name for name in expect if not _found(truth[name], regions)]
         assert not missed, f"scale {scale}: missed {missed}"
+
+
+def _jpeg(img, quality=90):
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _tilted_code128(content, module, bar_height, angle, carrier, pad):
+    """A Code128 (bars ``bar_height`` tall) printed on a ``carrier``-coloured patch, turned by ``angle`` degrees.
+
+    Returns the patch, its alpha and the axis-aligned box of the turned bars
+    (as the phantoms' ground truth draws it).
+    """
+    row = np.asarray(zxingcpp.create_barcode(content, zxingcpp.BarcodeFormat.Code128)
+                     .to_image(scale=1, add_quiet_zones=True))[:1]
+    bars = cv2.resize(row, (row.shape[1] * module, bar_height), interpolation=cv2.INTER_NEAREST)
+    h, w = bars.shape[0] + 2 * pad, bars.shape[1] + 2 * pad
+    patch = np.empty((h, w, 3), np.uint8)
+    patch[:] = carrier
+    patch[pad // 2:h - pad // 2, pad // 3:w - pad // 3] = 250  # white print area
+    patch[pad:pad + bars.shape[0], pad:pad + bars.shape[1]] = bars[..., None]
+    cols = np.nonzero((bars < 128).any(axis=0))[0]
+    corners = np.float32([[pad + cols[0], pad], [pad + cols[-1] + 1, pad],
+                          [pad + cols[-1] + 1, pad + bar_height], [pad + cols[0], pad + bar_height]])
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    c, s_ = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(np.ceil(w * c + h * s_)), int(np.ceil(w * s_ + h * c))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    turned = cv2.warpAffine(patch, m, (nw, nh), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(np.ones((h, w), np.float32), m, (nw, nh), flags=cv2.INTER_LINEAR)
+    pts = np.c_[corners, np.ones(4)] @ m.T
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    return turned, alpha, (x0, y0, x1 - x0, y1 - y0)
+
+
+def _blend(img, patch, alpha, x, y):
+    h, w = alpha.shape
+    region = img[y:y + h, x:x + w].astype(np.float32)
+    img[y:y + h, x:x + w] = (region + (patch - region) * alpha[..., None]).astype(np.uint8)
+
+
+def _hidden(truth, regions, w, h) -> float:
+    """Coverage of ``truth`` by ``regions`` grown by the default policy's barcode margin (1.15)."""
+    grown = [r.grown(1.15, w, h) for r in regions]
+    return coverage(tuple(int(round(v)) for v in truth), [g.box for g in grown if g is not None])
+
+
+def test_tilted_code128_on_a_label_and_on_a_wristband_are_found_and_covered(capsys):
+    img = synth_pixels(np.random.default_rng(406), 1600, 1067)
+    truth = {}
+    # A label turned 12 degrees: zxing reads only a few of its rows, so the
+    # box must be measured on an upright copy to span the bars.
+    patch, alpha, box = _tilted_code128("MRN-4827193", 3, 60, 12, (246, 244, 232), 24)
+    _blend(img, patch, alpha, 150, 150)
+    truth["label-12deg"] = (box[0] + 150, box[1] + 150, box[2], box[3])
+    # A wristband's Code128 with bars 24 px tall turned 8 degrees: no pixel
+    # row crosses all its bars.
+    patch, alpha, box = _tilted_code128("4827193", 2, 24, -8, (38, 88, 178), 12)
+    _blend(img, patch, alpha, 800, 650)
+    truth["wristband-24px-8deg"] = (box[0] + 800, box[1] + 650, box[2], box[3])
+    img = _jpeg(img)
+    start = time.perf_counter()
+    regions = detect_barcodes(img)
+    _report(capsys, f"barcodes, 1600x1067 frame with tilted Code128: {time.perf_counter() - start:.2f} s")
+    for name, box in truth.items():
+        assert _hidden(box, regions, 1600, 1067) >= 0.8, name
+    assert len(regions) == len(truth)
+
+
+def test_thin_bar_codes_are_found():
+    """2 px modules after JPEG: a Code128 and a 24 px rectangular Data Matrix that zxing reads only enlarged."""
+    img = synth_pixels(np.random.default_rng(407), 1600, 1067)
+    F = zxingcpp.BarcodeFormat
+    truth = {}
+    code = _code("MRN-4827193", F.Code128, 2)
+    cv2.rectangle(img, (190, 290), (210 + code.shape[1], 310 + code.shape[0]), (250, 250, 250), -1)
+    _paste(img, code, 200, 300)
+    truth["code128-2px"] = (200, 300, code.shape[1], code.shape[0])
+    dm = _code("MRN-4827193|1970-04-09", F.DataMatrix, 2)
+    cv2.rectangle(img, (890, 590), (910 + dm.shape[1], 610 + dm.shape[0]), (250, 250, 250), -1)
+    _paste(img, dm, 900, 600)
+    truth["datamatrix-2px"] = (900, 600, dm.shape[1], dm.shape[0])
+    img = _jpeg(img, 85)
+    regions = detect_barcodes(img)
+    for name, box in truth.items():
+        assert _hidden(box, regions, 1600, 1067) >= 0.8, name
 
 
 def test_no_barcodes_on_skin_with_a_ruler():

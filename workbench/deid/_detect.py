@@ -8,11 +8,16 @@ Three detectors, each a pure function from RGB pixels to a list of
   coarse scale for big faces, and the frame at a fine scale, restricted to the
   parts that are not flat, for faces down to 40 pixels tall.
 - :func:`detect_text`: rapidocr's bundled PP-OCR detector and recogniser.
-  Every text region is returned unless its text is explicitly allowed;
-  identifier-like text (names, record numbers, dates, phone numbers, e-mail
-  addresses) is returned whatever the allow-list says.
-- :func:`detect_barcodes`: zxing-cpp, on a reduced image first and on the
-  full-resolution pixels only where the reduced image shows code-like detail.
+  Every text region is returned unless its text is explicitly allowed or
+  is a ruler's numbering (:data:`RULERS_VISIBLE`); identifier-like text
+  (names, record numbers, dates, phone numbers, e-mail addresses) is
+  returned whatever the allow-list says.
+- :func:`detect_barcodes`: zxing-cpp, on a reduced image first, then again
+  (enlarged and turned upright) only where the input is dense with sharp
+  edges that no decoded code explains.
+
+Model calls use every core by default; set ``WORKBENCH_THREADS=1`` for a
+batch run with one process per core.
 
 Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
 decode gives) and returns boxes in the full frame's pixel coordinates.
@@ -31,6 +36,7 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Callable
 
@@ -171,13 +177,17 @@ def model_digests() -> dict[str, str]:
 #: without losing faces); small, dim or dark synthetic faces score 0.15-0.5.
 FACE_THRESHOLD = 0.15
 
+#: A face box wider than tall is kept only at this score or more (see
+#: :func:`_plausible_face`).
+_WIDE_FACE_MIN_SCORE = 0.4
+
 #: Smallest face (full-frame pixels, tall) that the fine pass is built for.
 FACE_MIN_HEIGHT = 40
 #: CenterFace needs a face about 32 px tall in its input to find it reliably.
 #: Measured on the 100 LFW faces that scikit-image ships, pasted into a 20 MP
 #: generated frame: at 0.6 of full size 36/40 faces 40 px tall were found,
 #: at 0.7 40/40, at 0.8 40/40 (and 37/40 of 32 px ones). Hence 0.8.
-_FINE_SCALE = 0.8
+_FINE_SCALE = 0.7
 #: Frames up to this many pixels are small enough to run at full resolution
 #: (better for faces under 40 px) for less than a 20 MP frame's fine pass.
 _SMALL_FRAME = 2_000_000
@@ -225,6 +235,7 @@ def _face_net():
         with _face_lock:
             if _face_bytes is None:
                 _face_bytes = _centerface_path().read_bytes()
+        _threads()  # cv2.dnn runs on OpenCV's thread pool: honour WORKBENCH_THREADS
         net = cv2.dnn.readNetFromONNX(np.frombuffer(_face_bytes, dtype=np.uint8))
         _face_local.net = net
     return net
@@ -339,7 +350,7 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
 
     1. coarse: the whole frame with its long side at 896 px, for faces from
        about 200 px tall up to the whole frame;
-    2. fine: the frame at 0.8 of full size (full size for frames up to 2 MP),
+    2. fine: the frame at 0.7 of full size (full size for frames up to 2 MP),
        for faces from 40 px tall. On large frames only the parts that are
        not flat run: cells of 64 px whose local contrast stays below that of
        any face are skipped, the rest are covered by a few rectangles (see
@@ -412,7 +423,24 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
         found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
         boxes += found.tolist()
 
-    return _regions("face", "centerface", _merge(boxes), frame)
+    return _regions("face", "centerface", [b for b in _merge(boxes) if _plausible_face(b, frame)], frame)
+
+
+def _plausible_face(box, frame: tuple[int, int]) -> bool:
+    """Whether a merged CenterFace box may be a face: not wider than tall at low confidence.
+
+    CenterFace draws faces forehead to chin, taller than wide: on 77 faces
+    found in 120 phantoms (upright and turned up to 30 degrees) width over
+    height was 0.51-0.95 away from the frame edge, and 0.9-1.32 only at
+    scores of 0.87 or more. Every wide box scoring under 0.4 was skin, a
+    lesion or a wound (six of fourteen false positives, one 1056x653 px).
+    Boxes cut by the frame edge are kept whatever their shape.
+    """
+    x0, y0, x1, y1, score = box
+    width, height = frame
+    if x0 <= 1 or y0 <= 1 or x1 >= width - 1 or y1 >= height - 1:
+        return True
+    return score >= _WIDE_FACE_MIN_SCORE or (x1 - x0) <= (y1 - y0)
 
 
 # --------------------------------------------------------------------------- text
@@ -454,13 +482,60 @@ _TEXT_LONG_SIDE = 1368
 #: Recognition is trusted to allow a line only at this confidence or more; a
 #: line read with less is returned, as an unread one is.
 _ALLOW_MIN_CONFIDENCE = 0.5
+#: The detector's copy is stretched so that these percentiles of its grey
+#: levels span 0-255. In dim light a grey label with dark print filled only
+#: a fifth of the range and PP-OCR split or dropped its lines (a 20 MP frame:
+#: three of five 86 px lines covered 21-78%); stretched, all five were found
+#: whole, with higher box scores. A bright frame is left almost unchanged.
+_STRETCH_PERCENTILES = (0.5, 99.5)
+#: A detected line's quadrilateral is grown along the line by this share of
+#: its height on each side (PP-OCR's box often ends inside the first or last
+#: character of italic and condensed print) and across it by the second.
+_LINE_PAD = (0.5, 0.15)
+#: Lines of one label are merged into one region: boxes whose gap is at most
+#: this share of the smaller line height, that overlap horizontally by half
+#: the narrower one and whose heights differ at most 2.5 times. A line the
+#: detector split or missed between two found ones is then still covered.
+_LABEL_GAP = 0.8
+
+#: Clinical rulers stay visible by default: a ruler is measurement, not
+#: identity, and a photo whose scale has been blacked out loses its clinical
+#: value. A line read as a ruler's numbering (three or more consecutive
+#: whole numbers of at most three digits, starting below 100, optionally with
+#: a cm/mm unit; see :func:`_is_ruler`) is therefore not returned, so the
+#: pipeline, which redacts every region it gets, leaves it. Anything else
+#: on the same line (a record number next to the scale) makes it no ruler.
+RULERS_VISIBLE = True
 
 _ocr = None
 _ocr_lock = threading.Lock()
-#: rapidocr's engine keeps per-call switches (use_det, use_rec) as attributes,
-#: so two threads calling it at once could run each other's steps: calls are
-#: serialised (onnxruntime uses every core inside one call anyway).
+#: Calls into the shared rapidocr models are serialised: the detector keeps
+#: its pre-processing step as an attribute between calls, and onnxruntime
+#: already uses every thread it is given inside one call.
 _ocr_call_lock = threading.Lock()
+
+
+def _threads() -> int | None:
+    """Threads per model call from ``WORKBENCH_THREADS`` (None: the libraries' defaults).
+
+    A batch run on a small machine is fastest with one process per core and
+    one thread each (measured on 2 cores); an interactive run on one image is
+    fastest with the defaults, which use every core.
+    """
+    import os
+
+    value = os.environ.get("WORKBENCH_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidInput("WORKBENCH_THREADS is a whole number of threads, such as 1") from None
+    if n < 1:
+        raise InvalidInput("WORKBENCH_THREADS is a whole number of threads, such as 1")
+    if cv2.getNumThreads() != n:
+        cv2.setNumThreads(n)
+    return n
 
 
 def _ocr_engine():
@@ -476,7 +551,7 @@ def _ocr_engine():
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
             from rapidocr import RapidOCR
 
-            _ocr = RapidOCR(params={
+            params = {
                 "Global.log_level": "warning",
                 # We size the image ourselves; rapidocr must not resize it again.
                 "Global.max_side_len": 100_000,
@@ -487,7 +562,18 @@ def _ocr_engine():
                 "Cls.model_path": str(_ocr_model_path("cls")),
                 "Det.limit_type": "max",
                 "Det.limit_side_len": 100_000,
-            })
+            }
+            threads = _threads()
+            if threads is not None:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+                params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+            engine = RapidOCR(params=params)
+            # Build the three models now, by explicit path, so that no call
+            # later can fetch anything.
+            engine._load_det_model()
+            engine._load_cls_model()
+            engine._load_rec_model()
+            _ocr = engine
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
     return _ocr
 
@@ -503,14 +589,73 @@ def _allowed(text: str, allow: list[re.Pattern]) -> bool:
     return all(any(p.fullmatch(tok) for p in allow) for tok in line.split())
 
 
+_UNIT = re.compile(r"(?i)^(cm|mm)$")
+
+
+def _consecutive(digits: str, start_max: int = 99) -> int:
+    """How many consecutive whole numbers ``digits`` spells with no separator (0 if it spells none).
+
+    ``"12345678910"`` is 1 to 10; ``"345"`` is 3 to 5. Each number has at
+    most three digits and the first is below 100.
+    """
+    best = 0
+    for first_len in (1, 2):
+        if len(digits) < first_len or (first_len > 1 and digits[0] == "0"):
+            continue
+        n = int(digits[:first_len])
+        if n > start_max:
+            continue
+        pos, count = 0, 0
+        while pos < len(digits):
+            s = str(n)
+            if len(s) > 3 or not digits.startswith(s, pos):
+                count = 0
+                break
+            pos, n, count = pos + len(s), n + 1, count + 1
+        best = max(best, count)
+    return best
+
+
+def _is_ruler(text: str) -> bool:
+    """Whether a recognised line is a ruler's numbering, which identifies no one.
+
+    A ruler line is three or more whole numbers in arithmetic order, each of
+    at most three digits, the first below 100: consecutive (``"1 2 3 4 5"``,
+    ``"3 4 5 6"``), in tens (``"10 20 30 mm"``) or run together as OCR reads
+    closely set digits (``"12345678910"``). A unit (cm, mm) may stand before
+    or after. Nothing else may be on the line, so a record number, a phone
+    number or a date beside the scale makes the line no ruler.
+    """
+    tokens = text.replace(",", " ").split()
+    tokens = [t for i, t in enumerate(tokens) if not (_UNIT.match(t) and i in (0, len(tokens) - 1))]
+    if not tokens or not all(t.isdigit() and t.isascii() for t in tokens):
+        return False
+    # OCR joins closely set numbers or splits them where it likes ("1 2 34 5",
+    # "12345678910"): the digits run together must count up one by one...
+    if _consecutive("".join(tokens)) >= 3:
+        return True
+    # ...or the tokens must count up in a ruler's steps ("10 20 30").
+    if any(len(t) > 3 or (len(t) > 1 and t[0] == "0") for t in tokens):
+        return False
+    values = [int(t) for t in tokens]
+    if len(values) < 3 or values[0] >= 100:
+        return False
+    step = values[1] - values[0]
+    return step in (1, 2, 5, 10) and all(b - a == step for a, b in zip(values, values[1:]))
+
+
 def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...] = ()) -> list[Region]:
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
-    rapidocr's PP-OCR detector runs on a copy with its long side at 1368 px
-    (the quarter-size decode of a 20 MP frame); each detected line is then
-    read from the sharpest pixels available (the input image). Every
-    detected line is returned, read or not, except:
+    rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
+    long side at 1368 px (the quarter-size decode of a 20 MP frame); the
+    detected lines are then read, in one batch, from the sharpest pixels
+    available (the input image). Every detected line is returned, read or
+    not, except:
 
+    - a ruler's numbering (``"1 2 3 4"``, ``"12345678910"``, ``"10 20 30
+      mm"``) while :data:`RULERS_VISIBLE` is true: a ruler is measurement,
+      not identity;
     - a line whose whole text matches ``allow`` (read with confidence), and
     - a line read as fewer than two letters or digits: ruler ticks, lesion
       edges and hair read as nothing or as one character, and a lone
@@ -518,6 +663,9 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
 
     A line matching an identifier pattern (:data:`IDENTIFIER_PATTERNS`) is
     always returned and labelled ``"identifier"``, whatever ``allow`` says.
+    Each line's box is grown by half its height along the line (PP-OCR's
+    boxes can end inside the first or last character) and lines of one
+    label are merged into one region.
 
     Parameters
     ----------
@@ -536,9 +684,8 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     list of Region
         ``kind="text"``, ``detector="rapidocr"``, ``label`` ``"identifier"``
         or ``"text"`` (never the text itself), boxes in full-frame pixels.
-        ``score`` is the recognition confidence (rapidocr 3.10 returns its
-        detection scores out of box order, so they cannot be attached to
-        boxes); a line the recogniser returned nothing for scores 0.5, the
+        ``score`` is the best recognition confidence of the region's lines;
+        a line the recogniser returned nothing for scores 0.5, the
         detector's box threshold.
 
     Raises
@@ -548,13 +695,13 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     """
     image = _check_image(image)
     frame = _full_size(image, scale)
-    width, height = frame
     if isinstance(allow, str):
         allow = (allow,)
     try:
         allowed = [re.compile(p) for p in allow]
     except (re.error, TypeError):
         raise InvalidInput("allow is a tuple of regular expressions, such as (r'\\d{1,3}', r'(cm|mm)')") from None
+    scale = float(scale)
 
     h, w = image.shape[:2]
     # Small images (burned-in annotations on a 512 px scan) are enlarged, at
@@ -563,47 +710,198 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     dw, dh = max(1, round(w * shrink)), max(1, round(h * shrink))
     # rapidocr's models take BGR, as cv2 decodes.
     small = cv2.cvtColor(_resized(image, dw, dh), cv2.COLOR_RGB2BGR)
+    _stretch(small)
     engine = _ocr_engine()
     with _ocr_call_lock:
-        found = engine(small, use_det=True, use_cls=False, use_rec=False)
+        found = engine._load_det_model()(small)
     quads = getattr(found, "boxes", None)
     if quads is None or len(quads) == 0:
         return []
+    quads = [np.asarray(q, np.float32) / shrink for q in quads]  # in input-image pixels
 
+    crops = [_line_crop(image, pts) for pts in quads]
+    reads = _recognise(engine, crops)
+    if RULERS_VISIBLE:
+        _find_ruler_rows(engine, crops, reads)
     boxes, labels = [], []
-    for quad in np.asarray(quads, np.float32):
-        pts = quad / shrink  # in input-image pixels
-        read = _read_line(engine, image, pts)
+    for pts, read in zip(quads, reads):
         if read is None:  # the recogniser failed: keep the line, unread
             score, label = 0.5, "text"
         else:
             text, score = read
-            if any(p.search(text) for p in _IDENTIFIER):
+            if text is _RULER:
+                continue
+            if any(p.search(text) for p in _IDENTIFIER) and not (RULERS_VISIBLE and _is_ruler(text)):
                 label = "identifier"
             elif sum(ch.isalnum() for ch in text) < 2:
                 # Not text that can identify anyone: ruler ticks, lesion
                 # edges and hair read as nothing or one character.
                 continue
+            elif RULERS_VISIBLE and _is_ruler(text):
+                continue
             elif score >= _ALLOW_MIN_CONFIDENCE and _allowed(text, allowed):
                 continue
             else:
                 label = "text"
-            del text, read
-        x0, y0 = pts[:, 0].min() / scale, pts[:, 1].min() / scale
-        x1, y1 = pts[:, 0].max() / scale, pts[:, 1].max() / scale
-        boxes.append([x0, y0, x1, y1, score])
+            del text
+        x0, y0, x1, y1 = _line_box(pts)
+        boxes.append([x0 / scale, y0 / scale, x1 / scale, y1 / scale, score])
         labels.append(label)
+    del reads
+    boxes, labels = _merge_labels(boxes, labels)
     return _regions("text", "rapidocr", boxes, frame, labels)
 
 
-def _read_line(engine, image: np.ndarray, pts: np.ndarray) -> tuple[str, float] | None:
-    """Recognise the line inside quadrilateral ``pts`` (input pixels) of RGB ``image``.
+def _stretch(bgr: np.ndarray) -> None:
+    """Stretch ``bgr``'s grey levels in place so :data:`_STRETCH_PERCENTILES` span 0-255."""
+    sample = bgr[::4, ::4]
+    lo, hi = np.percentile(sample, _STRETCH_PERCENTILES)
+    if hi - lo < 8 or (lo <= 2 and hi >= 253):
+        return
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    cv2.LUT(bgr, lut, dst=bgr)
 
-    Returns ``(text, confidence)``, or None when the recogniser returned
-    nothing at all. The line is cut from the input's own pixels (sharper
-    than the detector's copy) and shrunk by area averaging to at most 64 px
-    tall, since the recogniser reads 48 px lines and its own resize aliases.
+
+def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """Axis-aligned box of a detected line's quadrilateral, grown by :data:`_LINE_PAD`.
+
+    The quadrilateral is grown along its own axes (so a tilted line grows
+    along its slant), then boxed.
     """
+    p0, p1, p2, p3 = pts
+    along = ((p1 - p0) + (p2 - p3)) / 2
+    across = ((p3 - p0) + (p2 - p1)) / 2
+    length, height = float(np.linalg.norm(along)), float(np.linalg.norm(across))
+    if length < height:  # a vertical line: its reading direction is the long side
+        along, across, length, height = across, along, height, length
+    if length > 0 and height > 0:
+        u, v = along / length, across / height
+        # Each corner moves away from the centre along both axes.
+        centre = pts.mean(axis=0)
+        su = np.sign((pts - centre) @ u)
+        sv = np.sign((pts - centre) @ v)
+        pts = pts + (su[:, None] * u * (_LINE_PAD[0] * height)) + (sv[:, None] * v * (_LINE_PAD[1] * height))
+    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+
+
+def _merge_labels(boxes: list, labels: list) -> tuple[list, list]:
+    """Merge the line boxes of one label (stacked lines, see :data:`_LABEL_GAP`) into one box each."""
+    items = [(list(b), lab) for b, lab in zip(boxes, labels)]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b = items[i][0], items[j][0]
+                ha, hb = a[3] - a[1], b[3] - b[1]
+                # Line heights of the two boxes (a merged box holds several lines:
+                # compare the smaller box's height with the gap).
+                small = min(ha, hb)
+                gap = max(a[1], b[1]) - min(a[3], b[3])
+                overlap = min(a[2], b[2]) - max(a[0], b[0])
+                narrow = min(a[2] - a[0], b[2] - b[0])
+                if gap <= _LABEL_GAP * small and overlap >= 0.5 * narrow and max(ha, hb) <= 2.5 * max(small, 1) \
+                        or _inside(a, b) or _inside(b, a):
+                    merged = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]), max(a[4], b[4])]
+                    label = "identifier" if "identifier" in (items[i][1], items[j][1]) else "text"
+                    items[i] = (merged, label)
+                    del items[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return [b for b, _ in items], [lab for _, lab in items]
+
+
+def _inside(a, b) -> bool:
+    """Whether box ``a`` lies mostly (80%) inside box ``b``."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    area = max(1e-9, (a[2] - a[0]) * (a[3] - a[1]))
+    return iw > 0 and ih > 0 and iw * ih / area >= 0.8
+
+
+def _recognise(engine, crops: list) -> list:
+    """Read every line crop (upright BGR, or None) in one batch.
+
+    Returns ``(text, confidence)`` per crop, or None where there was no crop
+    to read. Upside-down lines are turned first by rapidocr's classifier.
+    """
+    from rapidocr.ch_ppocr_rec.typings import TextRecInput
+
+    where = [i for i, c in enumerate(crops) if c is not None]
+    out: list = [None] * len(crops)
+    if not where:
+        return out
+    with _ocr_call_lock:
+        turned = engine._load_cls_model()([crops[i] for i in where]).img_list
+        rec = engine._load_rec_model()(TextRecInput(img=list(turned)))
+    texts, scores = rec.txts or (), rec.scores or ()
+    for k, i in enumerate(where):
+        if k < len(texts):
+            # The Chinese-trained recogniser often reads digits and Latin
+            # letters as their full-width forms ("１２３"): fold them.
+            out[i] = (unicodedata.normalize("NFKC", str(texts[k])), float(scores[k]) if k < len(scores) else 0.0)
+    return out
+
+
+#: What a row of tick marks reads as: thin lower-case letters and strokes.
+_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」]*")
+
+
+def _ticks(text: str) -> bool:
+    """Whether a band's text is what tick marks read as (and holds no digit)."""
+    if any(ch.isdigit() for ch in text):
+        return False
+    return sum(ch.isalnum() for ch in text) < 2 or bool(_TICK_READ.fullmatch(text))
+
+
+#: Marks a line found to be a ruler's numbering row (see :func:`_find_ruler_rows`).
+_RULER = "\x00ruler"
+
+
+def _find_ruler_rows(engine, crops: list, reads: list) -> None:
+    """Mark lines that are a ruler's scale: tick marks above (or below) a row of numbers.
+
+    PP-OCR boxes a ruler's ticks and its small numbers as one line, and the
+    recogniser, given both, reads noise ("99", "41299", "1123456"). A line
+    read with little confidence, as far fewer characters than its length
+    holds, or as digits alone, is read again as two overlapping bands, top
+    and bottom. When one band is a ruler's numbering (:func:`_is_ruler`) and
+    the other holds only what tick marks read as (no digits; at most one
+    letter, or only thin lower-case letters and strokes such as "uu",
+    "utuuumulm"), the line is a ruler and ``reads`` is set to :data:`_RULER`.
+    """
+    suspects = []
+    for i, (crop, read) in enumerate(zip(crops, reads)):
+        if crop is None or read is None or _is_ruler(read[0]):
+            continue
+        text, score = read
+        h, w = crop.shape[:2]
+        chars = sum(not ch.isspace() for ch in text)
+        # Digits alone are what a ruler's row reads as, and a tick read as "1"
+        # in front of its numbers ("1123456") spoils an otherwise clear read.
+        digits_only = chars > 0 and all(ch.isdigit() or ch.isspace() for ch in text)
+        if h >= 16 and (score < 0.9 or chars < 0.8 * w / h or digits_only):
+            suspects.append(i)
+    if not suspects:
+        return
+    bands = []
+    for i in suspects:
+        h = crops[i].shape[0]
+        bands += [crops[i][:int(h * 0.6)], crops[i][int(h * 0.4):]]
+    band_reads = _recognise(engine, bands)
+    for k, i in enumerate(suspects):
+        top, bottom = band_reads[2 * k], band_reads[2 * k + 1]
+        if top is None or bottom is None:
+            continue
+        (t, _), (b, _) = top, bottom
+        if (_is_ruler(t) and _ticks(b)) or (_is_ruler(b) and _ticks(t)):
+            reads[i] = (_RULER, reads[i][1])
+
+
+def _line_crop(image: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
+    """The upright BGR crop of the line inside quadrilateral ``pts`` (input pixels), at most 64 px tall."""
     from rapidocr.utils.process_img import get_rotate_crop_image
 
     h, w = image.shape[:2]
@@ -620,12 +918,8 @@ def _read_line(engine, image: np.ndarray, pts: np.ndarray) -> tuple[str, float] 
     crop = get_rotate_crop_image(cv2.cvtColor(sub, cv2.COLOR_RGB2BGR), local)
     if crop.size == 0 or min(crop.shape[:2]) < 2:
         return None
-    with _ocr_call_lock:
-        out = engine(crop, use_det=False, use_cls=True, use_rec=True)
-    texts, scores = getattr(out, "txts", None), getattr(out, "scores", None)
-    if not texts:
-        return None
-    return str(texts[0]), float(scores[0]) if scores else 0.0
+    return crop
+
 
 
 # --------------------------------------------------------------------------- barcodes
@@ -634,45 +928,213 @@ def _read_line(engine, image: np.ndarray, pts: np.ndarray) -> tuple[str, float] 
 #: decodes QR, Data Matrix, PDF417 and Code128 there down to about 3 px per
 #: module at full size, in ~45 ms for 20 MP (a full-size read costs 150-250 ms).
 _BARCODE_SCALE = 0.5
-#: Cells (in full-frame pixels) of the code-likeness map that picks where the
-#: full-resolution second pass looks.
-_BARCODE_CELL = 64
-#: Gradient magnitude (grey levels per pixel at half size, averaged over
-#: 8x8 px) above which a cell may hold bars or modules too fine to decode at
-#: half size. Measured: plain generated skin ~1.3, a Data Matrix with 2 px
-#: modules 44; lesion edges, rulers and text also pass, which costs only a
-#: small full-resolution read each.
-_BARCODE_EDGE = 12.0
+#: Code-likeness, measured on the input's own pixels: the share of pixels
+#: in a 16 px window whose gradient (|Sobel x| + |Sobel y|, over 8) exceeds
+#: :data:`_BARCODE_EDGE` grey levels. Measured: a 2 px-module Data Matrix and
+#: a wristband's Code128 score 0.8-0.96; only 2-4% of a phantom frame (print,
+#: ruler ticks, a colour card) passes 0.3, against most of it for the old
+#: mean-gradient test, whose areas grew into the whole frame.
+_BARCODE_EDGE = 20
+_BARCODE_DENSITY = 0.5
+_BARCODE_WINDOW = 16
+#: Cells (input pixels) of the code-likeness map; areas are read in tiles of
+#: at most this many cells a side, overlapping by the second (a code larger
+#: than the overlap has modules big enough for the first read).
+_BARCODE_CELL = 32
+_BARCODE_TILE = (20, 5)
+#: A code-like area that did not decode is read again enlarged by this much:
+#: 2 px modules blurred by JPEG (a 24 px Data Matrix in a 1600 px frame)
+#: decode only when enlarged, and 3 px modules in a 20 MP frame are 1.5 px
+#: in the pipeline's half-size decode. Areas larger than
+#: :data:`_BARCODE_ZOOM_MAX` pixels (at the input's scale) are read as they
+#: are: a code that big has modules large enough.
+_BARCODE_ZOOM = 1.5
+_BARCODE_ZOOM_MAX = 1_500_000
+#: zxing reads linear codes along pixel rows and columns: a Code128 tilted so
+#: far that no row crosses all its bars (8 degrees for 24 px bars 270 px
+#: long) is not found, and a tilted one that is found gets a box only a few
+#: rows tall. Areas are also read turned upright when their edges lean by
+#: more than this many degrees.
+_BARCODE_TILT = 2.0
+
+_LINEAR = None
 
 
-def _barcode_boxes(gray: np.ndarray) -> list[list[float]]:
-    """zxing-cpp's codes in ``gray`` as ``[x0, y0, x1, y1, 1.0]`` in its pixels.
+def _linear_formats():
+    """zxing's one-dimensional formats, whose position is a scan line, not the symbol."""
+    global _LINEAR
+    if _LINEAR is None:
+        import zxingcpp
 
-    The box is the code's position polygon grown by the larger of 10% of its
-    long side and 20% of its short side on every side: about the quiet zone
-    that the symbologies prescribe (10 modules for Code128, 4 for QR).
+        names = ("Codabar", "Code39", "Code93", "Code128", "EAN8", "EAN13", "ITF", "UPCA", "UPCE",
+                 "DataBar", "DataBarExpanded", "DataBarLimited", "DXFilmEdge")
+        _LINEAR = {getattr(zxingcpp.BarcodeFormat, n) for n in names if hasattr(zxingcpp.BarcodeFormat, n)}
+    return _LINEAR
+
+
+def _read_codes(gray: np.ndarray, *, downscale: bool = True) -> list[tuple[np.ndarray, bool]]:
+    """zxing-cpp's codes in ``gray``: ``(corners 4x2 in its pixels, is_linear)`` each. Content is dropped.
+
+    ``downscale=False`` skips zxing's own reduced copies (pointless on an
+    enlarged image, and half the cost of a read).
     """
     import zxingcpp
 
     out = []
-    for code in zxingcpp.read_barcodes(gray):
+    for code in zxingcpp.read_barcodes(np.ascontiguousarray(gray), try_downscale=downscale):
         p = code.position
-        xs = [p.top_left.x, p.top_right.x, p.bottom_right.x, p.bottom_left.x]
-        ys = [p.top_left.y, p.top_right.y, p.bottom_right.y, p.bottom_left.y]
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-        pad = max(0.1 * max(x1 - x0, y1 - y0), 0.2 * min(x1 - x0, y1 - y0), 2.0)
-        out.append([x0 - pad, y0 - pad, x1 + pad, y1 + pad, 1.0])
+        pts = np.float32([[p.top_left.x, p.top_left.y], [p.top_right.x, p.top_right.y],
+                          [p.bottom_right.x, p.bottom_right.y], [p.bottom_left.x, p.bottom_left.y]])
+        out.append((pts, code.format in _linear_formats()))
     return out
+
+
+def _edge_angle(gray: np.ndarray) -> float:
+    """The tilt (degrees, in (-45, 45]) that turns ``gray``'s strongest edges to the pixel axes.
+
+    Bars, modules, print and a label's own outline all meet at right
+    angles, so the edge directions are averaged modulo 90 degrees
+    (weighted by gradient strength): a Code128's bars and the wristband it
+    sits on agree instead of cancelling.
+    """
+    g = gray.astype(np.float32)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    mag2 = gx * gx + gy * gy
+    theta4 = 4.0 * np.arctan2(gy, gx)
+    s, c = float((mag2 * np.sin(theta4)).sum()), float((mag2 * np.cos(theta4)).sum())
+    if s == 0 and c == 0:
+        return 0.0
+    return math.degrees(math.atan2(s, c)) / 4.0
+
+
+def _read_turned(gray: np.ndarray, zoom: float, angle: float | None = None) -> list[tuple[np.ndarray, bool]]:
+    """Read ``gray`` enlarged by ``zoom`` and turned so its edges are upright; corners in ``gray``'s pixels."""
+    if angle is None:
+        angle = _edge_angle(gray)
+    if abs(angle) < _BARCODE_TILT:
+        angle = 0.0
+    h, w = gray.shape[:2]
+    if angle == 0.0 and zoom == 1.0:
+        return _read_codes(gray)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, zoom)
+    # Canvas big enough to hold the whole turned and enlarged area.
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    turned = cv2.warpAffine(gray, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.invertAffineTransform(m)
+    out = []
+    for pts, linear in _read_codes(turned, downscale=zoom <= 1.0):
+        out.append(((np.c_[pts, np.ones(4, np.float32)] @ back.T).astype(np.float32), linear))
+    return out
+
+
+def _code_box(pts: np.ndarray, linear: bool) -> list[float]:
+    """``[x0, y0, x1, y1, 1.0]`` around a code's corners, grown by about its quiet zone.
+
+    The box is grown by the larger of 10% of its long side and 20% of its
+    short side on every side: about the quiet zone that the symbologies
+    prescribe (10 modules for Code128, 4 for QR). A linear code's corners
+    are those of the rows zxing scanned, upright in the turned copy it was
+    read from, so its box spans the bars' full height there.
+    """
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    pad = max(0.1 * max(x1 - x0, y1 - y0), 0.2 * min(x1 - x0, y1 - y0), 2.0)
+    return [float(x0 - pad), float(y0 - pad), float(x1 + pad), float(y1 + pad), 1.0]
+
+
+def _bar_extent(gray: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """The corners of a linear code's whole symbol, from the scan-line corners zxing gave.
+
+    zxing reports the rows it scanned, which for a tilted code can be a
+    few pixels of a symbol 100 px tall. The neighbourhood is read again
+    turned upright, where the scanned rows span the bars; the corners found
+    there (mapped back) are returned with the original ones, whichever
+    reach further.
+    """
+    x0, y0 = pts.min(axis=0)
+    x1, y1 = pts.max(axis=0)
+    reach = max(x1 - x0, y1 - y0) * 0.5
+    h, w = gray.shape[:2]
+    cx0, cy0 = max(0, int(x0 - reach)), max(0, int(y0 - reach))
+    cx1, cy1 = min(w, int(math.ceil(x1 + reach))), min(h, int(math.ceil(y1 + reach)))
+    crop = gray[cy0:cy1, cx0:cx1]
+    if crop.size == 0:
+        return pts
+    # The tilt of the bars themselves: measured on the scanned part only.
+    sx0, sy0 = int(x0) - cx0, int(y0) - cy0
+    sx1, sy1 = int(math.ceil(x1)) - cx0, int(math.ceil(y1)) - cy0
+    core = crop[max(0, sy0 - 8):sy1 + 8, max(0, sx0):sx1]
+    angle = _edge_angle(core) if core.size else None
+    found = _read_turned(crop, 1.0, angle)
+    best = pts
+    for other, _ in found:
+        other = other + np.float32([cx0, cy0])
+        ox0, oy0 = other.min(axis=0)
+        ox1, oy1 = other.max(axis=0)
+        # The same code: the scan line lies inside the re-read symbol's box.
+        if ox0 - 4 <= (x0 + x1) / 2 <= ox1 + 4 and oy0 - 4 <= (y0 + y1) / 2 <= oy1 + 4:
+            best = np.vstack([best, other])
+    return best
+
+
+def _code_like_areas(gray: np.ndarray, codes: list) -> list[tuple[int, int, int, int]]:
+    """Rectangles ``(x0, y0, x1, y1)`` of ``gray`` dense with sharp edges that no decoded code covers."""
+    h, w = gray.shape[:2]
+    gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
+    edge = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.125, cv2.convertScaleAbs(gy), 0.125, 0)
+    # uint8 throughout (255 = strong): a 5 MP frame takes ~15 ms on one core.
+    _, strong = cv2.threshold(edge, _BARCODE_EDGE, 255, cv2.THRESH_BINARY)
+    density = cv2.blur(strong, (_BARCODE_WINDOW, _BARCODE_WINDOW))
+    cell = _BARCODE_CELL
+    rows, cols = -(-h // cell), -(-w // cell)
+    padded = np.zeros((rows * cell, cols * cell), np.uint8)
+    padded[:h, :w] = density
+    hot = (padded.reshape(rows, cell, cols, cell).max(axis=(1, 3)) > _BARCODE_DENSITY * 255).astype(np.uint8)
+    for pts, _ in codes:  # already decoded: no need to look again
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        hot[max(0, int(y0 // cell)):int(y1 // cell) + 1, max(0, int(x0 // cell)):int(x1 // cell) + 1] = 0
+    # Grow by two cells so a code's quiet zone and edges are in the crop.
+    hot = cv2.dilate(hot, np.ones((5, 5), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+    size, overlap = _BARCODE_TILE
+    out = []
+    for c0, r0, cw, ch, _ in stats[1:count]:
+        for tc in _tile_starts(cw, size, overlap):
+            for tr in _tile_starts(ch, size, overlap):
+                x0, y0 = (c0 + tc) * cell, (r0 + tr) * cell
+                x1, y1 = min(w, (c0 + tc + min(size, cw)) * cell), min(h, (r0 + tr + min(size, ch)) * cell)
+                if x1 > x0 and y1 > y0:
+                    out.append((x0, y0, x1, y1))
+    return out
+
+
+def _tile_starts(length: int, size: int, overlap: int) -> list[int]:
+    """Starts of tiles of ``size`` overlapping by ``overlap`` that cover ``length`` cells."""
+    if length <= size:
+        return [0]
+    step = size - overlap
+    starts = list(range(0, length - size, step))
+    return starts + [length - size]
 
 
 def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
     """Find QR, Data Matrix, PDF417, Code128, EAN and any other code zxing-cpp reads.
 
-    A code is returned whatever it decodes to; its content is not kept. The
-    reduced copy (half the full frame) is read first; when ``image`` holds
-    more detail than that, the full-resolution pixels are read again only in
-    rectangles around cells with code-like edge density that no decoded code
-    covers (rulers and text qualify too, and cost little).
+    A code is returned whatever it decodes to; its content is not kept.
+    A copy at half the full frame (or ``image`` itself, when smaller) is
+    read first. Then the areas with code-like edge density that no decoded
+    code covers (rulers and text qualify too, and cost little) are read
+    again from ``image``'s own pixels, enlarged (:data:`_BARCODE_ZOOM`) where
+    the modules may be too small, and turned upright where their edges lean
+    (a tilted Code128 on a wristband). A linear code's box is measured on an
+    upright copy, so that it spans the bars' full height, not only the rows
+    zxing scanned.
 
     Parameters
     ----------
@@ -695,37 +1157,27 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
     first = min(scale, _BARCODE_SCALE)
     rw, rh = max(1, round(width * first)), max(1, round(height * first))
     reduced = _resized(gray, rw, rh)
-    boxes = [[x0 * width / rw, y0 * height / rh, x1 * width / rw, y1 * height / rh, s]
-             for x0, y0, x1, y1, s in _barcode_boxes(reduced)]
+    # Corners in ``gray``'s (the input's) pixels, and whether the code is linear.
+    codes = [(pts * np.float32([gray.shape[1] / rw, gray.shape[0] / rh]), linear)
+             for pts, linear in _read_codes(reduced)]
+    sharper = scale > first * 1.2  # the input holds detail the reduced copy lost
 
-    if scale > first * 1.2:
-        # Code-like cells: somewhere in the cell, the gradient magnitude
-        # averaged over an 8x8 window (a small code's size at half scale) is high.
-        gx = cv2.Sobel(reduced, cv2.CV_16S, 1, 0, ksize=3)
-        gy = cv2.Sobel(reduced, cv2.CV_16S, 0, 1, ksize=3)
-        mag = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.125, cv2.convertScaleAbs(gy), 0.125, 0)
-        mag = cv2.blur(mag, (8, 8))
-        cell = max(1, round(_BARCODE_CELL * first))
-        rows, cols = -(-rh // cell), -(-rw // cell)
-        padded = np.zeros((rows * cell, cols * cell), np.uint8)
-        padded[:rh, :rw] = mag
-        energy = padded.reshape(rows, cell, cols, cell).max(axis=(1, 3))
-        hot = (energy > _BARCODE_EDGE).astype(np.uint8)
-        for x0, y0, x1, y1, _ in boxes:  # already decoded: no need to look again
-            hot[max(0, int(y0 / height * rh) // cell):int(y1 / height * rh) // cell + 1,
-                max(0, int(x0 / width * rw) // cell):int(x1 / width * rw) // cell + 1] = 0
-        # Grow by two cells so a code's quiet zone and edges are in the crop.
-        hot = cv2.dilate(hot, np.ones((5, 5), np.uint8))
-        count, _, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
-        for c0, r0, cw, ch, _ in stats[1:count]:
-            fx0, fy0 = c0 * _BARCODE_CELL, r0 * _BARCODE_CELL
-            fx1, fy1 = min(width, (c0 + cw) * _BARCODE_CELL), min(height, (r0 + ch) * _BARCODE_CELL)
-            ix0, iy0 = int(fx0 * scale), int(fy0 * scale)
-            ix1, iy1 = min(gray.shape[1], math.ceil(fx1 * scale)), min(gray.shape[0], math.ceil(fy1 * scale))
-            for x0, y0, x1, y1, s in _barcode_boxes(np.ascontiguousarray(gray[iy0:iy1, ix0:ix1])):
-                boxes.append([(x0 + ix0) / scale, (y0 + iy0) / scale, (x1 + ix0) / scale, (y1 + iy0) / scale, s])
+    for x0, y0, x1, y1 in _code_like_areas(gray, codes):
+        crop = np.ascontiguousarray(gray[y0:y1, x0:x1])
+        found = _read_codes(crop) if sharper else []
+        if not found:
+            zoom = _BARCODE_ZOOM if crop.size <= _BARCODE_ZOOM_MAX else 1.0
+            found = _read_turned(crop, zoom)
+        codes += [(pts + np.float32([x0, y0]), linear) for pts, linear in found]
 
+    boxes = []
+    for pts, linear in codes:
+        if linear:
+            pts = _bar_extent(gray, pts)
+        x0, y0, x1, y1, s = _code_box(pts, linear)
+        boxes.append([x0 / scale, y0 / scale, x1 / scale, y1 / scale, s])
     return _regions("barcode", "zxing-cpp", _merge(boxes), frame)
+
 
 
 #: Detector functions by region kind, for pipelines that run a policy's list.
