@@ -13,6 +13,20 @@ from .errors import InvalidInput, NotFound, WorkbenchError
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def _ipc_kernel_manager():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        """Kernels talk over Unix sockets, not loopback TCP: on a shared
+        workstation another account cannot reach them."""
+
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            super().__init__(**kw)
+
+    return IPCKernelManager
+
+
 class NotebookFailed(WorkbenchError):
     """A papermill run stopped at a failing cell."""
 
@@ -56,6 +70,7 @@ def run_notebook(name: str, parameters: dict, output: str | os.PathLike, *, cwd:
         pm.execute_notebook(
             str(notebook_path(name)), str(output), parameters=parameters, kernel_name="python3",
             cwd=str(cwd or NOTEBOOKS), progress_bar=False, log_output=False,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(
