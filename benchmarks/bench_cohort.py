@@ -63,6 +63,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--height", type=int, default=533)
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.scaling.split(",") if n]
+    # 1 worker = one single-threaded worker process, like each of the 2
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:
         work = Path(tmp)
         template, ids = _make_vault(work, max([args.photos, *sizes]), args.width, args.height)
@@ -71,7 +72,8 @@ def main(argv=None) -> dict:
         two = _timed(template, work, main_ids, workers=2)
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          env={"WORKBENCH_THREADS": "1", "OMP_NUM_THREADS": "1"}) as cluster:
             with Client(cluster) as client:
                 dask = _timed(template, work, main_ids, scheduler=client)
         per_photo = {n: _timed(template, work, ids[:n], workers=2) / n for n in sizes}

@@ -45,9 +45,9 @@ def test_build_is_consented_reproducible_and_documented(cohort_vault, clock, tmp
     path, ids = cohort_vault
     spec = {"name": "psoriasis", "purpose": "research", "policy": NO_DETECT}
     with open_as(path, "analyst", clock) as v:  # prepares derivatives (may read originals)
-        first = build_cohort(v, spec, tmp_path / "a", workers=1)
+        first = build_cohort(v, spec, tmp_path / "a", workers=0)
     with open_as(path, "researcher", clock) as v:  # uses the stored derivatives only
-        second = build_cohort(v, spec, tmp_path / "b", workers=1)
+        second = build_cohort(v, spec, tmp_path / "b", workers=0)
     # MRN-0001: 3 approved of 4 research photos; MRN-0002 has no research consent;
     # MRN-0003's research consent (expires 2026-06-05) is still valid on 2026-06-01 (2 photos, 1 approved)
     assert first.images == 4 and second.images == 4
@@ -76,15 +76,15 @@ def test_build_is_consented_reproducible_and_documented(cohort_vault, clock, tmp
     # never overwrite
     with open_as(path, "researcher", clock) as v:
         with pytest.raises(wb.AlreadyExists):
-            build_cohort(v, spec, tmp_path / "a", workers=1)
+            build_cohort(v, spec, tmp_path / "a", workers=0)
 
 
 def test_pseudonyms_differ_between_cohorts_unless_domain_shared(cohort_vault, clock, tmp_path):
     path, _ = cohort_vault
     with open_as(path, "analyst", clock) as v:
-        build_cohort(v, {"name": "a", "policy": NO_DETECT}, tmp_path / "a", workers=1)
-        build_cohort(v, {"name": "b", "policy": NO_DETECT}, tmp_path / "b", workers=1)
-        build_cohort(v, {"name": "c", "policy": NO_DETECT, "pseudonym_domain": "cohort:a"}, tmp_path / "c", workers=1)
+        build_cohort(v, {"name": "a", "policy": NO_DETECT}, tmp_path / "a", workers=0)
+        build_cohort(v, {"name": "b", "policy": NO_DETECT}, tmp_path / "b", workers=0)
+        build_cohort(v, {"name": "c", "policy": NO_DETECT, "pseudonym_domain": "cohort:a"}, tmp_path / "c", workers=0)
     ids = {k: set(pd.read_csv(tmp_path / k / "manifest.csv")["patient_id"]) for k in "abc"}
     assert not ids["a"] & ids["b"]
     assert ids["a"] == ids["c"]
@@ -95,8 +95,8 @@ def test_sample_is_seeded_and_stratified(cohort_vault, clock, tmp_path):
     spec = {"name": "s", "policy": NO_DETECT, "sample_size": 2, "seed": 3, "stratify": "body_site",
             "include_unreviewed": True}
     with open_as(path, "analyst", clock) as v:
-        r1 = build_cohort(v, spec, tmp_path / "s1", workers=1)
-        r2 = build_cohort(v, spec, tmp_path / "s2", workers=1)
+        r1 = build_cohort(v, spec, tmp_path / "s1", workers=0)
+        r2 = build_cohort(v, spec, tmp_path / "s2", workers=0)
     m1 = pd.read_csv(tmp_path / "s1" / "manifest.csv")
     assert r1.images == 2 and sorted(m1["body_site"]) == ["forearm", "knee"]
     assert m1.equals(pd.read_csv(tmp_path / "s2" / "manifest.csv"))
@@ -106,7 +106,7 @@ def test_sample_is_seeded_and_stratified(cohort_vault, clock, tmp_path):
 def test_withdrawal_is_flagged_and_rebuild_drops_the_patient(cohort_vault, clock, tmp_path):
     path, ids = cohort_vault
     with open_as(path, "analyst", clock) as v:
-        build_cohort(v, {"name": "w", "policy": NO_DETECT}, tmp_path / "w", workers=1)
+        build_cohort(v, {"name": "w", "policy": NO_DETECT}, tmp_path / "w", workers=0)
     with open_as(path, "researcher", clock) as v:
         assert check_cohort(v, tmp_path / "w").empty
     with open_as(path, "admin", clock) as v:
@@ -127,7 +127,7 @@ def test_expired_consent_excluded_at_build_time(cohort_vault, clock, tmp_path):
     path, _ = cohort_vault
     clock.moment = clock.moment.replace(day=20)  # after MRN-0003's research consent expired
     with open_as(path, "analyst", clock) as v:
-        result = build_cohort(v, {"name": "x", "policy": NO_DETECT}, tmp_path / "x", workers=1)
+        result = build_cohort(v, {"name": "x", "policy": NO_DETECT}, tmp_path / "x", workers=0)
     assert result.excluded["expired"] == 2 and result.images == 3
 
 
@@ -161,12 +161,12 @@ def test_withdrawn_patient_never_in_teaching_set_gallery_or_deck(cohort_vault, c
 
     path, ids = cohort_vault  # MRN-0002 consented to education (care,education)
     with open_as(path, "analyst", clock) as v:
-        first = build_teaching_set(v, {"name": "t1", "policy": NO_DETECT}, tmp_path / "t1", workers=1)
+        first = build_teaching_set(v, {"name": "t1", "policy": NO_DETECT}, tmp_path / "t1", workers=0)
     assert first.images == 1  # 1 of MRN-0002's 2 photos is approved
     with open_as(path, "admin", clock) as v:
         v.withdraw_consent("MRN-0002", "education")
     with open_as(path, "educator", clock) as v:
-        after = build_teaching_set(v, {"name": "t2", "policy": NO_DETECT}, tmp_path / "t2", workers=1)
+        after = build_teaching_set(v, {"name": "t2", "policy": NO_DETECT}, tmp_path / "t2", workers=0)
     assert after.images == 0 and after.excluded["withdrawn"] == 2
     gallery = (tmp_path / "t2" / "gallery.html").read_text()
     assert "data:image" not in gallery

@@ -161,9 +161,10 @@ def prepare_derivatives(
 
     The vault (and its keys) stay in this process: it decrypts each original
     in memory and ships only the file bytes and the policy to the workers
-    (a local process pool, or a Dask cluster when ``scheduler`` is an
-    address such as ``"tcp://10.0.0.5:8786"`` or a ``distributed.Client``);
-    results come back in memory and are encrypted here.
+    (``workers`` single-threaded processes, 0 for this process alone, or a
+    Dask cluster when ``scheduler`` is an address such as
+    ``"tcp://10.0.0.5:8786"`` or a ``distributed.Client``); results come back
+    in memory and are encrypted here.
 
     Returns
     -------
@@ -203,7 +204,8 @@ def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
             if client is not scheduler:
                 client.close()
         return
-    if workers <= 1:
+    if workers <= 0:
+        # in this process (debugging, tests): the detectors use their default threads
         for photo_id in todo:
             yield _deid_task(*_with_policy(payload(photo_id), policy))
         return
