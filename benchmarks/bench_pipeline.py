@@ -195,16 +195,9 @@ class _Worker:
 
 def _ours_worker() -> None:
     """Body of the pinned project-venv process that runs the floor and our pipeline."""
-    from PIL import Image
-
     from workbench import deid
 
-    def floor(data: bytes) -> bytes:
-        im = Image.open(io.BytesIO(data))
-        im.load()
-        out = io.BytesIO()
-        im.save(out, "JPEG", quality=95, subsampling=0)
-        return out.getvalue()
+    from .bench_deid import floor  # the same decode + encode floor as the deid benchmark
 
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
