@@ -17,7 +17,6 @@ byte-identical; provenance differs only in run id and timestamps.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -40,7 +39,6 @@ from .deid import Policy, Pseudonyms
 from .deid._pipeline import DeidResult, deidentify
 from .errors import AlreadyExists, ConsentError, InvalidInput, NotFound
 from .vault import Vault
-from .vault._files import atomic_write
 
 COHORT_PURPOSES = ("research", "education", "publication")
 MANIFEST_COLUMNS = [
@@ -207,7 +205,8 @@ def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
     if workers <= 0:
         # in this process (debugging, tests): the detectors use their default threads
         for photo_id in todo:
-            yield _deid_task(*_with_policy(payload(photo_id), policy))
+            data, regions = payload(photo_id)
+            yield _deid_task(data, policy, regions)
         return
     # "spawn", not fork: the parent may already run onnxruntime/OpenCV thread
     # pools, and a forked child can inherit one of their locks held and hang.
@@ -222,11 +221,6 @@ def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
                 yield window.pop(0).result()
         for future in window:
             yield future.result()
-
-
-def _with_policy(payload, policy):
-    data, regions = payload
-    return data, policy, regions
 
 
 # --- building ---------------------------------------------------------------

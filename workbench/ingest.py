@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 
 from .errors import InvalidInput
 from .vault import IngestReport, PhotoResult, Vault
+from .vault._files import read_input
 
 #: extensions picked up when a folder (or a card's DCIM tree) is given
 PHOTO_EXTENSIONS = frozenset(
@@ -91,7 +92,7 @@ def ingest(
     vault._require_patient(patient, allow_no_consent)
     files = collect(paths)
     report = IngestReport()
-    items = ((lambda p=path: _read(p), path.name) for path in files)
+    items = ((lambda p=path: read_input(p), path.name) for path in files)
     results = vault.add_photos(
         items, patient=patient, body_site=body_site, laterality=laterality,
         diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=workers,
@@ -112,13 +113,3 @@ def ingest(
             progress(number, len(files), result)
     return report
 
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except IsADirectoryError:
-        raise InvalidInput("this is a folder with no photos in it") from None
-    except FileNotFoundError:
-        raise InvalidInput("no such file; check the path") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read this file ({exc.strerror}); check permissions") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import AlreadyExists, InvalidInput, WorkbenchError
-from ..vault._files import atomic_write
+from ..vault._files import atomic_write, read_input
 from ._pipeline import deidentify
 from ._policy import Policy
 from ._pseudonym import Pseudonyms
@@ -73,7 +73,7 @@ def run_batch(
     for number, path in enumerate(files, start=1):
         manual = regions.get(path.name, regions.get(str(path), []))
         try:
-            data = _read(path)
+            data = read_input(path)
             result = deidentify(data, policy, regions=manual, pseudonyms=pseudonyms)
             name = f"{pseudonyms.file_stem(data)}.{result.ext}"
             target = out_dir / name
@@ -93,11 +93,3 @@ def run_batch(
             })
     return report
 
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInput("no such file; check the path") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read this file ({exc.strerror})") from None

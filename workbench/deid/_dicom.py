@@ -65,7 +65,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from .._imageio import MAX_PIXELS
+from .._imageio import MAX_PIXELS, _as_bytes
 from ..errors import DecompressionBomb, InvalidInput, UnsupportedFormat, WorkbenchError
 from ..vault import _crypto
 
@@ -146,7 +146,6 @@ _MIN_UID_KEY_BYTES = 16
 # Messages: what happened and what to do; never a value from the file
 # --------------------------------------------------------------------------
 
-_MSG_NOT_BYTES = "expected the DICOM file's contents as bytes; read the file in binary mode"
 _MSG_EMPTY = "the DICOM file is empty (0 bytes); copy or export it again"
 _MSG_NOT_DICOM = (
     "the data is not a DICOM Part 10 file (no 128-byte preamble followed by 'DICM'); "
@@ -979,14 +978,6 @@ def _quiet():
             _log_depth -= 1
             if _log_depth == 0:
                 _LOGGER.setLevel(_log_saved_level)
-
-
-def _as_bytes(data) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise InvalidInput(_MSG_NOT_BYTES)
 
 
 def _standard_name(uid: str) -> str:

@@ -12,7 +12,6 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -23,6 +22,7 @@ from ..errors import InvalidInput, NotVerified, UnsupportedFormat
 from ._policy import REVERSIBLE_WARNING, Policy
 from ._pseudonym import Pseudonyms
 from ._regions import Region, coverage
+from ..vault._files import read_input
 
 #: detection runs on a copy no longer than this (a 20 MP frame is halved)
 DETECT_MAX_SIDE = 3000
@@ -105,10 +105,7 @@ def _load(source, *, reduce_to: int | None = None) -> _Source:
             raise InvalidInput("pixels must be an RGB uint8 array of shape (height, width, 3)")
         return _Source(Image.fromarray(np.ascontiguousarray(source)), "pixels")
     if isinstance(source, (str, os.PathLike)):
-        try:
-            source = Path(source).read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read the input file ({exc.strerror}); check the path") from None
+        source = read_input(source)
     if not isinstance(source, (bytes, bytearray, memoryview)):
         raise InvalidInput("give file bytes, a path, a numpy RGB array or a Pillow image")
     data = bytes(source)
@@ -540,7 +537,8 @@ def _rebuild_dicom(src: _Source, image: Image.Image, policy: Policy, pseudonyms,
 def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidResult:
     from ._lossless import redact_jpeg_lossless
 
-    data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else bytes(source)
+    # a path's read errors are InvalidInput like everywhere else (fail closed)
+    data = read_input(source) if isinstance(source, (str, os.PathLike)) else bytes(source)
     info = _imageio.probe(data)
     if info.format != "jpeg":
         raise UnsupportedFormat("lossless mode is for JPEG input only; run without --lossless")

@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import AlreadyExists
+from ..errors import AlreadyExists, InvalidInput
 
 TMP_SUFFIX = ".tmp"
 
@@ -57,6 +57,18 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool = False, sync_dir: 
             os.unlink(tmp)
     if sync_dir:
         fsync_dir(path.parent)
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """Read an input file whole; any failure is an ``InvalidInput`` with advice."""
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise InvalidInput("this is a folder with no photos in it") from None
+    except FileNotFoundError:
+        raise InvalidInput("no such file; check the path") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read this file ({exc.strerror}); check permissions") from None
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from ..errors import (
     WorkbenchError,
 )
 from . import _audit, _consent, _crypto, _index, _keys
-from ._files import TMP_SUFFIX, atomic_write, fsync_dir, locked
+from ._files import TMP_SUFFIX, atomic_write, fsync_dir, locked, read_input
 
 FORMAT_NAME = "workbench-vault"
 FORMAT_VERSION = 1
@@ -610,7 +610,7 @@ class Vault:
         birth_date = _as_date(birth_date, "the birth date")
         form_bytes = None
         if form is not None:
-            form_bytes = form if isinstance(form, bytes) else _read_input(Path(form))
+            form_bytes = form if isinstance(form, bytes) else read_input(form)
         return self._consent_event("grant", patient, scopes, expires, identifiable, form_bytes, effective, name, birth_date)
 
     def withdraw_consent(
@@ -882,11 +882,7 @@ class Vault:
             ``include_identifiers`` for a role without the identities key.
         """
         purpose = _consent.check_purpose(purpose)
-        for column in filters:
-            if column not in PHOTO_COLUMNS:
-                raise InvalidInput(
-                    f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
-                )
+        _check_filters(filters)
         if include_identifiers:
             self._need("identities", "see identifiers", {"purpose": purpose})
         now = self._clock()
@@ -929,11 +925,7 @@ class Vault:
         photo_id, patient_ref, reason. The call is audited like a query.
         """
         purpose = _consent.check_purpose(purpose)
-        for column in filters:
-            if column not in PHOTO_COLUMNS:
-                raise InvalidInput(
-                    f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
-                )
+        _check_filters(filters)
         now = self._clock()
         events = self._consent_events()
         out = []
@@ -1201,6 +1193,14 @@ class Vault:
         return True
 
 
+def _check_filters(filters: dict) -> None:
+    for column in filters:
+        if column not in PHOTO_COLUMNS:
+            raise InvalidInput(
+                f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
+            )
+
+
 def _apply_filters(frame: pd.DataFrame, filters: dict) -> pd.DataFrame:
     """Equality, any-of (list/set) or inclusive range ((low, high) tuple) per column."""
     for column, wanted in filters.items():
@@ -1228,10 +1228,3 @@ def _clean_field(value: str | None, what: str, required: bool = False) -> str | 
     if not isinstance(value, str) or len(value) > 64:
         raise InvalidInput(f"the {what} must be a short text (at most 64 characters)")
     return value.strip().lower() if what != "diagnosis" else value.strip()
-
-
-def _read_input(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read an input file ({exc.strerror}); check the path") from None
