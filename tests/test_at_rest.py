@@ -45,6 +45,7 @@ def test_no_plaintext_at_rest(tmp_path):
         "--name", identity.name, "--birth-date", identity.birth_date.isoformat(), "--form", str(form))
     cli("ingest", str(card), "--patient", identity.mrn, "--body-site", "forearm",
         "--diagnosis", "L40.0")
+    assert "rendered" in cli("vault", "previews").stdout  # ingest leaves JPEG/PNG previews for later
     listing = cli("photos", "--purpose", "research", "--format", "csv").stdout
     assert listing.count("\n") == 1 + len(files)
 

@@ -21,6 +21,7 @@ def filled(vault_path, clock):
     with open_as(vault_path, "admin", clock) as v:
         v.add_consent("MRN-0004", "research", form=b"%PDF-1.4 scanned form ZZTEST")
         v.put_derivative(ids[0], "deid_jpeg", b"derivative bytes")
+        assert v.render_previews() == 3  # ingest leaves JPEG previews for later
     return vault_path, ids
 
 

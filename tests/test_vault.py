@@ -237,3 +237,57 @@ def test_user_management(vault_path, clock):
             v.set_passphrase("ana", "hijacked-phrase")
     with pytest.raises(wb.AccessDenied):
         wb.open_vault(vault_path, user="edu", passphrase=passphrase("edu"))
+
+
+def _preview_blobs(v) -> dict:
+    return dict(v._query("SELECT photo_id, preview_blob FROM photos"))
+
+
+def test_previews_are_rendered_once_by_the_first_reader(vault_path, clock):
+    """Ingest validates JPEG/PNG from structure only; the first originals-key reader renders previews."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    big = jpeg_bytes(5, size=(1200, 800))
+    with open_as(vault_path, "photographer", clock) as pho:
+        ids = [pho.add_photo(d, patient="MRN-0001", body_site="arm").photo_id
+               for d in (jpeg_bytes(1), big, png_bytes(2))]
+        assert set(_preview_blobs(pho).values()) == {None}
+        with pytest.raises(wb.AccessDenied):
+            pho.render_previews()
+    with open_as(vault_path, "researcher", clock) as res:
+        with pytest.raises(wb.AccessDenied):
+            res.render_previews(ids)
+    with open_as(vault_path, "analyst", clock) as ana:
+        first = ana.load_previews(ids[:2])  # renders two on first view
+        blobs = _preview_blobs(ana)
+        assert blobs[ids[2]] is None and None not in (blobs[ids[0]], blobs[ids[1]])
+        assert ana.render_previews() == 1 and ana.render_previews() == 0
+        again = ana.load_previews(ids)
+        assert _preview_blobs(ana) == {**blobs, ids[2]: _preview_blobs(ana)[ids[2]]}
+        assert again[ids[0]] == first[ids[0]] and again[ids[1]] == first[ids[1]]
+        assert Image.open(BytesIO(again[ids[1]])).size == (512, 341)
+        assert all(ana.verify_photo(p) for p in ids)
+        actions = list(ana.audit_records()["action"])
+        assert actions.count("render_previews") == 2
+    files = sorted((vault_path / "blobs").glob("*/*"))
+    assert len(files) == 2 * len(ids)  # no stray copies
+
+
+def test_preview_of_undecodable_original_fails_closed_and_keeps_it(vault_path, clock):
+    """A JPEG whose structure is sound but whose pixels cannot be decoded is kept byte for byte."""
+    good = jpeg_bytes(3, size=(640, 480))
+    sos = good.index(b"\xff\xda")
+    header_len = int.from_bytes(good[sos + 2:sos + 4], "big")
+    # the scan header claims a Huffman table that was never defined
+    bad = bytearray(good)
+    bad[sos + 2 + header_len - 4] = 0x33  # last component: DC table 3, AC table 3
+    bad = bytes(bad)
+    with open_as(vault_path, "photographer", clock) as pho:
+        photo_id = pho.add_photo(bad, patient="MRN-0001", body_site="arm").photo_id
+    with open_as(vault_path, "analyst", clock) as ana:
+        with pytest.raises(wb.InvalidInput, match="stored as imported"):
+            ana.load_previews([photo_id])
+        assert ana.read_original_file(photo_id) == bad
+        assert _preview_blobs(ana)[photo_id] is None

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a new, empty folder")
     p.add_argument("--admin", required=True, help="user name of the first admin")
     vsub.add_parser("check", help="check every stored file and the audit chain", parents=[common])
+    vsub.add_parser("previews", help="render the previews ingest left for later (needs the originals key)",
+                    parents=[common])
 
     user = add("user", "manage users and their roles")
     usub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -231,6 +233,9 @@ def run(args) -> int:
         print(f"wrote a new pseudonym key to {args.file}; keep it as safe as the vault")
         return 0
     with _open(args) as vault:
+        if cmd == "vault" and action == "previews":
+            print(f"rendered {vault.render_previews()} previews")
+            return 0
         if cmd == "vault" and action == "check":
             bad = vault.check_files()
             audit = vault.verify_audit()

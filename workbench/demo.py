@@ -80,6 +80,7 @@ def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
                 diagnosis=str(rng.choice(DIAGNOSES)),
                 original_name=f"IMG_{n + 1:04d}.JPG", allow_no_consent=not STORIES[story][1],
             )
+        vault.render_previews()  # ingest leaves JPEG previews for the first reader
     return path
 
 

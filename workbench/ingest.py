@@ -76,7 +76,7 @@ def ingest(
     progress : callable, optional
         Called as ``progress(done, total, result)`` after each file.
     workers : int
-        Threads that validate, render previews and encrypt ahead of the
+        Threads that validate and encrypt ahead of the
         index writer (0: do everything in the calling thread).
 
     Returns

@@ -15,7 +15,7 @@ from sqlcipher3 import dbapi2 as sqlcipher
 from ..errors import IntegrityError
 from . import _crypto
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS photos (
     ingested TEXT NOT NULL,
     ingested_by TEXT NOT NULL,
     original_blob TEXT NOT NULL REFERENCES blobs(blob_id),
-    preview_blob TEXT NOT NULL REFERENCES blobs(blob_id),
+    preview_blob TEXT REFERENCES blobs(blob_id),  -- NULL until rendered
     identifiers BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);
@@ -126,8 +126,14 @@ def connect(path: Path, index_key: bytes, *, create: bool = False):
         if not ok or ok[0] != "ok":
             raise sqlcipher.DatabaseError("structure check failed")
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if version is None or int(version[0]) != SCHEMA_VERSION:
+        if version is None:
             raise sqlcipher.DatabaseError("unknown schema version")
+        if version[0] != str(SCHEMA_VERSION):
+            db.close()
+            raise IntegrityError(
+                f"this vault's index has format version {version[0]} and this workbench reads "
+                f"version {SCHEMA_VERSION}; open it with the workbench release that made it"
+            )
     except sqlcipher.Error as exc:
         raise damaged() from exc
     return db

@@ -119,8 +119,12 @@ class _Prepared:
     content_key: str
     info: "_imageio.ImageInfo"
     original_row: tuple
-    preview_row: tuple
+    preview_row: tuple | None
     sealed_identifiers: bytes
+
+    @property
+    def rows(self) -> list[tuple]:
+        return [self.original_row] + ([self.preview_row] if self.preview_row else [])
 
 
 @dataclass
@@ -706,9 +710,13 @@ class Vault:
     ) -> PhotoResult:
         """Encrypt one photo (file bytes, in memory) into the vault.
 
-        The original is sealed to the originals tier; a small preview is stored
-        the same way. The photo counts as added only after both files were
-        read back and decrypted to the same digest, and the index committed.
+        The original is sealed to the originals tier. The photo counts as
+        added only after its file was read back and decrypted to the same
+        digest, and the index committed. A JPEG or PNG is validated from its
+        structure (end-of-image marker, chunk checksums, header) and its
+        preview is rendered later, by the first reader who may see it (see
+        :meth:`render_previews`); other formats are decoded now, and their
+        preview stored at once.
 
         Returns
         -------
@@ -797,15 +805,26 @@ class Vault:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def _prepare_photo(self, data: bytes, original_name: str | None, content_key: str) -> "_Prepared":
-        """Validate, render the preview, seal and write both files (no index access)."""
-        preview, info = _imageio.render_preview(data)
+        """Validate, seal and write the original (and a preview when one was made); no index access.
+
+        Decoding a JPEG's Huffman data costs three times as much as storing
+        the file, so JPEG and PNG files are validated from their structure
+        and their previews are made later (:meth:`render_previews`); the
+        photographer's role could not look at them anyway.
+        """
+        if _imageio.sniff_format(data) in _imageio.STRUCTURE_CHECKED:
+            preview, info = None, _imageio.check(data)
+        else:
+            preview, info = _imageio.render_preview(data)
         photo_id = _crypto.random_id()
         original_row = self._store_blob("original", "originals", data, photo_id)
-        try:
-            preview_row = self._store_blob("preview", "originals", preview, photo_id)
-        except BaseException:
-            os.unlink(self._blob_path(original_row[0]))
-            raise
+        preview_row = None
+        if preview is not None:
+            try:
+                preview_row = self._store_blob("preview", "originals", preview, photo_id)
+            except BaseException:
+                os.unlink(self._blob_path(original_row[0]))
+                raise
         identifiers = {
             "original_name": original_name,
             "capture_time": info.capture_time.isoformat() if info.capture_time else None,
@@ -820,26 +839,26 @@ class Vault:
         body_site, laterality, diagnosis = fields
         dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (p.content_key,))
         if dup:  # the same file twice in one batch
-            for row in (p.original_row, p.preview_row):
+            for row in p.rows:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._blob_path(row[0]))
             return PhotoResult("duplicate", photo_id=dup[0][0]), ref
         # the blob files are fsynced; make their directory entries durable
         # before the index refers to them
-        for row in (p.original_row, p.preview_row):
+        for row in p.rows:
             fsync_dir(self._blob_path(row[0]).parent)
         capture_date = p.info.capture_time.date().isoformat() if p.info.capture_time else None
         with self._write("ingest", {"photo_id": p.photo_id, "format": p.info.format}) as detail:
             if ref is None:
                 ref = self._create_patient(patient, None, None)
             detail["patient_ref"] = ref
-            self._insert_blob(p.original_row)
-            self._insert_blob(p.preview_row)
+            for row in p.rows:
+                self._insert_blob(row)
             self._conn().execute(
                 "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'unreviewed', ?, ?, ?, ?, ?)",
                 (p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
                  laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
-                 p.original_row[0], p.preview_row[0], p.sealed_identifiers),
+                 p.original_row[0], p.preview_row and p.preview_row[0], p.sealed_identifiers),
             )
         return PhotoResult("added", photo_id=p.photo_id), ref
 
@@ -1000,16 +1019,105 @@ class Vault:
         """Small JPEG previews of originals (identifiable), decrypted in memory.
 
         One audit record covers the whole batch, so a gallery page costs one
-        append, not one per thumbnail.
+        append, not one per thumbnail. A preview not rendered yet is rendered
+        now from its original and stored (see :meth:`render_previews`).
+
+        Raises
+        ------
+        AccessDenied
+            The role has no originals key.
+        NotFound
+            An unknown photo id.
+        InvalidInput
+            An original whose pixel data cannot be decoded (it stays in the
+            vault byte for byte as it was imported).
         """
         photo_ids = list(photo_ids)
         self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
-        out = {}
-        for photo_id in photo_ids:
-            _, preview_blob, _ = self._photo_row(photo_id)
-            out[photo_id] = self._open_blob(preview_blob, "view previews", {"photo_id": photo_id})
+        blobs = {photo_id: self._photo_row(photo_id)[1] for photo_id in photo_ids}
+        missing = [photo_id for photo_id, blob in blobs.items() if blob is None]
+        if missing:
+            self.render_previews(missing)
+            blobs.update((photo_id, self._photo_row(photo_id)[1]) for photo_id in missing)
+        out = {
+            photo_id: self._open_blob(blobs[photo_id], "view previews", {"photo_id": photo_id})
+            for photo_id in photo_ids
+        }
         self._record("decrypt_previews", {"photo_ids": photo_ids})
         return out
+
+    def render_previews(self, photo_ids: Iterable[str] | None = None, *, workers: int = 2) -> int:
+        """Render and store the previews that ingest left for later.
+
+        Ingest validates JPEG and PNG files from their structure and does not
+        decode them (that would halve its speed); the first reader who holds
+        the originals key renders the missing previews, either on first view
+        (:meth:`load_previews`) or all at once here, e.g. after a card import.
+
+        Parameters
+        ----------
+        photo_ids : iterable of str, optional
+            Only these photos; by default every photo without a preview.
+        workers : int, default 2
+            Decoding threads (the decoder releases the GIL).
+
+        Returns
+        -------
+        int
+            How many previews were rendered.
+
+        Raises
+        ------
+        AccessDenied
+            The role has no originals key.
+        InvalidInput
+            An original whose pixel data cannot be decoded; previews rendered
+            before it are kept.
+        """
+        if photo_ids is None:
+            todo = [r[0] for r in self._query("SELECT photo_id FROM photos WHERE preview_blob IS NULL ORDER BY photo_id")]
+        else:
+            todo = [p for p in dict.fromkeys(photo_ids) if self._photo_row(p)[1] is None]
+        self._need("originals", "render previews of originals", {"photos": len(todo)})
+        if not todo:
+            return 0
+
+        def render(photo_id: str) -> tuple:
+            original_blob, _, ref = self._photo_row(photo_id)
+            detail = {"photo_id": photo_id, "patient_ref": ref}
+            data = self._open_blob(original_blob, "render previews", detail)
+            try:
+                preview, _ = _imageio.render_preview(data)
+            except InvalidInput as exc:
+                raise type(exc)(
+                    f"photo {photo_id} was stored as imported but its pixels cannot be decoded "
+                    f"({exc}); read it with read_original_file to inspect it",
+                    photo_id=photo_id,
+                ) from None
+            return self._store_blob("preview", "originals", preview, photo_id)
+
+        done: list[tuple[str, tuple]] = []
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for photo_id, row in zip(todo, pool.map(render, todo)):
+                    done.append((photo_id, row))
+        finally:  # keep what was rendered before a failure
+            if done:
+                self._commit_previews(done)
+        return len(done)
+
+    def _commit_previews(self, done: list[tuple[str, tuple]]) -> None:
+        for folder in {self._blob_path(row[0]).parent for _, row in done}:
+            fsync_dir(folder)
+        with self._write("render_previews", {"photo_ids": [photo_id for photo_id, _ in done]}):
+            db = self._conn()
+            for photo_id, row in done:
+                (current,) = db.execute("SELECT preview_blob FROM photos WHERE photo_id = ?", (photo_id,)).fetchone()
+                if current is not None:  # another reader rendered it meanwhile
+                    os.unlink(self._blob_path(row[0]))
+                    continue
+                self._insert_blob(row)
+                db.execute("UPDATE photos SET preview_blob = ? WHERE photo_id = ?", (row[0], photo_id))
 
     def set_review_state(self, photo_id: str, state: str) -> None:
         """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``)."""
@@ -1181,8 +1289,9 @@ class Vault:
     def verify_photo(self, photo_id: str) -> bool:
         """True when a photo's files are present and match their recorded digests."""
         original_blob, preview_blob, _ = self._photo_row(photo_id)
+        wanted = [b for b in (original_blob, preview_blob) if b is not None]
         rows = self._query("SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN (?, ?)", (original_blob, preview_blob))
-        if len(rows) != 2:
+        if len(rows) != len(wanted):
             return False
         for blob_id, digest in rows:
             try:
