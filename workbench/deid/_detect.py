@@ -186,11 +186,18 @@ FACE_MIN_HEIGHT = 40
 #: CenterFace needs a face about 32 px tall in its input to find it reliably.
 #: Measured on the 100 LFW faces that scikit-image ships, pasted into a 20 MP
 #: generated frame: at 0.6 of full size 36/40 faces 40 px tall were found,
-#: at 0.7 40/40, at 0.8 40/40 (and 37/40 of 32 px ones). Hence 0.8.
-_FINE_SCALE = 0.7
-#: Frames up to this many pixels are small enough to run at full resolution
-#: (better for faces under 40 px) for less than a 20 MP frame's fine pass.
+#: at 0.7 40/40, at 0.8 40/40 (and 37/40 of 32 px ones). On the 500-phantom
+#: set (seed 2026, detection on the pipeline's half-size copy of 20 MP
+#: frames) faces 20-40 px tall in 20 MP frames: 0.7 found 7/10 (680 ms),
+#: 0.85 found 8/10 (960 ms), 1.0 found 9/10 (1270 ms). Hence 0.85.
+_FINE_SCALE = 0.85
+#: Frames up to this many pixels get a fine pass enlarged by :data:`_SMALL_FINE`.
 _SMALL_FRAME = 2_000_000
+#: On the same phantoms, faces 20-40 px tall in 1600x1067 frames: at full
+#: size 103/114 were found (380 ms per frame), enlarged 1.25x 110/114
+#: (540 ms), 1.5x 110/114 (760 ms), 2x 110/114 (1300 ms). The misses left
+#: are slivers at the frame edge and one 21 px face in bright light.
+_SMALL_FINE = 1.25
 #: The coarse pass sees the whole frame at this long side: a 20 MP frame
 #: becomes 896x597 (0.16 of full size, ~0.1 s on one core), where faces from
 #: about 150-200 px tall up to the whole frame are 24-32+ px; CenterFace
@@ -350,8 +357,8 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
 
     1. coarse: the whole frame with its long side at 896 px, for faces from
        about 200 px tall up to the whole frame;
-    2. fine: the frame at 0.7 of full size (full size for frames up to 2 MP),
-       for faces from 40 px tall. On large frames only the parts that are
+    2. fine: the frame at 0.85 of full size (1.25x for frames up to 2 MP),
+       for faces from 20-40 px tall. On large frames only the parts that are
        not flat run: cells of 64 px whose local contrast stays below that of
        any face are skipped, the rest are covered by a few rectangles (see
        :func:`_cover`).
@@ -385,7 +392,10 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
     frame = _full_size(image, scale)
     width, height = frame
     scale = float(scale)
-    fine = min(1.0, max(_FINE_SCALE, math.sqrt(_SMALL_FRAME / (width * height))))
+    if width * height <= _SMALL_FRAME:
+        fine = _SMALL_FINE
+    else:
+        fine = min(1.0, max(_FINE_SCALE, math.sqrt(_SMALL_FRAME / (width * height))))
     coarse = min(fine, _COARSE_LONG_SIDE / max(width, height))
     boxes: list = []
 
@@ -423,7 +433,40 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
         found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
         boxes += found.tolist()
 
-    return _regions("face", "centerface", [b for b in _merge(boxes) if _plausible_face(b, frame)], frame)
+    faces = [_complete_cut_face(b, frame) for b in _merge(boxes) if _plausible_face(b, frame)]
+    return _regions("face", "centerface", faces, frame)
+
+
+#: Width over height of a whole CenterFace box (measured 0.51-0.95 away
+#: from the frame edge; see :func:`_plausible_face`).
+_FACE_ASPECT = 0.8
+
+
+def _complete_cut_face(box, frame: tuple[int, int]) -> list:
+    """Extend a face box cut by the frame edge inward to a whole face's proportions.
+
+    For a face cut by the edge CenterFace boxes only part of what is
+    visible: on a phantom with a face 55 px tall cut at the left edge (23 px
+    visible) the box was 16 px wide, and grown by the face margin it hid
+    78% of the visible face. A box touching the left or right edge is made
+    at least :data:`_FACE_ASPECT` times as wide as it is tall, and one
+    touching the top or bottom at least as tall as its width divided by it.
+    """
+    x0, y0, x1, y1, score = box
+    width, height = frame
+    if x0 <= 1 < width - 1 <= x1:
+        pass  # spans the frame: nothing to complete across
+    elif x0 <= 1:
+        x1 = min(width, max(x1, x0 + _FACE_ASPECT * (y1 - y0)))
+    elif x1 >= width - 1:
+        x0 = max(0.0, min(x0, x1 - _FACE_ASPECT * (y1 - y0)))
+    if y0 <= 1 < height - 1 <= y1:
+        pass
+    elif y0 <= 1:
+        y1 = min(height, max(y1, y0 + (x1 - x0) / _FACE_ASPECT))
+    elif y1 >= height - 1:
+        y0 = max(0.0, min(y0, y1 - (x1 - x0) / _FACE_ASPECT))
+    return [x0, y0, x1, y1, score]
 
 
 def _plausible_face(box, frame: tuple[int, int]) -> bool:
@@ -503,8 +546,10 @@ _LABEL_GAP = 0.8
 #: value. A line read as a ruler's numbering (three or more consecutive
 #: whole numbers of at most three digits, starting below 100, optionally with
 #: a cm/mm unit; see :func:`_is_ruler`) is therefore not returned, so the
-#: pipeline, which redacts every region it gets, leaves it. Anything else
-#: on the same line (a record number next to the scale) makes it no ruler.
+#: pipeline, which redacts every region it gets, leaves it; so is a row of
+#: tick marks read beside such numbering (see :func:`_find_ruler_rows`).
+#: Anything else on the same line (a record number next to the scale) makes
+#: it no ruler.
 RULERS_VISIBLE = True
 
 _ocr = None
@@ -654,8 +699,8 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     not, except:
 
     - a ruler's numbering (``"1 2 3 4"``, ``"12345678910"``, ``"10 20 30
-      mm"``) while :data:`RULERS_VISIBLE` is true: a ruler is measurement,
-      not identity;
+      mm"``), and a row of tick marks read beside it, while
+      :data:`RULERS_VISIBLE` is true: a ruler is measurement, not identity;
     - a line whose whole text matches ``allow`` (read with confidence), and
     - a line read as fewer than two letters or digits: ruler ticks, lesion
       edges and hair read as nothing or as one character, and a lone
@@ -722,7 +767,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     crops = [_line_crop(image, pts) for pts in quads]
     reads = _recognise(engine, crops)
     if RULERS_VISIBLE:
-        _find_ruler_rows(engine, crops, reads)
+        _find_ruler_rows(engine, quads, crops, reads)
     boxes, labels = [], []
     for pts, read in zip(quads, reads):
         if read is None:  # the recogniser failed: keep the line, unread
@@ -846,21 +891,51 @@ def _recognise(engine, crops: list) -> list:
 
 
 #: What a row of tick marks reads as: thin lower-case letters and strokes.
-_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」]*")
+#: On the 100 clean phantoms of a 500-phantom set, rows of ticks (alone or
+#: as a band above a ruler's numbers) also read with "w", "d", "h", "a",
+#: "o", "y", a leading "J", "L" or "T", "H" and "+" ("wlanuuuuuuuuuuuuuuuadond",
+#: "Laddaud", "Juuluul...yuluuluuduud...", "|+|+|+"); without them four
+#: rulers there were hidden whole (3.8-9% of the frame).
+_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」wdhaoyJLTH+]*")
+#: A line read as tick marks is a ruler's tick row (see :func:`_find_ruler_rows`)
+#: only with at least this many characters: the rows measured read as 9 to
+#: 67 ("muulumulm", "Juuluul..."); a short word is not taken for one.
+_TICK_ROW_MIN_CHARS = 6
 
 
 def _ticks(text: str) -> bool:
-    """Whether a band's text is what tick marks read as (and holds no digit)."""
-    if any(ch.isdigit() for ch in text):
+    """Whether a band's text is what tick marks read as (no digit, nothing identifier-like)."""
+    if any(ch.isdigit() for ch in text) or any(p.search(text) for p in _IDENTIFIER):
         return False
     return sum(ch.isalnum() for ch in text) < 2 or bool(_TICK_READ.fullmatch(text))
+
+
+def _numbers(text: str) -> bool:
+    """Whether a line reads as a few of a ruler's numbers ("8", "9 10"): whole numbers of at most three digits."""
+    tokens = text.replace(",", " ").split()
+    return bool(tokens) and all(t.isdigit() and t.isascii() and len(t) <= 3 for t in tokens) \
+        and not any(p.search(text) for p in _IDENTIFIER)
+
+
+def _beside(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether line quad ``b`` lies directly above or below line quad ``a`` (beside it, for an upright one).
+
+    Across ``a``'s reading direction the boxes are at most one line height
+    of ``a`` apart; along it they overlap.
+    """
+    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
+    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
+    if ax1 - ax0 < ay1 - ay0:  # an upright line: swap the axes
+        ax0, ay0, ax1, ay1, bx0, by0, bx1, by1 = ay0, ax0, ay1, ax1, by0, bx0, by1, bx1
+    gap = max(ay0, by0) - min(ay1, by1)
+    return gap <= ay1 - ay0 and min(ax1, bx1) - max(ax0, bx0) > 0
 
 
 #: Marks a line found to be a ruler's numbering row (see :func:`_find_ruler_rows`).
 _RULER = "\x00ruler"
 
 
-def _find_ruler_rows(engine, crops: list, reads: list) -> None:
+def _find_ruler_rows(engine, quads: list, crops: list, reads: list) -> None:
     """Mark lines that are a ruler's scale: tick marks above (or below) a row of numbers.
 
     PP-OCR boxes a ruler's ticks and its small numbers as one line, and the
@@ -871,7 +946,20 @@ def _find_ruler_rows(engine, crops: list, reads: list) -> None:
     the other holds only what tick marks read as (no digits; at most one
     letter, or only thin lower-case letters and strokes such as "uu",
     "utuuumulm"), the line is a ruler and ``reads`` is set to :data:`_RULER`.
+
+    PP-OCR may also box a ruler's tick row as a line of its own, and its
+    numbers as separate pieces ("8", "9 10"). A line read as tick marks (at
+    least :data:`_TICK_ROW_MIN_CHARS` characters) directly above or below a
+    line read as a ruler's numbering, or as a few numbers, is a ruler too:
+    both are set to :data:`_RULER`. Nothing that matches an identifier
+    pattern is taken for ticks or numbers.
     """
+    _find_ruler_bands(engine, crops, reads)
+    _find_tick_rows(quads, reads)
+
+
+def _find_ruler_bands(engine, crops: list, reads: list) -> None:
+    """The band test of :func:`_find_ruler_rows`: lines read as noise, read again in two bands."""
     suspects = []
     for i, (crop, read) in enumerate(zip(crops, reads)):
         if crop is None or read is None or _is_ruler(read[0]):
@@ -898,6 +986,19 @@ def _find_ruler_rows(engine, crops: list, reads: list) -> None:
         (t, _), (b, _) = top, bottom
         if (_is_ruler(t) and _ticks(b)) or (_is_ruler(b) and _ticks(t)):
             reads[i] = (_RULER, reads[i][1])
+
+
+def _find_tick_rows(quads: list, reads: list) -> None:
+    """The tick-row test of :func:`_find_ruler_rows`: tick rows beside a ruler's (pieces of) numbering."""
+    rows = [i for i, read in enumerate(reads) if read is not None and read[0] is not _RULER
+            and sum(not ch.isspace() for ch in read[0]) >= _TICK_ROW_MIN_CHARS and _ticks(read[0])]
+    numbering = [i for i, read in enumerate(reads) if read is not None
+                 and (read[0] is _RULER or _is_ruler(read[0]) or _numbers(read[0]))]
+    for i in rows:
+        beside = [k for k in numbering if _beside(quads[i], quads[k])]
+        if beside:
+            for k in [i, *beside]:
+                reads[k] = (_RULER, reads[k][1])
 
 
 def _line_crop(image: np.ndarray, pts: np.ndarray) -> np.ndarray | None:

@@ -400,17 +400,43 @@ AROUND = 0.5
 
 
 def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy, scale: float) -> list[Region]:
-    """Run the detectors on windows around each redacted region of a (reduced) output."""
+    """Run the detectors again on windows around each redacted region of a (reduced) output.
+
+    Around a face, text or barcode region only that kind's detector runs: the
+    first pass saw the whole frame with every detector (and its detections
+    are checked separately), so what a redaction can have left is the part
+    of the same object that stuck out of its box. Around a region a person
+    marked (or any other kind) every detector runs.
+    """
+    from dataclasses import replace
+
     height, width = pixels.shape[:2]
-    windows = []
+    by_kind: dict[tuple[str, ...], list[list[int]]] = {}
     for region in regions:
+        kinds = (region.kind,) if region.kind in policy.detectors else tuple(policy.detectors)
         x, y, w, h = region.box
         pad_x, pad_y = max(w * AROUND, 32 / scale), max(h * AROUND, 32 / scale)
-        windows.append([
+        by_kind.setdefault(kinds, []).append([
             max(0, int((x - pad_x) * scale)), max(0, int((y - pad_y) * scale)),
             min(width, int(np.ceil((x + w + pad_x) * scale))), min(height, int(np.ceil((y + h + pad_y) * scale))),
         ])
-    # merge overlapping windows so nothing is looked at twice
+    found = []
+    for kinds, windows in by_kind.items():
+        only = replace(policy, detectors=kinds)
+        for x0, y0, x1, y1 in _merge_windows(windows):
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+            ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
+            for region in detect(crop, only, scale=scale):
+                bx, by, bw, bh = region.box
+                found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
+    return found
+
+
+def _merge_windows(windows: list[list[int]]) -> list[list[int]]:
+    """Merge overlapping windows so that nothing is looked at twice."""
+    windows = [list(w) for w in windows]
     merged = True
     while merged:
         merged = False
@@ -424,16 +450,7 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
                     break
             if merged:
                 break
-    found = []
-    for x0, y0, x1, y1 in windows:
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            continue
-        crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
-        ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
-        for region in detect(crop, policy, scale=scale):
-            bx, by, bw, bh = region.box
-            found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
-    return found
+    return windows
 
 
 def _unfilled(image: Image.Image, regions: Sequence[Region], scale: float, fill) -> list[str]:
