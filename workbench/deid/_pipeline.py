@@ -177,13 +177,16 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[R
             "the detectors are not installed; run `make test` or `pip install -e .` again"
         ) from exc
     pixels = np.asarray(image)
-    found: list[Region] = []
-    for name in policy.detectors:
+    by_name: dict[str, list[Region]] = {}
+    # Codes first: the text detector is told where they are (``blank``), so
+    # that it does not take a code's modules for print beside a line.
+    for name in sorted(policy.detectors, key=lambda n: n != "barcode"):
         if name == "text":
-            found.extend(DETECTORS[name](pixels, scale=scale, allow=policy.allow_text))
+            blank = [r.box for r in by_name.get("barcode", [])]
+            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, blank=blank)
         else:
-            found.extend(DETECTORS[name](pixels, scale=scale))
-    return found
+            by_name[name] = DETECTORS[name](pixels, scale=scale)
+    return [region for name in policy.detectors for region in by_name[name]]
 
 
 def grow(regions: Iterable[Region], policy: Policy, width: int, height: int) -> list[Region]:
