@@ -580,3 +580,19 @@ def test_text_models_load_and_run_with_no_network(monkeypatch):
     img = synth_pixels(np.random.default_rng(8), 800, 500)
     box = _text(img, (100, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
     assert any(coverage(box, [r.box]) >= 0.8 for r in detect_text(img))
+
+
+def test_face_box_cut_by_the_frame_edge_is_completed_inward():
+    from workbench.deid._detect import _FACE_ASPECT, _complete_cut_face
+
+    frame = (1600, 1067)
+    # cut at the left edge: as wide as a whole face of that height
+    assert _complete_cut_face([0, 250, 16, 298, 0.2], frame)[2] == pytest.approx(_FACE_ASPECT * 48)
+    # cut at the right and at the bottom edge
+    x0, _, x1, _, _ = _complete_cut_face([1590, 100, 1600, 150, 0.3], frame)
+    assert (x0, x1) == (pytest.approx(1600 - _FACE_ASPECT * 50), 1600)
+    _, y0, _, y1, _ = _complete_cut_face([500, 1050, 540, 1067, 0.3], frame)
+    assert (y0, y1) == (pytest.approx(1067 - 40 / _FACE_ASPECT), 1067)
+    # a whole face inside the frame, and one spanning the frame, are left alone
+    assert _complete_cut_face([500, 500, 530, 540, 0.9], frame) == [500, 500, 530, 540, 0.9]
+    assert _complete_cut_face([0, 0, 1600, 1067, 0.9], frame) == [0, 0, 1600, 1067, 0.9]

@@ -818,6 +818,42 @@ def _encode(rng: np.random.Generator, img: np.ndarray, identity) -> tuple[bytes,
     return data, strings
 
 
+def _shares(count: int, seed: int, full_size_share: float) -> tuple[set, set]:
+    """Indices of the full-size and of the clean phantoms of a set."""
+    master = np.random.default_rng(seed)
+    # Exact shares rather than coin flips, so that a small set still holds
+    # both a full frame (when asked) and a clean photo.
+    full = set(master.permutation(count)[:int(round(count * full_size_share))].tolist())
+    clean = set(master.permutation(count)[:int(round(count * CLEAN_SHARE))].tolist())
+    return full, clean
+
+
+def _phantom(seed: int, i: int, full: bool, clean: bool) -> tuple[bytes, dict]:
+    # One generator per image: image i does not depend on the others.
+    rng = np.random.default_rng([seed, i])
+    width, height = FULL_SIZE if full else SMALL_SIZE
+    img, info = _make_phantom(rng, width, height, clean)
+    data, meta_strings = _encode(rng, img, info["identity"])
+    strings = _Strings(info["strings"])
+    strings.add(*meta_strings)
+    truth = {"image": f"phantom_{i + 1:05d}.jpg", "width": width, "height": height, "clean": clean,
+             "lighting": info["lighting"], "objects": info["objects"], "strings": list(strings)}
+    return data, truth
+
+
+def one_phantom(number: int, *, count: int, seed: int, full_size_share: float = 0.1) -> tuple[bytes, dict]:
+    """Phantom ``number`` (1-based, as in ``phantom_00001.jpg``) of a set, made alone, in memory.
+
+    The bytes and ground truth are the same as :func:`generate_phantoms`
+    writes for that set (same ``count``, ``seed`` and share), so a test can
+    pin one hard case of a large set without generating the rest.
+    """
+    if not 1 <= number <= count:
+        raise InvalidInput("number is between 1 and count", number=number, count=count)
+    full, clean = _shares(count, seed, full_size_share)
+    return _phantom(seed, number - 1, number - 1 in full, number - 1 in clean)
+
+
 def generate_phantoms(out_dir, *, count: int, seed: int, full_size_share: float = 0.1) -> list[dict]:
     """Write a phantom set: JPEGs with planted identifiers and ground truth.
 
@@ -857,11 +893,7 @@ def generate_phantoms(out_dir, *, count: int, seed: int, full_size_share: float 
         raise InvalidInput("full_size_share is a fraction between 0 and 1", full_size_share=full_size_share)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    master = np.random.default_rng(seed)
-    # Exact shares rather than coin flips, so that a small set still holds
-    # both a full frame (when asked) and a clean photo.
-    full = set(master.permutation(count)[:int(round(count * full_size_share))].tolist())
-    clean = set(master.permutation(count)[:int(round(count * CLEAN_SHARE))].tolist())
+    full, clean = _shares(count, seed, full_size_share)
     manifest = out / "manifest.json"
     truths = []
     for i in range(count):
@@ -870,15 +902,7 @@ def generate_phantoms(out_dir, *, count: int, seed: int, full_size_share: float 
             if (out / (stem + suffix)).exists():
                 raise AlreadyExists("a phantom file is already in the output folder; choose an empty folder",
                                     name=stem + suffix)
-        # One generator per image: image i does not depend on the others.
-        rng = np.random.default_rng([seed, i])
-        width, height = FULL_SIZE if i in full else SMALL_SIZE
-        img, info = _make_phantom(rng, width, height, i in clean)
-        data, meta_strings = _encode(rng, img, info["identity"])
-        strings = _Strings(info["strings"])
-        strings.add(*meta_strings)
-        truth = {"image": stem + ".jpg", "width": width, "height": height, "clean": i in clean,
-                 "lighting": info["lighting"], "objects": info["objects"], "strings": list(strings)}
+        data, truth = _phantom(seed, i, i in full, i in clean)
         with open(out / (stem + ".jpg"), "xb") as fh:
             fh.write(data)
         with open(out / (stem + ".json"), "x") as fh:
