@@ -1115,7 +1115,7 @@ _BARCODE_WINDOW = 16
 #: at most this many cells a side, overlapping by the second (a code larger
 #: than the overlap has modules big enough for the first read).
 _BARCODE_CELL = 32
-_BARCODE_TILE = (20, 5)
+_BARCODE_TILE = (20, 10)
 #: A code-like area that did not decode is read again enlarged by this much:
 #: 2 px modules blurred by JPEG (a 24 px Data Matrix in a 1600 px frame)
 #: decode only when enlarged, and 3 px modules in a 20 MP frame are 1.5 px
