@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import itertools
 import logging
 import math
 import re
@@ -45,7 +44,7 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidInput
-from ._regions import Region
+from ._regions import Region, merge_overlapping
 
 # --------------------------------------------------------------------------- input checks
 
@@ -849,19 +848,9 @@ def _beside_codes(engine, bgr: np.ndarray, boxes, factor: float) -> list[np.ndar
         px, py = int(side * _CODE_CONTEXT[0]) + 8, int(side * _CODE_CONTEXT[1]) + 8
         codes.append((x0, y0, x1, y1))
         windows.append([max(0, x0 - px), max(0, y0 - py), min(w, x1 + px), min(h, y1 + py)])
-    # Codes on one label share a window: nothing is searched twice.
-    merged = True
-    while merged:
-        merged = False
-        for i, j in itertools.combinations(range(len(windows)), 2):
-            a, b = windows[i], windows[j]
-            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                windows[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                del windows[j]
-                merged = True
-                break
     out = []
-    for wx0, wy0, wx1, wy1 in windows:
+    # Codes on one label share a window: nothing is searched twice.
+    for wx0, wy0, wx1, wy1 in merge_overlapping(windows):
         window = bgr[wy0:wy1, wx0:wx1].copy()
         for x0, y0, x1, y1 in codes:
             if wx0 <= x0 and wy0 <= y0 and x1 <= wx1 and y1 <= wy1:

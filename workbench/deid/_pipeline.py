@@ -21,7 +21,7 @@ from .. import _imageio
 from ..errors import InvalidInput, NotVerified, UnsupportedFormat
 from ._policy import REVERSIBLE_WARNING, Policy
 from ._pseudonym import Pseudonyms
-from ._regions import Region, coverage
+from ._regions import Region, coverage, merge_overlapping
 from ..vault._files import read_input
 
 #: detection runs on a copy no longer than this (a 20 MP frame is halved)
@@ -426,7 +426,7 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
     found = []
     for kinds, windows in by_kind.items():
         only = replace(policy, detectors=kinds)
-        for x0, y0, x1, y1 in _merge_windows(windows):
+        for x0, y0, x1, y1 in merge_overlapping(windows):
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
             crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
@@ -435,25 +435,6 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
                 bx, by, bw, bh = region.box
                 found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
     return found
-
-
-def _merge_windows(windows: list[list[int]]) -> list[list[int]]:
-    """Merge overlapping windows so that nothing is looked at twice."""
-    windows = [list(w) for w in windows]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(windows)):
-            for j in range(i + 1, len(windows)):
-                a, b = windows[i], windows[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    windows[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del windows[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return windows
 
 
 def _unfilled(image: Image.Image, regions: Sequence[Region], scale: float, fill) -> list[str]:

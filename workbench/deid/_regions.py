@@ -98,3 +98,22 @@ def coverage(target: tuple[int, int, int, int], boxes: list[tuple[int, int, int,
         if x1 > x0 and y1 > y0:
             mask[y0 - y:y1 - y, x0 - x:x1 - x] = True
     return float(mask.mean()) if mask.size else 0.0
+
+
+def merge_overlapping(rects: list) -> list[list[int]]:
+    """Merge ``(x0, y0, x1, y1)`` rectangles that overlap, until none do (so nothing is searched twice)."""
+    rects = [list(r) for r in rects]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return rects
