@@ -198,16 +198,7 @@ def probe(data: bytes) -> ImageInfo:
         its magic bytes.
     """
 
-    def work() -> ImageInfo:
-        data_ = _as_bytes(data)
-        fmt = _sniff(data_)
-        if fmt == "raw":
-            with _open_raw(data_) as raw:
-                return _raw_info(data_, raw)
-        _, meta, stored = _open_pillow(data_, fmt)
-        return _info(fmt, stored, meta)
-
-    return _run(work)
+    return _run(lambda: _header_info(_as_bytes(data), structure=False))
 
 
 #: Formats whose whole file :func:`check` can validate without decoding
@@ -247,18 +238,21 @@ def check(data: bytes) -> ImageInfo:
         corrupt.
     """
 
-    def work() -> ImageInfo:
-        data_ = _as_bytes(data)
-        fmt = _sniff(data_)
-        if fmt == "raw":
-            _check_raw_structure(data_)
-            with _open_raw(data_) as raw:
-                return _raw_info(data_, raw)
-        _check_structure(data_, fmt)
-        _, meta, stored = _open_pillow(data_, fmt)
-        return _info(fmt, stored, meta)
+    return _run(lambda: _header_info(_as_bytes(data), structure=True))
 
-    return _run(work)
+
+def _header_info(data: bytes, *, structure: bool) -> ImageInfo:
+    """:func:`probe`'s work, after the format's structure checks when ``structure``."""
+    fmt = _sniff(data)
+    if fmt == "raw":
+        if structure:
+            _check_raw_structure(data)
+        with _open_raw(data) as raw:
+            return _raw_info(data, raw)
+    if structure:
+        _check_structure(data, fmt)
+    _, meta, stored = _open_pillow(data, fmt)
+    return _info(fmt, stored, meta)
 
 
 def decode(data: bytes) -> np.ndarray:

@@ -455,17 +455,15 @@ def _complete_cut_face(box, frame: tuple[int, int]) -> list:
     """
     x0, y0, x1, y1, score = box
     width, height = frame
-    if x0 <= 1 < width - 1 <= x1:
-        pass  # spans the frame: nothing to complete across
-    elif x0 <= 1:
+    # A box touching both opposite edges spans the frame: nothing to complete across.
+    left, right, top, bottom = x0 <= 1, x1 >= width - 1, y0 <= 1, y1 >= height - 1
+    if left and not right:
         x1 = min(width, max(x1, x0 + _FACE_ASPECT * (y1 - y0)))
-    elif x1 >= width - 1:
+    elif right and not left:
         x0 = max(0.0, min(x0, x1 - _FACE_ASPECT * (y1 - y0)))
-    if y0 <= 1 < height - 1 <= y1:
-        pass
-    elif y0 <= 1:
+    if top and not bottom:
         y1 = min(height, max(y1, y0 + (x1 - x0) / _FACE_ASPECT))
-    elif y1 >= height - 1:
+    elif bottom and not top:
         y0 = max(0.0, min(y0, y1 - (x1 - x0) / _FACE_ASPECT))
     return [x0, y0, x1, y1, score]
 
@@ -691,7 +689,7 @@ def _is_ruler(text: str) -> bool:
 
 
 def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...] = (),
-                blank=()) -> list[Region]:
+                codes=()) -> list[Region]:
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
     rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
@@ -725,7 +723,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
         ``r"\\d{1,3}"`` for ruler digits, ``r"(cm|mm)"``). A line is allowed
         when it, or each of its space-separated tokens, matches one in full
         and it was read with confidence.
-    blank : sequence of (x, y, w, h)
+    codes : sequence of (x, y, w, h)
         Full-frame boxes of decoded codes (hidden anyway): the detector looks
         again around each with the code blanked (see :func:`_beside_codes`).
 
@@ -765,7 +763,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     with _ocr_call_lock:
         found = engine._load_det_model()(small)
     quads = _quads(found)
-    quads += _beside_codes(engine, small, blank, scale * shrink)
+    quads += _beside_codes(engine, small, codes, scale * shrink)
     if not quads:
         return []
     quads = [q / shrink for q in quads]  # in input-image pixels

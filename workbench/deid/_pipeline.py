@@ -178,13 +178,15 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[R
         ) from exc
     pixels = np.asarray(image)
     by_name: dict[str, list[Region]] = {}
-    # Codes first: the text detector is told where they are (``blank``), so
-    # that it does not take a code's modules for print beside a line.
-    for name in sorted(policy.detectors, key=lambda n: n != "barcode"):
+    # Codes first: the text detector looks again beside each decoded code
+    # (``codes``), whose modules can swallow a line of print next to it.
+    if "barcode" in policy.detectors:
+        by_name["barcode"] = DETECTORS["barcode"](pixels, scale=scale)
+    for name in policy.detectors:
         if name == "text":
-            blank = [r.box for r in by_name.get("barcode", [])]
-            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, blank=blank)
-        else:
+            codes = [r.box for r in by_name.get("barcode", [])]
+            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes)
+        elif name not in by_name:
             by_name[name] = DETECTORS[name](pixels, scale=scale)
     return [region for name in policy.detectors for region in by_name[name]]
 

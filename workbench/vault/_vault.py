@@ -1034,11 +1034,9 @@ class Vault:
         """
         photo_ids = list(photo_ids)
         self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
-        blobs = {photo_id: self._photo_row(photo_id)[1] for photo_id in photo_ids}
-        missing = [photo_id for photo_id, blob in blobs.items() if blob is None]
-        if missing:
-            self.render_previews(missing)
-            blobs.update((photo_id, self._photo_row(photo_id)[1]) for photo_id in missing)
+        rows = {photo_id: self._photo_row(photo_id) for photo_id in photo_ids}
+        blobs = {photo_id: row[1] for photo_id, row in rows.items()}
+        blobs.update(self._render_previews({p: row for p, row in rows.items() if row[1] is None}))
         out = {
             photo_id: self._open_blob(blobs[photo_id], "view previews", {"photo_id": photo_id})
             for photo_id in photo_ids
@@ -1075,15 +1073,21 @@ class Vault:
             before it are kept.
         """
         if photo_ids is None:
-            todo = [r[0] for r in self._query("SELECT photo_id FROM photos WHERE preview_blob IS NULL ORDER BY photo_id")]
+            todo = {r[0]: (r[1], None, r[2]) for r in self._query(
+                "SELECT photo_id, original_blob, patient_ref FROM photos WHERE preview_blob IS NULL ORDER BY photo_id")}
         else:
-            todo = [p for p in dict.fromkeys(photo_ids) if self._photo_row(p)[1] is None]
+            rows = {p: self._photo_row(p) for p in dict.fromkeys(photo_ids)}
+            todo = {p: row for p, row in rows.items() if row[1] is None}
         self._need("originals", "render previews of originals", {"photos": len(todo)})
-        if not todo:
-            return 0
+        return len(self._render_previews(todo, workers=workers))
+
+    def _render_previews(self, rows: dict[str, tuple], *, workers: int = 2) -> dict[str, str]:
+        """Render previews for ``rows`` (photo id: its ``_photo_row``); return photo id: preview blob id."""
+        if not rows:
+            return {}
 
         def render(photo_id: str) -> tuple:
-            original_blob, _, ref = self._photo_row(photo_id)
+            original_blob, _, ref = rows[photo_id]
             detail = {"photo_id": photo_id, "patient_ref": ref}
             data = self._open_blob(original_blob, "render previews", detail)
             try:
@@ -1099,25 +1103,28 @@ class Vault:
         done: list[tuple[str, tuple]] = []
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for photo_id, row in zip(todo, pool.map(render, todo)):
+                for photo_id, row in zip(rows, pool.map(render, rows)):
                     done.append((photo_id, row))
         finally:  # keep what was rendered before a failure
-            if done:
-                self._commit_previews(done)
-        return len(done)
+            stored = self._commit_previews(done) if done else {}
+        return stored
 
-    def _commit_previews(self, done: list[tuple[str, tuple]]) -> None:
+    def _commit_previews(self, done: list[tuple[str, tuple]]) -> dict[str, str]:
         for folder in {self._blob_path(row[0]).parent for _, row in done}:
             fsync_dir(folder)
+        stored = {}
         with self._write("render_previews", {"photo_ids": [photo_id for photo_id, _ in done]}):
             db = self._conn()
             for photo_id, row in done:
                 (current,) = db.execute("SELECT preview_blob FROM photos WHERE photo_id = ?", (photo_id,)).fetchone()
                 if current is not None:  # another reader rendered it meanwhile
                     os.unlink(self._blob_path(row[0]))
+                    stored[photo_id] = current
                     continue
                 self._insert_blob(row)
                 db.execute("UPDATE photos SET preview_blob = ? WHERE photo_id = ?", (row[0], photo_id))
+                stored[photo_id] = row[0]
+        return stored
 
     def set_review_state(self, photo_id: str, state: str) -> None:
         """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``)."""
