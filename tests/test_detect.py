@@ -21,6 +21,7 @@ import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
 from workbench._synth import synth_pixels
+from workbench.deid import _detect
 from workbench.deid._detect import (
     DETECTORS,
     detect_barcodes,
@@ -317,6 +318,47 @@ def _ruler_with_numbers(img, x, y, *, mm: float, cms: int = 12):
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+def _line(text: str, font, *, ink=(20, 20, 20), paper=(240, 240, 235)) -> np.ndarray:
+    """A tight BGR crop of one printed line, as the recogniser gets it."""
+    x0, y0, x1, y1 = font.getbbox(text)
+    img = Image.new("RGB", (x1 - x0 + 8, y1 - y0 + 8), paper)
+    ImageDraw.Draw(img).text((4 - x0, 4 - y0), text, font=font, fill=ink)
+    return np.asarray(img)[:, :, ::-1].copy()
+
+
+def test_evenly_spaced_ticks_are_told_from_names_and_barcodes():
+    from workbench.deid._detect import _ocr_engine, _recognise, _regular_strokes, _unnumbered_ticks
+    from workbench.phantoms import _font, _font_files
+
+    for mm in (5.0, 8.0, 12.0):
+        img = np.full((int(mm * 12), int(mm * 130), 3), 200, np.uint8)
+        _draw_ruler(img, 4, 4, digits=False, mm=mm)
+        ticks = np.ascontiguousarray(img[4:4 + int(mm * 5), :, ::-1])
+        assert _regular_strokes(ticks), mm
+    # Names whose letters are mostly upright strokes, in every font here,
+    # read by the recogniser as the detector reads them: never a tick row.
+    names = ("Hamilton", "Millhill", "Illuminati", "William Hill", "Lillian Mull", "Minnie Lilith")
+    crops = [_line(name, _font(path, size)) for path in _font_files() for size in (16, 32) for name in names]
+    reads = _recognise(_ocr_engine(), crops)
+    for crop, read in zip(crops, reads):
+        assert not _regular_strokes(crop)
+        assert read is not None and not _unnumbered_ticks(crop, read)
+    # Codes the barcode detector could not read are not taken for ticks either.
+    for fmt, content in ((zxingcpp.BarcodeFormat.Code128, "ZZ-4827193"), (zxingcpp.BarcodeFormat.EAN13, "400638133393")):
+        bars = _code(content, fmt, 3)
+        assert not _regular_strokes(np.ascontiguousarray(bars[: bars.shape[0] // 2])), fmt
+
+
+def test_a_ruler_without_numbers_stays_visible_and_a_name_beside_it_does_not():
+    img = synth_pixels(np.random.default_rng(44), 1600, 1067)
+    _draw_ruler(img, 300, 700, digits=False, mm=8.0)
+    name = _text(img, (300, 300), "ZZTEST Hamilton", 36, (20, 20, 20), paper=(245, 245, 240))
+    regions = detect_text(img)
+    ruler = (300, 700, int(8.0 * 100), int(8.0 * 9))
+    assert not [r for r in regions if coverage(r.box, [ruler]) > 0.5], [r.box for r in regions]
+    assert any(coverage(name, [r.box]) >= 0.8 for r in regions)
+
+
 def test_rulers_stay_visible_by_default_but_an_mrn_beside_them_does_not():
     from workbench.deid._detect import RULERS_VISIBLE
 
@@ -354,6 +396,30 @@ def test_no_identifier_text_on_skin_lesions_and_rulers():
         _draw_ruler(img, 200, img.shape[0] - 200, digits=False)
         regions = detect_text(img, scale=0.5)
         assert [r for r in regions if r.label == "identifier"] == [], seed
+
+
+def test_a_window_is_searched_at_its_frames_resolution(monkeypatch):
+    # A half-size copy of a 20 MP frame is searched at half its size; a
+    # 500x300 window of it, alone, would be enlarged twice (four times finer).
+    frame = synth_pixels(np.random.default_rng(31), W // 2, H // 2)
+    _text(frame, (1000, 800), "Name: ZZTEST Quinn", 40, (20, 20, 20), paper=(245, 245, 240))
+    _text(frame, (1000, 940), "ZZTEST 4827193", 9, (20, 20, 20), paper=(245, 245, 240))
+    x0, y0 = 900, 700
+    window = np.ascontiguousarray(frame[y0:y0 + 300, x0:x0 + 500])
+    searched = []
+    stretch = _detect._stretch
+    monkeypatch.setattr(_detect, "_stretch", lambda bgr: (searched.append(bgr.shape[:2]), stretch(bgr))[1])
+
+    on_frame = detect_text(frame)
+    within = detect_text(window, within=frame.shape[:2])
+    alone = detect_text(window)
+    assert searched == [(912, 1368), (150, 250), (600, 1000)]
+    # Within its frame the window finds the lines the frame pass found there, in the same places.
+    assert len(within) == len(on_frame) == 2
+    for region in on_frame:
+        x, y, w, h = region.box
+        local = (x - x0, y - y0, w, h)
+        assert any(_iou(local, r.box) > 0.6 for r in within), (local, [r.box for r in within])
 
 
 def test_text_rejects_bad_allow_patterns():

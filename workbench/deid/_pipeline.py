@@ -150,7 +150,8 @@ def _detection_copy(image: Image.Image) -> tuple[np.ndarray, float]:
 # --- the pieces ---------------------------------------------------------------
 
 
-def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[Region]:
+def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
+           within: tuple[int, int] | None = None) -> list[Region]:
     """Run the policy's detectors on an upright RGB image.
 
     Parameters
@@ -161,6 +162,10 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[R
     scale : float
         Size of ``image`` relative to the full frame; boxes come back in
         full-frame pixels.
+    within : (height, width), optional
+        For a window cut from a larger image: that image's size in the same
+        pixels, so that text is searched at the whole image's resolution
+        (see :func:`~workbench.deid._detect.detect_text`).
 
     Returns
     -------
@@ -185,7 +190,7 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0) -> list[R
     for name in policy.detectors:
         if name == "text":
             codes = [r.box for r in by_name.get("barcode", [])]
-            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes)
+            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes, within=within)
         elif name not in by_name:
             by_name[name] = DETECTORS[name](pixels, scale=scale)
     return [region for name in policy.detectors for region in by_name[name]]
@@ -433,7 +438,7 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
                 continue
             crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
             ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
-            for region in detect(crop, only, scale=scale):
+            for region in detect(crop, only, scale=scale, within=(height, width)):
                 bx, by, bw, bh = region.box
                 found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
     return found
