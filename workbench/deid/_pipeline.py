@@ -416,7 +416,10 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
     first pass saw the whole frame with every detector (and its detections
     are checked separately), so what a redaction can have left is the part
     of the same object that stuck out of its box. Around a region a person
-    marked (or any other kind) every detector runs.
+    marked (or any other kind) every detector runs. Windows are searched at
+    the whole output's resolution, as the first pass searched the input
+    (``within``), not enlarged: on 20 MP frames that made text verification
+    about four times cheaper (545 -> 131 ms per frame on one core).
     """
     from dataclasses import replace
 
