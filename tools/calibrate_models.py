@@ -55,7 +55,7 @@ def centerface_inputs() -> list[dict]:
 
     def capture(image, threshold, *args):
         h, w = image.shape[:2]
-        seen.append(cv2.resize(image, (max(32, -(-w // 32) * 32), max(32, -(-h // 32) * 32))))
+        seen.append(cv2.resize(image, _detect._network_size(w, h)))
         return run(image, threshold, *args)
 
     recipe = _models.RECIPES["centerface"]

