@@ -1076,12 +1076,26 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list) -> None:
     both are set to :data:`_RULER`. Nothing that matches an identifier
     pattern is taken for ticks or numbers.
     """
-    _find_ruler_bands(engine, crops, reads)
+    suspects = _band_suspects(crops, reads)
+    # A line read as next to nothing is dropped whatever its bands say; they
+    # matter only to the tick-row test, which pairs rows with numbering
+    # beside them. Such a line is read in bands only when it is a tick row
+    # itself or lies beside one (on the 20 MP benchmark frames most band
+    # reading was of such lines, and the result is the same).
+    _read_bands(engine, crops, reads, [i for i in suspects if not _dropped(reads[i][0])])
+    rows = _tick_row_candidates(reads)
+    _read_bands(engine, crops, reads, [i for i in suspects if _dropped(reads[i][0])
+                                       and (i in rows or any(_beside(quads[r], quads[i]) for r in rows))])
     _find_tick_rows(quads, crops, reads)
 
 
-def _find_ruler_bands(engine, crops: list, reads: list) -> None:
-    """The band test of :func:`_find_ruler_rows`: lines read as noise, read again in two bands."""
+def _dropped(text: str) -> bool:
+    """Whether :func:`detect_text` drops a line read as ``text`` as no text at all (fewer than two letters or digits)."""
+    return sum(ch.isalnum() for ch in text) < 2 and not any(p.search(text) for p in _IDENTIFIER)
+
+
+def _band_suspects(crops: list, reads: list) -> list[int]:
+    """The lines the band test of :func:`_find_ruler_rows` reads again: read as noise, or as digits alone."""
     suspects = []
     for i, (crop, read) in enumerate(zip(crops, reads)):
         if crop is None or read is None or _is_ruler(read[0]):
@@ -1094,14 +1108,19 @@ def _find_ruler_bands(engine, crops: list, reads: list) -> None:
         digits_only = chars > 0 and all(ch.isdigit() or ch.isspace() for ch in text)
         if h >= 16 and (score < 0.9 or chars < 0.8 * w / h or digits_only):
             suspects.append(i)
-    if not suspects:
+    return suspects
+
+
+def _read_bands(engine, crops: list, reads: list, lines: list[int]) -> None:
+    """The band test of :func:`_find_ruler_rows` on ``lines``: each read again in two bands."""
+    if not lines:
         return
     bands = []
-    for i in suspects:
+    for i in lines:
         h = crops[i].shape[0]
         bands += [crops[i][:int(h * 0.6)], crops[i][int(h * 0.4):]]
     band_reads = _recognise(engine, bands)
-    for k, i in enumerate(suspects):
+    for k, i in enumerate(lines):
         top, bottom = band_reads[2 * k], band_reads[2 * k + 1]
         if top is None or bottom is None:
             continue
@@ -1110,10 +1129,15 @@ def _find_ruler_bands(engine, crops: list, reads: list) -> None:
             reads[i] = (_RULER, reads[i][1])
 
 
+def _tick_row_candidates(reads: list) -> list[int]:
+    """Lines read as a row of tick marks (at least :data:`_TICK_ROW_MIN_CHARS` characters)."""
+    return [i for i, read in enumerate(reads) if read is not None and read[0] is not _RULER
+            and sum(not ch.isspace() for ch in read[0]) >= _TICK_ROW_MIN_CHARS and _ticks(read[0])]
+
+
 def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
     """The tick-row tests of :func:`_find_ruler_rows`: tick rows beside a ruler's (pieces of) numbering, or regular."""
-    rows = [i for i, read in enumerate(reads) if read is not None and read[0] is not _RULER
-            and sum(not ch.isspace() for ch in read[0]) >= _TICK_ROW_MIN_CHARS and _ticks(read[0])]
+    rows = _tick_row_candidates(reads)
     numbering = [i for i, read in enumerate(reads) if read is not None
                  and (read[0] is _RULER or _is_ruler(read[0]) or _numbers(read[0]))]
     for i in rows:
