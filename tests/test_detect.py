@@ -422,6 +422,47 @@ def test_a_window_is_searched_at_its_frames_resolution(monkeypatch):
         assert any(_iou(local, r.box) > 0.6 for r in within), (local, [r.box for r in within])
 
 
+def test_lines_already_hidden_are_not_read(monkeypatch):
+    img = synth_pixels(np.random.default_rng(33), 1600, 1067)
+    name = _text(img, (200, 300), "Name: ZZTEST Quinn", 40, (20, 20, 20), paper=(245, 245, 240))
+    mrn = _text(img, (200, 700), "MRN 4827193", 40, (20, 20, 20), paper=(245, 245, 240))
+    read = []
+    recognise = _detect._recognise
+    monkeypatch.setattr(_detect, "_recognise", lambda engine, crops: (read.extend(crops), recognise(engine, crops))[1])
+    x, y, w, h = name
+    # The name's box is half covered and more: it is neither read nor returned; the MRN is both.
+    regions = detect_text(img, hidden=[(x - 20, y - 20, int(w * 0.7) + 20, h + 40)])
+    assert len(read) == 1
+    assert [r for r in regions if coverage(name, [r.box]) > 0.1] == []
+    assert any(coverage(mrn, [r.box]) >= 0.8 and r.label == "identifier" for r in regions)
+    # A sliver hidden is not enough: the name is read and returned.
+    read.clear()
+    regions = detect_text(img, hidden=[(x, y, w // 4, h)])
+    assert len(read) == 2
+    assert any(coverage(name, [r.box]) >= 0.8 for r in regions)
+
+
+def test_a_face_window_is_searched_at_its_frames_scales(monkeypatch, face_frame):
+    # A window of a 20 MP frame (here its half-size copy) is no small frame:
+    # its fine pass runs at 0.85 of full size, as the frame's did, not
+    # enlarged 1.25x as a small photo's would be.
+    img, truth = face_frame
+    half = _half(img)
+    x, y, w, h = truth["80px"]
+    x0, y0 = max(0, x // 2 - 250), max(0, y // 2 - 200)
+    window = np.ascontiguousarray(half[y0:y0 + 400, x0:x0 + 500])
+    fed = []
+    run = _detect._run_centerface
+    monkeypatch.setattr(_detect, "_run_centerface", lambda image, *a: (fed.append(image.shape[:2]), run(image, *a))[1])
+    within = detect_faces(window, scale=0.5, within=half.shape[:2])
+    assert max(fed) == (680, 850)  # 400x500 at half size is 800x1000 in the frame: 0.85 of that
+    fed.clear()
+    alone = detect_faces(window, scale=0.5)
+    assert max(fed) == (1000, 1250)
+    local = (x - 2 * x0, y - 2 * y0, w, h)
+    assert any(_iou(local, r.box) > 0.5 for r in within) and any(_iou(local, r.box) > 0.5 for r in alone)
+
+
 def test_text_rejects_bad_allow_patterns():
     with pytest.raises(InvalidInput):
         detect_text(np.zeros((32, 32, 3), np.uint8), allow=("(unclosed",))

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidInput
-from ._regions import Region, merge_overlapping
+from ._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
 
 # --------------------------------------------------------------------------- input checks
 
@@ -389,7 +389,7 @@ def _cover(busy: np.ndarray) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
+def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, int] | None = None) -> list[Region]:
     """Find faces, frontal or turned, whole or cut by the frame edge.
 
     Two CenterFace passes, merged:
@@ -415,6 +415,12 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
     scale : float
         Size of ``image`` relative to the full frame (0.25 for a quarter-size
         decode).
+    within : (height, width), optional
+        When ``image`` is a window cut from a larger image (verification
+        looks again around each redaction), that image's size in the same
+        pixels: the passes then run at the scales the whole image's did. A
+        window of a 20 MP frame would otherwise count as a small frame and
+        be searched enlarged 1.25x instead of at 0.85.
 
     Returns
     -------
@@ -431,11 +437,12 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
     frame = _full_size(image, scale)
     width, height = frame
     scale = float(scale)
-    if width * height <= _SMALL_FRAME:
+    whole_w, whole_h = frame if within is None else (within[1] / scale, within[0] / scale)
+    if whole_w * whole_h <= _SMALL_FRAME:
         fine = _SMALL_FINE
     else:
-        fine = min(1.0, max(_FINE_SCALE, math.sqrt(_SMALL_FRAME / (width * height))))
-    coarse = min(fine, _COARSE_LONG_SIDE / max(width, height))
+        fine = min(1.0, max(_FINE_SCALE, math.sqrt(_SMALL_FRAME / (whole_w * whole_h))))
+    coarse = min(fine, _COARSE_LONG_SIDE / max(whole_w, whole_h))
     boxes: list = []
 
     if coarse < 0.7 * fine:
@@ -743,7 +750,7 @@ def _is_ruler(text: str) -> bool:
 
 
 def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...] = (),
-                codes=(), within: tuple[int, int] | None = None) -> list[Region]:
+                codes=(), within: tuple[int, int] | None = None, hidden=()) -> list[Region]:
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
     rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
@@ -788,6 +795,11 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
         window of a 20 MP frame's half-size copy would otherwise be searched
         at four times the frame's resolution: sixteen times the pixels per
         area, and lines too small for the frame's pass found and read.
+    hidden : sequence of (x, y, w, h)
+        Full-frame boxes already redacted (verification of an output): a
+        line whose box they cover by :data:`~._regions.HIDDEN_COVERAGE` or
+        more is neither read nor returned, since verification counts it as
+        hidden whatever it says.
 
     Returns
     -------
@@ -829,6 +841,10 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     if not quads:
         return []
     quads = [q / shrink for q in quads]  # in input-image pixels
+    if hidden:
+        quads = [q for q in quads if coverage(_frame_box(_line_box(q), scale), hidden) < HIDDEN_COVERAGE]
+        if not quads:
+            return []
 
     crops = [_line_crop(image, pts) for pts in quads]
     reads = _recognise(engine, crops)
@@ -949,6 +965,12 @@ def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
         sv = np.sign((pts - centre) @ v)
         pts = pts + (su[:, None] * u * (_LINE_PAD[0] * height)) + (sv[:, None] * v * (_LINE_PAD[1] * height))
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+
+
+def _frame_box(box, scale: float) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)`` in full-frame pixels, rounded outwards, of a corner box in pixels reduced by ``scale``."""
+    x0, y0 = math.floor(box[0] / scale), math.floor(box[1] / scale)
+    return x0, y0, max(1, math.ceil(box[2] / scale) - x0), max(1, math.ceil(box[3] / scale) - y0)
 
 
 def _merge_labels(boxes: list, labels: list) -> tuple[list, list]:

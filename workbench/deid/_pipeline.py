@@ -21,13 +21,11 @@ from .. import _imageio
 from ..errors import InvalidInput, NotVerified, UnsupportedFormat
 from ._policy import REVERSIBLE_WARNING, Policy
 from ._pseudonym import Pseudonyms
-from ._regions import Region, coverage, merge_overlapping
+from ._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
 from ..vault._files import read_input
 
 #: detection runs on a copy no longer than this (a 20 MP frame is halved)
 DETECT_MAX_SIDE = 3000
-#: a detection on the output counts as hidden when redaction covers this much of it
-HIDDEN_COVERAGE = 0.5
 #: mean absolute difference from the fill colour tolerated inside a filled box
 FILL_TOLERANCE = 12.0
 
@@ -151,7 +149,7 @@ def _detection_copy(image: Image.Image) -> tuple[np.ndarray, float]:
 
 
 def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
-           within: tuple[int, int] | None = None) -> list[Region]:
+           within: tuple[int, int] | None = None, hidden: Sequence[tuple[int, int, int, int]] = ()) -> list[Region]:
     """Run the policy's detectors on an upright RGB image.
 
     Parameters
@@ -164,8 +162,11 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
         full-frame pixels.
     within : (height, width), optional
         For a window cut from a larger image: that image's size in the same
-        pixels, so that text is searched at the whole image's resolution
-        (see :func:`~workbench.deid._detect.detect_text`).
+        pixels, so that faces and text are searched at the scales the whole
+        image is (see :func:`~workbench.deid._detect.detect_text`).
+    hidden : sequence of (x, y, w, h)
+        Boxes (full-frame pixels) already redacted, as verification knows
+        them: text lines they hide are not read (see ``detect_text``).
 
     Returns
     -------
@@ -190,7 +191,10 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
     for name in policy.detectors:
         if name == "text":
             codes = [r.box for r in by_name.get("barcode", [])]
-            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes, within=within)
+            by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes, within=within,
+                                            hidden=hidden)
+        elif name == "face":
+            by_name[name] = DETECTORS[name](pixels, scale=scale, within=within)
         elif name not in by_name:
             by_name[name] = DETECTORS[name](pixels, scale=scale)
     return [region for name in policy.detectors for region in by_name[name]]
@@ -419,11 +423,14 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
     marked (or any other kind) every detector runs. Windows are searched at
     the whole output's resolution, as the first pass searched the input
     (``within``), not enlarged: on 20 MP frames that made text verification
-    about four times cheaper (545 -> 131 ms per frame on one core).
+    about four times cheaper (545 -> 131 ms per frame on one core). Text
+    lines that the redactions already hide count as hidden whatever they
+    read, so they are not read (``hidden``).
     """
     from dataclasses import replace
 
     height, width = pixels.shape[:2]
+    boxes = [r.box for r in regions]
     by_kind: dict[tuple[str, ...], list[list[int]]] = {}
     for region in regions:
         kinds = (region.kind,) if region.kind in policy.detectors else tuple(policy.detectors)
@@ -441,7 +448,8 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
                 continue
             crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
             ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
-            for region in detect(crop, only, scale=scale, within=(height, width)):
+            hidden = [(x - ox, y - oy, w, h) for x, y, w, h in boxes]
+            for region in detect(crop, only, scale=scale, within=(height, width), hidden=hidden):
                 bx, by, bw, bh = region.box
                 found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
     return found

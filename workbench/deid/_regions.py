@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from ..errors import InvalidInput
 
 KINDS = ("face", "text", "barcode", "manual")
+#: Verification counts a detection on the output as hidden when redaction covers this much of it.
+HIDDEN_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
