@@ -17,8 +17,9 @@ Three detectors, each a pure function from RGB pixels to a list of
   (enlarged and turned upright) only where the input is dense with sharp
   edges that no decoded code explains.
 
-Model calls use every core by default; set ``WORKBENCH_THREADS=1`` for a
-batch run with one process per core.
+The text networks run on OpenVINO's CPU runtime in 32-bit float (see
+:mod:`._runtime`). Model calls use every core by default; set
+``WORKBENCH_THREADS=1`` for a batch run with one process per core.
 
 Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
 decode gives) and returns boxes in the full frame's pixel coordinates.
@@ -158,11 +159,12 @@ def model_digests() -> dict[str, str]:
     dict of str to str
         ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex,
         ..., "centerface-int8.onnx": hex, "centerface-int8.recipe": "...",
-        ...}``: the wheels' files, the 8-bit models derived from them (see
-        :mod:`._models`) and how each was derived. zxing-cpp has no model
-        file; its version is the package's.
+        "rapidocr.runtime": "openvino ..., CPU, f32"}``: the wheels' files,
+        the 8-bit models derived from them (see :mod:`._models`), how each
+        was derived, and what runs the text models (see :mod:`._runtime`).
+        zxing-cpp has no model file; its version is the package's.
     """
-    from . import _models
+    from . import _models, _runtime
 
     with _digest_lock:
         if not _digests:
@@ -171,6 +173,7 @@ def model_digests() -> dict[str, str]:
             for key, path in files.items():
                 _digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
             _digests.update(_models.describe())
+            _digests["rapidocr.runtime"] = _runtime.describe()
         return dict(_digests)
 
 
@@ -257,7 +260,12 @@ _face_lock = threading.Lock()
 def _face_model():
     """The shared onnxruntime session of the 8-bit CenterFace (see :mod:`._models`).
 
-    onnxruntime sessions may be run from several threads at once.
+    onnxruntime sessions may be run from several threads at once. The face
+    model stays on onnxruntime (see :mod:`._runtime` for the text models):
+    OpenVINO runs it faster once per input size but prepares every new size
+    first (15-50 ms), and the fine pass's inputs take a new size with
+    nearly every frame; on 180 phantoms faces took 32.9 s on OpenVINO
+    against 27.7 s here.
     """
     global _face_session
     with _face_lock:
@@ -615,7 +623,7 @@ RULERS_VISIBLE = True
 _ocr = None
 _ocr_lock = threading.Lock()
 #: Calls into the shared rapidocr models are serialised: the detector keeps
-#: its pre-processing step as an attribute between calls, and onnxruntime
+#: its pre-processing step as an attribute between calls, and the runtime
 #: already uses every thread it is given inside one call.
 _ocr_call_lock = threading.Lock()
 
@@ -669,15 +677,16 @@ def _ocr_engine():
                 "Det.limit_side_len": 100_000,
             }
             threads = _threads()
-            if threads is not None:
-                params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
-                params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
             engine = RapidOCR(params=params)
             # Build the three models now, by explicit path, so that no call
-            # later can fetch anything.
-            engine._load_det_model()
-            engine._load_cls_model()
-            engine._load_rec_model()
+            # later can fetch anything, then run each on OpenVINO instead of
+            # rapidocr's onnxruntime session (see :mod:`._runtime`; rapidocr's
+            # own OpenVINO engine leaves the precision to the CPU).
+            from ._runtime import Network
+
+            for task, load in (("det", engine._load_det_model), ("cls", engine._load_cls_model),
+                               ("rec", engine._load_rec_model)):
+                load().session = Network(_ocr_model_path(task), threads)
             _ocr = engine
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
     return _ocr
