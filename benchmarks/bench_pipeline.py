@@ -18,6 +18,12 @@ chain, with recall at least as high as the peer chain's on the same
 phantoms. Recall is measured on the pixels of both outputs by one rule
 (:func:`hidden`), because deface reports no boxes.
 
+Ours is timed the first time it sees each frame (its models warmed on
+another image), and as the best of the repeats: OpenVINO, which runs the
+text models, prepares each new input size once, so a repeat of the same
+frame is faster than a new photo would be. The first-time figure is what a
+user sees and is the one held against the targets.
+
 Times are CPU seconds (user + system, every thread and process) and wall
 seconds. onnxruntime pins its own worker threads to every core whatever
 ``taskset`` says, so wall time under ``taskset`` can use a second core;
@@ -344,6 +350,11 @@ def _recall(rows: list[dict], key: str, by_band: bool = False) -> dict:
 
 # --------------------------------------------------------------------------- the run
 
+def _median_first(runs: dict[str, list[dict]], field: str) -> float:
+    """Median over frames of each frame's first run."""
+    return statistics.median(per_frame[0][field] for per_frame in runs.values())
+
+
 def _median_best(runs: dict[str, list[dict]], field: str, part: str | None = None) -> float:
     """Median over frames of each frame's best run (by total ``field``)."""
     bests = []
@@ -486,7 +497,8 @@ def main(argv=None) -> dict:
 
     floor_cpu = _median_best(timing["floor"], "cpu")
     floor_wall = _median_best(timing["floor"], "wall")
-    ours_cpu, ours_wall = _median_best(timing["ours"], "cpu"), _median_best(timing["ours"], "wall")
+    best_cpu, best_wall = _median_best(timing["ours"], "cpu"), _median_best(timing["ours"], "wall")
+    ours_cpu, ours_wall = _median_first(timing["ours"], "cpu"), _median_first(timing["ours"], "wall")
     cli_cpu, cli_wall = _median_best(timing["ours_cli"], "cpu"), _median_best(timing["ours_cli"], "wall")
     peer_cpu, peer_wall = _median_best(timing["peer"], "cpu"), _median_best(timing["peer"], "wall")
     warm_cpu, warm_wall = _median_best(timing["peer_warm"], "cpu"), _median_best(timing["peer_warm"], "wall")
@@ -501,10 +513,12 @@ def main(argv=None) -> dict:
     out = {
         "frames": f"{len(frames)} phantoms at 5472x3648, JPEG q{JPEG_QUALITY}",
         "cpu_pinned": args.cpu,
-        "statistic": "per frame the best of the runs, then the median over frames",
+        "statistic": "per frame the best of the runs, then the median over frames; "
+                     "ours: the first run of each frame (ours_best: the best, as the others)",
         "ms": {
             "floor": {"cpu": ms(floor_cpu), "wall": ms(floor_wall)},
             "ours": {"cpu": ms(ours_cpu), "wall": ms(ours_wall)},
+            "ours_best": {"cpu": ms(best_cpu), "wall": ms(best_wall)},
             "ours_cli_with_startup": {"cpu": ms(cli_cpu), "wall": ms(cli_wall)},
             "peer_with_startup": {"cpu": ms(peer_cpu), "wall": ms(peer_wall),
                                   **{f"{s}_cpu": ms(_median_best(timing["peer"], "cpu", s)) for s in stages}},
@@ -514,6 +528,7 @@ def main(argv=None) -> dict:
         "ratios": {
             "ours_over_floor_cpu": round(ours_cpu / floor_cpu, 2),
             "ours_over_floor_wall": round(ours_wall / floor_wall, 2),
+            "ours_best_over_floor_cpu": round(best_cpu / floor_cpu, 2),
             "target_ours_over_floor_at_most": 6,
             "peer_with_startup_over_ours_cpu": round(peer_cpu / ours_cpu, 2),
             "peer_with_startup_over_ours_wall": round(peer_wall / ours_wall, 2),
@@ -553,7 +568,8 @@ def main(argv=None) -> dict:
     print(f"full pipeline vs floor vs peer chain, per 20 MP JPEG, one core ({path})")
     print(table([
         ("floor: Pillow decode + encode q95 4:4:4", pair(floor_cpu, floor_wall)),
-        ("ours: deidentify(data), default Policy", pair(ours_cpu, ours_wall)),
+        ("ours: deidentify(data), default Policy, new frame", pair(ours_cpu, ours_wall)),
+        ("  the same frame again (best of repeats)", pair(best_cpu, best_wall)),
         ("ours: `workbench deid` per file, with start-up", pair(cli_cpu, cli_wall)),
         ("peer chain per file, with start-up", pair(peer_cpu, peer_wall)),
         ("  deface / exiftool / rapidocr script (CPU)",
