@@ -633,7 +633,7 @@ def test_detectors_table_and_model_digests():
         assert f"{name}.onnx" in digests
         recipe = digests.pop(f"{name}.recipe")
         assert recipe.startswith(f"{name}/") and "onnxruntime" in recipe
-    assert re.fullmatch(r"openvino \d+\.\d+\.\d+, CPU, f32", digests.pop("rapidocr.runtime"))
+    assert re.fullmatch(r"openvino \d+\.\d+\.\d+, CPU, f32", digests.pop("rapidocr.det.runtime"))
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in digests.values())
 
 
@@ -708,3 +708,18 @@ def test_face_box_cut_by_the_frame_edge_is_completed_inward():
     # a whole face inside the frame, and one spanning the frame, are left alone
     assert _complete_cut_face([500, 500, 530, 540, 0.9], frame) == [500, 500, 530, 540, 0.9]
     assert _complete_cut_face([0, 0, 1600, 1067, 0.9], frame) == [0, 0, 1600, 1067, 0.9]
+
+
+def test_detector_input_is_rapidocrs_bit_for_bit():
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    detector = _detect._ocr_engine()._load_det_model()
+    fast = detector.get_preprocess()
+    assert isinstance(fast, _detect._DetInput)
+    reference = DetPreProcess(detector.limit_side_len, detector.limit_type, detector.mean, detector.std)
+    for shape in ((912, 1368, 3), (301, 517, 3)):
+        img = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+        expected = reference(img)
+        got = fast(img)
+        assert got.dtype == expected.dtype == np.float32
+        assert np.array_equal(got, expected)

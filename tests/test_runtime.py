@@ -1,4 +1,4 @@
-"""The text models' runtime (OpenVINO, f32) gives what onnxruntime gives."""
+"""The text detector's runtime (OpenVINO, f32) gives what onnxruntime gives."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_precision_is_pinned_to_f32():
     assert _runtime.describe().endswith("CPU, f32")
 
 
-def test_text_models_match_onnxruntime():
+def test_text_detector_matches_onnxruntime():
     # bfloat16 (OpenVINO's default on this CPU) differs by about 0.05 on the detector map; f32 by about 1e-5.
     x = _det_input(5)
     session = _ort("det")
@@ -37,14 +37,8 @@ def test_text_models_match_onnxruntime():
     got = _runtime.Network(_ocr_model_path("det"), threads=1)(x)
     assert got.shape == expected.shape
     assert float(np.abs(got - expected).max()) < 1e-3
-
-    rng = np.random.default_rng(6)
-    lines = rng.uniform(-1, 1, (3, 3, 48, 400)).astype(np.float32)
-    session = _ort("rec")
-    expected = session.run(None, {session.get_inputs()[0].name: lines})[0]
-    got = _runtime.Network(_ocr_model_path("rec"), threads=1)(lines)
-    assert float(np.abs(got - expected).max()) < 1e-3
-    assert (got.argmax(-1) == expected.argmax(-1)).all()
+    # The text mask rapidocr thresholds at 0.3: the same pixels either way.
+    assert np.array_equal(got > 0.3, expected > 0.3) or np.mean((got > 0.3) != (expected > 0.3)) < 1e-5
 
 
 def test_one_network_serves_several_threads():

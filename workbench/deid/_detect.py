@@ -17,8 +17,8 @@ Three detectors, each a pure function from RGB pixels to a list of
   (enlarged and turned upright) only where the input is dense with sharp
   edges that no decoded code explains.
 
-The text networks run on OpenVINO's CPU runtime in 32-bit float (see
-:mod:`._runtime`). Model calls use every core by default; set
+The text detector's network runs on OpenVINO's CPU runtime in 32-bit
+float (see :mod:`._runtime`), the others on onnxruntime. Model calls use every core by default; set
 ``WORKBENCH_THREADS=1`` for a batch run with one process per core.
 
 Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
@@ -159,9 +159,10 @@ def model_digests() -> dict[str, str]:
     dict of str to str
         ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex,
         ..., "centerface-int8.onnx": hex, "centerface-int8.recipe": "...",
-        "rapidocr.runtime": "openvino ..., CPU, f32"}``: the wheels' files,
-        the 8-bit models derived from them (see :mod:`._models`), how each
-        was derived, and what runs the text models (see :mod:`._runtime`).
+        "rapidocr.det.runtime": "openvino ..., CPU, f32"}``: the wheels'
+        files, the 8-bit models derived from them (see :mod:`._models`), how
+        each was derived, and what runs the text detector (see
+        :mod:`._runtime`; the other models run on onnxruntime).
         zxing-cpp has no model file; its version is the package's.
     """
     from . import _models, _runtime
@@ -173,7 +174,7 @@ def model_digests() -> dict[str, str]:
             for key, path in files.items():
                 _digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
             _digests.update(_models.describe())
-            _digests["rapidocr.runtime"] = _runtime.describe()
+            _digests["rapidocr.det.runtime"] = _runtime.describe()
         return dict(_digests)
 
 
@@ -623,8 +624,8 @@ RULERS_VISIBLE = True
 _ocr = None
 _ocr_lock = threading.Lock()
 #: Calls into the shared rapidocr models are serialised: the detector keeps
-#: its pre-processing step as an attribute between calls, and the runtime
-#: already uses every thread it is given inside one call.
+#: its pre-processing step as an attribute between calls, and the runtimes
+#: already use every thread they are given inside one call.
 _ocr_call_lock = threading.Lock()
 
 
@@ -677,19 +678,54 @@ def _ocr_engine():
                 "Det.limit_side_len": 100_000,
             }
             threads = _threads()
+            if threads is not None:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+                params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
             engine = RapidOCR(params=params)
             # Build the three models now, by explicit path, so that no call
-            # later can fetch anything, then run each on OpenVINO instead of
-            # rapidocr's onnxruntime session (see :mod:`._runtime`; rapidocr's
-            # own OpenVINO engine leaves the precision to the CPU).
+            # later can fetch anything. The detector runs on OpenVINO instead
+            # of rapidocr's onnxruntime session (see :mod:`._runtime`;
+            # rapidocr's own OpenVINO engine leaves the precision to the
+            # CPU), with a faster, identical pre-processing step.
             from ._runtime import Network
 
-            for task, load in (("det", engine._load_det_model), ("cls", engine._load_cls_model),
-                               ("rec", engine._load_rec_model)):
-                load().session = Network(_ocr_model_path(task), threads)
+            engine._load_cls_model()
+            engine._load_rec_model()
+            detector = engine._load_det_model()
+            detector.session = Network(_ocr_model_path("det"), threads)
+            prepare = _DetInput(detector)
+            detector.get_preprocess = lambda: prepare
             _ocr = engine
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
     return _ocr
+
+
+class _DetInput:
+    """rapidocr's text-detector pre-processing, bit for bit, with one lookup table per channel.
+
+    rapidocr scales and normalises a float64 copy, then transposes and
+    converts it (66 ms for a 20 MP frame's quarter-size copy on one core);
+    looking each grey level up straight into the network's layout takes
+    9 ms and gives the same float32 values (tests/test_detect.py).
+    """
+
+    def __init__(self, detector):
+        from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+        self._reference = DetPreProcess(detector.limit_side_len, detector.limit_type, detector.mean, detector.std)
+        ref = self._reference
+        levels = np.arange(256, dtype=np.uint8)[:, None].astype("float32")
+        self._table = ((levels * ref.scale - ref.mean) / ref.std).astype(np.float32)  # as ref.normalize does
+
+    def __call__(self, img: np.ndarray) -> np.ndarray | None:
+        resized = self._reference.resize(img)
+        if resized is None or resized.dtype != np.uint8 or resized.ndim != 3:
+            return None if resized is None else self._reference(img)
+        h, w, channels = resized.shape
+        out = np.empty((1, channels, h, w), np.float32)
+        for c in range(channels):
+            np.take(self._table[:, c], resized[:, :, c], out=out[0, c])
+        return out
 
 
 def _allowed(text: str, allow: list[re.Pattern]) -> bool:
@@ -858,7 +894,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     crops = [_line_crop(image, pts) for pts in quads]
     reads = _recognise(engine, crops)
     if RULERS_VISIBLE:
-        _find_ruler_rows(engine, quads, crops, reads)
+        _find_ruler_rows(engine, quads, crops, reads, image)
     boxes, labels = [], []
     for pts, read in zip(quads, reads):
         if read is None:  # the recogniser failed: keep the line, unread
@@ -955,25 +991,31 @@ def _quads(found) -> list[np.ndarray]:
 
 
 def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
-    """Axis-aligned box of a detected line's quadrilateral, grown by :data:`_LINE_PAD`.
+    """Axis-aligned box of a detected line's quadrilateral, grown by :data:`_LINE_PAD` (see :func:`_grown`)."""
+    pts = _grown(pts, *_LINE_PAD)
+    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
-    The quadrilateral is grown along its own axes (so a tilted line grows
-    along its slant), then boxed.
+
+def _grown(pts: np.ndarray, along: float, across: float) -> np.ndarray:
+    """A line's quadrilateral grown on each side by ``along`` and ``across`` times its height.
+
+    It grows along its own axes (so a tilted line grows along its slant);
+    the reading direction is the longer side.
     """
     p0, p1, p2, p3 = pts
-    along = ((p1 - p0) + (p2 - p3)) / 2
-    across = ((p3 - p0) + (p2 - p1)) / 2
-    length, height = float(np.linalg.norm(along)), float(np.linalg.norm(across))
+    length_axis = ((p1 - p0) + (p2 - p3)) / 2
+    height_axis = ((p3 - p0) + (p2 - p1)) / 2
+    length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
     if length < height:  # a vertical line: its reading direction is the long side
-        along, across, length, height = across, along, height, length
+        length_axis, height_axis, length, height = height_axis, length_axis, height, length
     if length > 0 and height > 0:
-        u, v = along / length, across / height
+        u, v = length_axis / length, height_axis / height
         # Each corner moves away from the centre along both axes.
         centre = pts.mean(axis=0)
         su = np.sign((pts - centre) @ u)
         sv = np.sign((pts - centre) @ v)
-        pts = pts + (su[:, None] * u * (_LINE_PAD[0] * height)) + (sv[:, None] * v * (_LINE_PAD[1] * height))
-    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+        pts = pts + (su[:, None] * u * (along * height)) + (sv[:, None] * v * (across * height))
+    return pts
 
 
 def _frame_box(box, scale: float) -> tuple[int, int, int, int]:
@@ -1088,7 +1130,7 @@ def _beside(a: np.ndarray, b: np.ndarray) -> bool:
 _RULER = "\x00ruler"
 
 
-def _find_ruler_rows(engine, quads: list, crops: list, reads: list) -> None:
+def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.ndarray | None = None) -> None:
     """Mark lines that are a ruler's scale: tick marks above (or below) a row of numbers.
 
     PP-OCR boxes a ruler's ticks and its small numbers as one line, and the
@@ -1099,6 +1141,9 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list) -> None:
     the other holds only what tick marks read as (no digits; at most one
     letter, or only thin lower-case letters and strokes such as "uu",
     "utuuumulm"), the line is a ruler and ``reads`` is set to :data:`_RULER`.
+    When one band read as ticks and the other as no numbering, and the
+    ``image`` the line was cut from is given, the two bands are read again
+    reaching :data:`_BAND_REACH` of the line's height beyond its box.
 
     PP-OCR may also box a ruler's tick row as a line of its own, and its
     numbers as separate pieces ("8", "9 10"). A line read as tick marks (at
@@ -1113,10 +1158,14 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list) -> None:
     # beside them. Such a line is read in bands only when it is a tick row
     # itself or lies beside one (on the 20 MP benchmark frames most band
     # reading was of such lines, and the result is the same).
-    _read_bands(engine, crops, reads, [i for i in suspects if not _dropped(reads[i][0])])
+    half = _read_bands(engine, crops, reads, [i for i in suspects if not _dropped(reads[i][0])])
     rows = _tick_row_candidates(reads)
-    _read_bands(engine, crops, reads, [i for i in suspects if _dropped(reads[i][0])
-                                       and (i in rows or any(_beside(quads[r], quads[i]) for r in rows))])
+    half += _read_bands(engine, crops, reads, [i for i in suspects if _dropped(reads[i][0])
+                                               and (i in rows or any(_beside(quads[r], quads[i]) for r in rows))])
+    if image is not None and half:
+        reach = [_line_crop(image, _grown(quads[i], 0.0, _BAND_REACH).astype(np.float32)) for i in half]
+        _read_bands(engine, reach, reads, [k for k, crop in enumerate(reach) if crop is not None],
+                    lines=half, reach=_BAND_REACH)
     _find_tick_rows(quads, crops, reads)
 
 
@@ -1142,22 +1191,45 @@ def _band_suspects(crops: list, reads: list) -> list[int]:
     return suspects
 
 
-def _read_bands(engine, crops: list, reads: list, lines: list[int]) -> None:
-    """The band test of :func:`_find_ruler_rows` on ``lines``: each read again in two bands."""
-    if not lines:
-        return
+#: How far beyond a ruler line's box its bands reach when read again (see
+#: :func:`_find_ruler_rows`), as a share of the line's height. PP-OCR's box
+#: can cut through a ruler's small numbers: in a seed-2028 phantom the
+#: numbers 1-12 under the ticks were cut at mid-height, the line read as
+#: "4101994957" (a record number, to the identifier patterns), its bands
+#: as "" and "2", and the whole ruler was hidden (6.9% of a clean photo).
+_BAND_REACH = 0.35
+
+
+def _read_bands(engine, crops: list, reads: list, which: list[int], *, lines: list[int] | None = None,
+                reach: float = 0.0) -> list[int]:
+    """The band test of :func:`_find_ruler_rows` on ``crops[k]`` for ``k`` in ``which``: each read in two bands.
+
+    ``crops[k]`` is line ``lines[k]`` (``k`` itself when ``lines`` is None),
+    its box grown by ``reach`` of its height on each side; the bands are
+    the top 60% and the bottom 60% of the line, each also holding what
+    lies beyond its edge. Returns the lines where one band read as ticks
+    and the other as no numbering.
+    """
+    if not which:
+        return []
+    top_end, bottom_start = (reach + 0.6) / (1 + 2 * reach), (reach + 0.4) / (1 + 2 * reach)
     bands = []
-    for i in lines:
-        h = crops[i].shape[0]
-        bands += [crops[i][:int(h * 0.6)], crops[i][int(h * 0.4):]]
+    for k in which:
+        h = crops[k].shape[0]
+        bands += [crops[k][:int(h * top_end)], crops[k][int(h * bottom_start):]]
     band_reads = _recognise(engine, bands)
-    for k, i in enumerate(lines):
-        top, bottom = band_reads[2 * k], band_reads[2 * k + 1]
+    half = []
+    for j, k in enumerate(which):
+        i = k if lines is None else lines[k]
+        top, bottom = band_reads[2 * j], band_reads[2 * j + 1]
         if top is None or bottom is None:
             continue
         (t, _), (b, _) = top, bottom
         if (_is_ruler(t) and _ticks(b)) or (_is_ruler(b) and _ticks(t)):
             reads[i] = (_RULER, reads[i][1])
+        elif _ticks(t) or _ticks(b):
+            half.append(i)
+    return half
 
 
 def _tick_row_candidates(reads: list) -> list[int]:
@@ -1200,40 +1272,35 @@ def _unnumbered_ticks(crop: np.ndarray, read: tuple[str, float]) -> bool:
 #: A line crop is a row of evenly spaced strokes when its column profile
 #: (mean grey level per column, local trend removed) correlates with itself
 #: shifted by one spacing at least this much, by two spacings at least the
-#: second, and the line holds at least the third number of spacings.
-#: Measured on the tick rows of unnumbered rulers in the held-out phantom
-#: set (seed 2027; read as "dd", "duluuudmlum", "ldon", "uh"): 0.61-0.84 at
-#: one spacing, 0.46-0.73 at two, 8-13 spacings. Printed names can repeat
-#: as evenly ("Illuminati" in a bold oblique font: 0.74 and 0.64 over 15
-#: spacings; 79 of 264 names in the fonts here passed), hence the next test.
+#: second, and the line holds at least the third number of spacings. The
+#: spacing is the shortest that repeats. Measured on the tick rows of
+#: unnumbered rulers in the seed-2027 phantoms (read as "dd",
+#: "duluuudmlum", "ldon", "uh"): 0.61-0.84 at one spacing, 0.46-0.73 at
+#: two, 8-13 spacings. In the seed-2028 set two short pieces of ruler
+#: (121 and 198 px) repeated only in their tick band (0.61 and 0.68 at 5
+#: px), where the millimetre ticks are, not over the whole crop, where the
+#: longer ticks every half centimetre break the pattern; hence the band.
+#: Printed names can repeat as evenly ("Illuminati" in a bold oblique
+#: font; 90 of 264 name crops in the fonts here pass), hence the next test.
 _STROKES_REPEAT = (0.55, 0.4, 8)
 #: ...and its strokes are thin: no run of ink along any pixel row is wider
-#: than this share of the spacing. Ticks are bare upright lines; letters
-#: have bowls, arches, bars and feet. Measured: tick rows of the phantoms
-#: 0.12-0.21; every name that passed the repeat test 0.89 or more.
-_STROKES_THIN = 0.4
+#: than this share of the (shortest) spacing. Ticks are bare upright lines;
+#: letters have bowls, arches, bars and feet. Measured: drawn rulers with
+#: 5-12 px millimetres 0.25-0.6, the seed-2028 ruler pieces 0.4 and 0.6;
+#: every name crop that passed the repeat test 0.8 or more.
+_STROKES_THIN = 0.7
 
 
 def _regular_strokes(crop: np.ndarray) -> bool:
     """Whether a line crop (BGR) is a row of thin, evenly spaced strokes, as a ruler's ticks are.
 
-    See :data:`_STROKES_REPEAT` and :data:`_STROKES_THIN`.
+    The strokes must repeat (:data:`_STROKES_REPEAT`) in the column profile
+    of the whole crop or of its tick band (the pixel rows crossed by the
+    most strokes: where a ruler's long centimetre ticks and its short
+    millimetre ticks all are), and be thin (:data:`_STROKES_THIN`).
     """
-    first, second, spacings = _STROKES_REPEAT
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    profile = gray.astype(np.float32).mean(axis=0)
-    if profile.size < 64:
-        return False
-    trend = np.convolve(profile, np.ones(15, np.float32) / 15, mode="same")
-    p = (profile - trend)[8:-8]  # the trend is not defined at the ends
-    p -= p.mean()
-    n = p.size
-    ac = np.correlate(p, p, "full")[n - 1:]
-    if ac[0] <= 0 or n // spacings <= 4:
-        return False
-    ac /= ac[0]
-    lag = int(np.argmax(ac[3:n // spacings])) + 3
-    if not (ac[lag] >= first and ac[2 * lag] >= second):
+    if gray.shape[1] < 64:
         return False
     # Ink: within the darker third between the darkest hundredth and the
     # lightest tenth (skin beside a grey ruler is darker than its paper).
@@ -1242,11 +1309,37 @@ def _regular_strokes(crop: np.ndarray) -> bool:
         return False
     ink = np.pad((gray < dark + 0.35 * (light - dark)).astype(np.int8), ((0, 0), (1, 1)))
     edges = np.diff(ink, axis=1)
-    _, starts = np.nonzero(edges == 1)
+    rows, starts = np.nonzero(edges == 1)
     _, ends = np.nonzero(edges == -1)  # row-major: each start pairs with the next end
+    strokes = np.bincount(rows, minlength=gray.shape[0])
+    band = strokes >= max(1, 0.6 * strokes.max())
+    lags = [lag for lag in (_repeat(gray), _repeat(gray[band])) if lag]
+    if not lags:
+        return False
     inside = (starts > 0) & (ends < gray.shape[1])  # runs cut by the crop's sides are not measured
     widest = int((ends - starts)[inside].max(initial=0))
-    return widest <= _STROKES_THIN * lag
+    return widest <= _STROKES_THIN * min(lags)
+
+
+def _repeat(gray: np.ndarray) -> int | None:
+    """The spacing (pixels) at which ``gray``'s column profile repeats per :data:`_STROKES_REPEAT`, or None."""
+    first, second, spacings = _STROKES_REPEAT
+    profile = gray.astype(np.float32).mean(axis=0)
+    trend = np.convolve(profile, np.ones(15, np.float32) / 15, mode="same")
+    p = (profile - trend)[8:-8]  # the trend is not defined at the ends
+    p -= p.mean()
+    n = p.size
+    ac = np.correlate(p, p, "full")[n - 1:]
+    if ac[0] <= 0 or n // spacings <= 4:
+        return None
+    ac /= ac[0]
+    # The shortest spacing that repeats (a ruler's millimetres, not the
+    # longer period of its half-centimetre ticks); ticks at a spacing that
+    # is not a whole number of pixels peak beside twice the lag.
+    for lag in range(3, n // spacings):
+        if ac[lag] >= first and ac[lag] >= ac[lag - 1] and ac[lag] >= ac[lag + 1]:
+            return lag if ac[2 * lag - 1:2 * lag + 2].max() >= second else None
+    return None
 
 
 def _line_crop(image: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
