@@ -723,3 +723,20 @@ def test_detector_input_is_rapidocrs_bit_for_bit():
         got = fast(img)
         assert got.dtype == expected.dtype == np.float32
         assert np.array_equal(got, expected)
+
+
+def test_large_faces_need_confidence_unless_cut_by_the_edge():
+    from workbench.deid._detect import _plausible_face
+
+    frame = (1600, 1067)
+    # Lesions and plain skin boxed as large faces scored 0.14-0.24; large faces in view 0.4 or more.
+    assert not _plausible_face([802, 535, 1095, 967, 0.155], frame)
+    assert _plausible_face([802, 535, 1095, 967, 0.45], frame)
+    # A face cut by the top edge scores low but is kept while it is under half the frame's height...
+    assert _plausible_face([172, 6, 393, 282, 0.157], frame)
+    # ...a box as tall as the frame is not.
+    assert not _plausible_face([167, 0, 882, 1067, 0.147], frame)
+    # Small boxes keep the detector's own threshold; in a window, sizes count against the whole image.
+    assert _plausible_face([100, 100, 130, 140, 0.13], frame)
+    assert _plausible_face([10, 10, 140, 190, 0.2], (400, 300), whole=(5472, 3648))
+    assert not _plausible_face([10, 10, 140, 190, 0.2], (400, 300))

@@ -489,7 +489,7 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
         found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
         boxes += found.tolist()
 
-    faces = [_complete_cut_face(b, frame) for b in _merge(boxes) if _plausible_face(b, frame)]
+    faces = [_complete_cut_face(b, frame) for b in _merge(boxes) if _plausible_face(b, frame, (whole_w, whole_h))]
     return _regions("face", "centerface", faces, frame)
 
 
@@ -538,8 +538,16 @@ def _at_edges(box, frame: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
     return x0 <= slack, x1 >= width - slack, y0 <= slack, y1 >= height - slack
 
 
-def _plausible_face(box, frame: tuple[int, int]) -> bool:
-    """Whether a merged CenterFace box may be a face: not wider than tall at low confidence.
+#: A face box at least this tall, as a share of the frame's long side, is
+#: kept only at :data:`_LARGE_FACE_MIN_SCORE` or more, unless it is cut by
+#: the frame edge and less than half the frame's height (see
+#: :func:`_plausible_face`).
+_LARGE_FACE = 0.15
+_LARGE_FACE_MIN_SCORE = 0.3
+
+
+def _plausible_face(box, frame: tuple[int, int], whole: tuple[float, float] | None = None) -> bool:
+    """Whether a merged CenterFace box may be a face: neither wide nor large at low confidence.
 
     CenterFace draws faces forehead to chin, taller than wide: on 77 faces
     found in 120 phantoms (upright and turned up to 30 degrees) width over
@@ -547,10 +555,25 @@ def _plausible_face(box, frame: tuple[int, int]) -> bool:
     scores of 0.87 or more. Every wide box scoring under 0.4 was skin, a
     lesion or a wound (six of fourteen false positives, one 1056x653 px).
     Boxes cut by the frame edge are kept whatever their shape.
+
+    A large face in full view scores high: on three 500-phantom sets (seeds
+    2026-2028), every face box taller than 0.15 of the frame's long side
+    away from the edges scored 0.4 or more (most 0.85-0.94). Large boxes
+    scoring 0.14-0.24 were lesions or plain skin: four inside the frame,
+    and one as tall as the frame (715x1067 px) that reached the top edge.
+    Faces cut by the top edge did score low (0.16-0.25, 276-355 px tall),
+    so a large box at the edge keeps the low threshold while it is less
+    than half the frame's height. ``whole`` is the size of the whole image
+    when ``frame`` is a window of it (verification): sizes are judged
+    against the whole image, as in the pass that first searched it.
     """
     x0, y0, x1, y1, score = box
-    width, height = frame
-    if any(_at_edges(box, frame)):
+    width, height = whole or frame
+    edges = _at_edges(box, frame)
+    if (y1 - y0) >= _LARGE_FACE * max(width, height) and score < _LARGE_FACE_MIN_SCORE \
+            and not (any(edges) and (y1 - y0) < 0.5 * height):
+        return False
+    if any(edges):
         return True
     return score >= _WIDE_FACE_MIN_SCORE or (x1 - x0) <= (y1 - y0)
 
@@ -1480,6 +1503,17 @@ def _read_turned(gray: np.ndarray, zoom: float, angle: float | None = None) -> l
     return out
 
 
+def _blanked(gray: np.ndarray, codes: list[np.ndarray]) -> np.ndarray:
+    """A copy of ``gray`` with each code's box (grown by :func:`_code_box`) filled with the median grey level."""
+    out = gray.copy()
+    level = int(np.median(gray))
+    h, w = gray.shape[:2]
+    for pts in codes:
+        x0, y0, x1, y1, _ = _code_box(pts, False)
+        out[max(0, int(y0)):min(h, math.ceil(y1)), max(0, int(x0)):min(w, math.ceil(x1))] = level
+    return out
+
+
 def _code_box(pts: np.ndarray, linear: bool) -> list[float]:
     """``[x0, y0, x1, y1, 1.0]`` around a code's corners, grown by about its quiet zone.
 
@@ -1627,12 +1661,19 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
         if not zoomable and abs(angle) < _BARCODE_TILT:
             continue  # a big upright code was the first pass's to read
         found = _read_codes(crop) if sharper else []
+        rest = crop
+        if found:
+            # What decoded explains only its own edges: blank it and measure
+            # the lean of what is left (a label's upright Code128 above a
+            # wristband's, tilted 4 degrees, gave the area a lean of 1.9).
+            rest = _blanked(crop, [pts for pts, _ in found])
+            angle = _edge_angle(rest)
         # Read turned as well when the area leans, even if something decoded:
         # a label's upright Data Matrix does not explain the tilted Code128
         # beside it (a held-out phantom, seed 2028, lost its Code128 so).
         if not found or abs(angle) >= _BARCODE_TILT:
             zoom = _BARCODE_ZOOM if zoomable and crop.size <= _BARCODE_ZOOM_MAX else 1.0
-            found += _read_turned(crop, zoom, angle)
+            found += _read_turned(rest, zoom, angle)
         codes += [(pts + np.float32([x0, y0]), linear) for pts, linear in found]
 
     boxes = []
