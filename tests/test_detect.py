@@ -633,7 +633,6 @@ def test_detectors_table_and_model_digests():
         assert f"{name}.onnx" in digests
         recipe = digests.pop(f"{name}.recipe")
         assert recipe.startswith(f"{name}/") and "onnxruntime" in recipe
-    assert re.fullmatch(r"openvino \d+\.\d+\.\d+, CPU, f32", digests.pop("rapidocr.det.runtime"))
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in digests.values())
 
 

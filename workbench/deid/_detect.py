@@ -17,9 +17,8 @@ Three detectors, each a pure function from RGB pixels to a list of
   (enlarged and turned upright) only where the input is dense with sharp
   edges that no decoded code explains.
 
-The text detector's network runs on OpenVINO's CPU runtime in 32-bit
-float (see :mod:`._runtime`), the others on onnxruntime. Model calls use every core by default; set
-``WORKBENCH_THREADS=1`` for a batch run with one process per core.
+Model calls use every core by default; set ``WORKBENCH_THREADS=1`` for a
+batch run with one process per core.
 
 Every detector accepts a reduced image (``scale`` < 1, as a JPEG DCT-scaled
 decode gives) and returns boxes in the full frame's pixel coordinates.
@@ -159,13 +158,11 @@ def model_digests() -> dict[str, str]:
     dict of str to str
         ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex,
         ..., "centerface-int8.onnx": hex, "centerface-int8.recipe": "...",
-        "rapidocr.det.runtime": "openvino ..., CPU, f32"}``: the wheels'
-        files, the 8-bit models derived from them (see :mod:`._models`), how
-        each was derived, and what runs the text detector (see
-        :mod:`._runtime`; the other models run on onnxruntime).
+        ...}``: the wheels' files, the 8-bit models derived from them (see
+        :mod:`._models`) and how each was derived.
         zxing-cpp has no model file; its version is the package's.
     """
-    from . import _models, _runtime
+    from . import _models
 
     with _digest_lock:
         if not _digests:
@@ -174,7 +171,6 @@ def model_digests() -> dict[str, str]:
             for key, path in files.items():
                 _digests[key] = hashlib.sha256(path.read_bytes()).hexdigest()
             _digests.update(_models.describe())
-            _digests["rapidocr.det.runtime"] = _runtime.describe()
         return dict(_digests)
 
 
@@ -261,12 +257,7 @@ _face_lock = threading.Lock()
 def _face_model():
     """The shared onnxruntime session of the 8-bit CenterFace (see :mod:`._models`).
 
-    onnxruntime sessions may be run from several threads at once. The face
-    model stays on onnxruntime (see :mod:`._runtime` for the text models):
-    OpenVINO runs it faster once per input size but prepares every new size
-    first (15-50 ms), and the fine pass's inputs take a new size with
-    nearly every frame; on 180 phantoms faces took 32.9 s on OpenVINO
-    against 27.7 s here.
+    onnxruntime sessions may be run from several threads at once.
     """
     global _face_session
     with _face_lock:
@@ -647,8 +638,8 @@ RULERS_VISIBLE = True
 _ocr = None
 _ocr_lock = threading.Lock()
 #: Calls into the shared rapidocr models are serialised: the detector keeps
-#: its pre-processing step as an attribute between calls, and the runtimes
-#: already use every thread they are given inside one call.
+#: its pre-processing step as an attribute between calls, and onnxruntime
+#: already uses every thread it is given inside one call.
 _ocr_call_lock = threading.Lock()
 
 
@@ -706,16 +697,11 @@ def _ocr_engine():
                 params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
             engine = RapidOCR(params=params)
             # Build the three models now, by explicit path, so that no call
-            # later can fetch anything. The detector runs on OpenVINO instead
-            # of rapidocr's onnxruntime session (see :mod:`._runtime`;
-            # rapidocr's own OpenVINO engine leaves the precision to the
-            # CPU), with a faster, identical pre-processing step.
-            from ._runtime import Network
-
+            # later can fetch anything; the detector gets a faster, identical
+            # pre-processing step.
             engine._load_cls_model()
             engine._load_rec_model()
             detector = engine._load_det_model()
-            detector.session = Network(_ocr_model_path("det"), threads)
             prepare = _DetInput(detector)
             detector.get_preprocess = lambda: prepare
             _ocr = engine
