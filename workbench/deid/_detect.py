@@ -1167,14 +1167,13 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.nd
     # beside them. Such a line is read in bands only when it is a tick row
     # itself or lies beside one (on the 20 MP benchmark frames most band
     # reading was of such lines, and the result is the same).
-    half = _read_bands(engine, crops, reads, [i for i in suspects if not _dropped(reads[i][0])])
+    half = _read_bands(engine, [(i, crops[i]) for i in suspects if not _dropped(reads[i][0])], reads)
     rows = _tick_row_candidates(reads)
-    half += _read_bands(engine, crops, reads, [i for i in suspects if _dropped(reads[i][0])
-                                               and (i in rows or any(_beside(quads[r], quads[i]) for r in rows))])
+    half += _read_bands(engine, [(i, crops[i]) for i in suspects if _dropped(reads[i][0])
+                                 and (i in rows or any(_beside(quads[r], quads[i]) for r in rows))], reads)
     if image is not None and half:
-        reach = [_line_crop(image, _grown(quads[i], 0.0, _BAND_REACH).astype(np.float32)) for i in half]
-        _read_bands(engine, reach, reads, [k for k, crop in enumerate(reach) if crop is not None],
-                    lines=half, reach=_BAND_REACH)
+        wider = [(i, _line_crop(image, _grown(quads[i], 0.0, _BAND_REACH).astype(np.float32))) for i in half]
+        _read_bands(engine, [(i, crop) for i, crop in wider if crop is not None], reads, reach=_BAND_REACH)
     _find_tick_rows(quads, crops, reads)
 
 
@@ -1209,27 +1208,24 @@ def _band_suspects(crops: list, reads: list) -> list[int]:
 _BAND_REACH = 0.35
 
 
-def _read_bands(engine, crops: list, reads: list, which: list[int], *, lines: list[int] | None = None,
-                reach: float = 0.0) -> list[int]:
-    """The band test of :func:`_find_ruler_rows` on ``crops[k]`` for ``k`` in ``which``: each read in two bands.
+def _read_bands(engine, lines: list[tuple[int, np.ndarray]], reads: list, *, reach: float = 0.0) -> list[int]:
+    """The band test of :func:`_find_ruler_rows` on ``(line, crop)`` pairs: each crop read in two bands.
 
-    ``crops[k]`` is line ``lines[k]`` (``k`` itself when ``lines`` is None),
-    its box grown by ``reach`` of its height on each side; the bands are
-    the top 60% and the bottom 60% of the line, each also holding what
-    lies beyond its edge. Returns the lines where one band read as ticks
-    and the other as no numbering.
+    Each crop is its line's box grown by ``reach`` of its height on each
+    side; the bands are the top 60% and the bottom 60% of the line, each
+    also holding what lies beyond its edge. Returns the lines where one
+    band read as ticks and the other as no numbering.
     """
-    if not which:
+    if not lines:
         return []
     top_end, bottom_start = (reach + 0.6) / (1 + 2 * reach), (reach + 0.4) / (1 + 2 * reach)
     bands = []
-    for k in which:
-        h = crops[k].shape[0]
-        bands += [crops[k][:int(h * top_end)], crops[k][int(h * bottom_start):]]
+    for _, crop in lines:
+        h = crop.shape[0]
+        bands += [crop[:int(h * top_end)], crop[int(h * bottom_start):]]
     band_reads = _recognise(engine, bands)
     half = []
-    for j, k in enumerate(which):
-        i = k if lines is None else lines[k]
+    for j, (i, _) in enumerate(lines):
         top, bottom = band_reads[2 * j], band_reads[2 * j + 1]
         if top is None or bottom is None:
             continue
