@@ -16,6 +16,13 @@ REVERSIBLE_WARNING = (
     "use the default fill for anything leaving the department"
 )
 
+#: Note added when verification found more beside the redactions and the
+#: pipeline hid it and verified the new output (see ``deidentify``).
+SECOND_PASS_NOTE = (
+    "verification found {n} more region(s) beside the redactions; they were hidden and the new output "
+    "checked again"
+)
+
 
 @dataclass(frozen=True)
 class Policy:
