@@ -296,6 +296,49 @@ def test_verification_catches_a_face_left_in(monkeypatch):
         broken.require_verified()
 
 
+def test_what_verification_finds_beside_a_redaction_is_hidden_and_checked_again(monkeypatch):
+    """A second face beside the first, which the first pass misses, is hidden by the second."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from workbench.deid import _pipeline
+
+    canvas = Image.fromarray(_synth.synth_pixels(np.random.default_rng(4), 1200, 800))
+    face = Image.fromarray(skimage_data.astronaut()).crop((150, 40, 330, 240))
+    canvas.paste(face.resize((270, 300)), (400, 200))
+    canvas.paste(face.resize((72, 80)), (618, 330))  # within half a face of the first one's box
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=92)
+    small_face = (630, 340, 38, 44)  # the face in the small paste, as CenterFace boxes it
+    real_detect = _pipeline.detect
+    first = []
+
+    def first_pass_misses_the_small_face(image, policy=None, **kw):
+        found = real_detect(image, policy, **kw)
+        if not first:  # the pipeline's own pass; verification's passes are left alone
+            first.append(found)
+            found = [r for r in found if deid.coverage(small_face, [r.box]) < 0.5]
+        return found
+
+    monkeypatch.setattr(_pipeline, "detect", first_pass_misses_the_small_face)
+    result = deid.deidentify(buf.getvalue())
+    assert deid.coverage(small_face, [r.box for r in first[0]]) > 0.9  # the detector does find it
+    assert result.verified, result.warnings
+    assert any("more region" in w for w in result.warnings)
+    assert deid.coverage(small_face, [r.box for r in result.regions]) > 0.95
+    out = np.asarray(Image.open(io.BytesIO(result.data)).convert("L"))
+    x, y, w, h = small_face
+    assert out[y:y + h, x:x + w].mean() < 12  # filled in the file itself
+
+
+def test_only_small_verification_findings_are_hidden_by_the_pipeline():
+    from workbench.deid._pipeline import MORE_MAX_SHARE, _hide_more
+
+    small = deid.Region("text", (100, 100, 80, 30))
+    band = deid.Region("text", (0, 280, 1600, 504))  # a window's detector merged half a frame into one "label"
+    kept = _hide_more([small, band], deid.Policy(), 1600, 1067)
+    assert [r.box[2] * r.box[3] <= MORE_MAX_SHARE * 1600 * 1067 for r in kept] == [True]
+    assert deid.coverage(small.box, [r.box for r in kept]) == 1.0
+
+
 def test_cli_uses_the_vault_pseudonym_key(vault_path, tmp_path):
     from conftest import passphrase
 

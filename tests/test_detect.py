@@ -303,8 +303,11 @@ def test_allow_list_hides_ruler_digits_but_never_identifiers(monkeypatch):
     assert any(coverage(mrn, [r.box]) >= 0.8 and r.label == "identifier" for r in sneaky)
 
 
-def _ruler_with_numbers(img, x, y, *, mm: float, cms: int = 12):
-    """A ruler as the phantoms draw it: ticks along the top, small centimetre numbers under them."""
+def _ruler_with_numbers(img, x, y, *, mm: float, cms: int = 12, each: bool = False):
+    """A ruler as the phantoms draw it: ticks along the top, small centimetre numbers under them.
+
+    Returns the box of all its numbers, or with ``each`` the box of every number.
+    """
     band = int(10 * mm)
     length = int(cms * 10 * mm + 4 * mm)
     cv2.rectangle(img, (x, y), (x + length, y + band), (238, 236, 226), -1)
@@ -313,6 +316,8 @@ def _ruler_with_numbers(img, x, y, *, mm: float, cms: int = 12):
         cv2.line(img, (x + int(2 * mm + k * mm), y), (x + int(2 * mm + k * mm), y + int(tick)), (28, 28, 28), 2)
     boxes = [_text(img, (x + int(2 * mm + c * 10 * mm) - int(mm * 1.2), y + int(band * 0.55)), str(c),
                    int(band * 0.38), (28, 28, 28)) for c in range(1, cms)]
+    if each:
+        return boxes
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     return (x0, y0, x1 - x0, y1 - y0)
@@ -347,6 +352,30 @@ def test_evenly_spaced_ticks_are_told_from_names_and_barcodes():
     for fmt, content in ((zxingcpp.BarcodeFormat.Code128, "ZZ-4827193"), (zxingcpp.BarcodeFormat.EAN13, "400638133393")):
         bars = _code(content, fmt, 3)
         assert not _regular_strokes(np.ascontiguousarray(bars[: bars.shape[0] // 2])), fmt
+
+
+def _quad(box) -> np.ndarray:
+    x, y, w, h = box
+    return np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+
+
+def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
+    from workbench.deid._detect import _ticks_beside
+
+    img = synth_pixels(np.random.default_rng(46), 1600, 1067)
+    for mm, y in ((5.3, 100), (8.0, 400)):
+        numbers = _ruler_with_numbers(img, 100, y, mm=mm, cms=13, each=True)
+        # 10, 11 and 12, the last near the ruler's end (a lone digit is dropped anyway)
+        assert all(_ticks_beside(img, _quad(box)) for box in numbers[9:]), mm
+    # The same numbers on a label, beside a printed line or a barcode, are not.
+    label = _text(img, (200, 800), "12", 30, (20, 20, 20), paper=(245, 245, 240))
+    _text(img, (200, 760), "Hosp No Ward", 30, (20, 20, 20), paper=(245, 245, 240))
+    bars = _code("ZZ-4827193", zxingcpp.BarcodeFormat.Code128, 2)
+    img[900:900 + 40, 800:800 + bars.shape[1]] = bars[:40]
+    beside_code = _text(img, (820, 945), "13", 30, (20, 20, 20), paper=(245, 245, 240))
+    plain = _text(img, (1300, 950), "14", 30, (20, 20, 20))
+    for box in (label, beside_code, plain):
+        assert not _ticks_beside(img, _quad(box)), box
 
 
 def test_a_ruler_without_numbers_stays_visible_and_a_name_beside_it_does_not():
