@@ -378,6 +378,18 @@ def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
         assert not _ticks_beside(img, _quad(box)), box
 
 
+@pytest.mark.parametrize("shape, text, score, blob", [
+    ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
+    ((71, 64), "at", 0.92, False),    # two large letters, read with confidence
+    ((29, 83), "JD", 0.33, False),    # initials in a line's shape
+    ((71, 64), "ZZT", 0.30, False),   # three characters are text whatever the confidence
+])
+def test_a_square_blob_guessed_as_two_characters_is_no_text(shape, text, score, blob):
+    from workbench.deid._detect import _blob
+
+    assert _blob(np.zeros((*shape, 3), np.uint8), text, score) is blob
+
+
 def test_a_ruler_without_numbers_stays_visible_and_a_name_beside_it_does_not():
     img = synth_pixels(np.random.default_rng(44), 1600, 1067)
     _draw_ruler(img, 300, 700, digits=False, mm=8.0)
