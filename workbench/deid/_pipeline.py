@@ -587,7 +587,6 @@ def deidentify(
         if not more:
             break
         hidden += more
-        found += leftover
         data, ext = write(more)
         problems, leftover = _verify(data, ext, hidden, policy, painted=image, detections=found)
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
@@ -651,7 +650,6 @@ def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidRe
             break
         # As in deidentify: hide what verification still found and verify again.
         hidden += more
-        found += leftover
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
     return DeidResult(out, "jpg", info.width, info.height, hidden, not problems, notes + problems)
 
