@@ -1282,10 +1282,9 @@ def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
             reads[i] = (_RULER, read[1])
 
 
-#: A few numbers read on their own ("13", "9 10") are a ruler's when the
-#: strip beside them, one line height deep and reaching this many line
-#: heights beyond the line at each end, is a row of tick marks
-#: (:func:`_regular_strokes`). PP-OCR often boxes a ruler's numbers one by
+#: A few numbers read on their own ("13", "9 10") are a ruler's when a
+#: strip beside them, reaching this many line heights beyond the line at
+#: each end, is a row of tick marks (see :func:`_ticks_beside`). PP-OCR often boxes a ruler's numbers one by
 #: one and misses its ticks: in 25 of 500 seed-2030 phantoms a lone ruler
 #: number was hidden, and verification, looking again beside the fill, then
 #: found the next numbers and failed the output.

@@ -594,13 +594,13 @@ def deidentify(
 
 
 #: How many times verification's findings are hidden and the output verified
-#: again (see ``deidentify``). In the seed-2030 phantoms a tilted name line
-#: that PP-OCR found piece by piece needed two.
+#: again (see ``deidentify``): each pass can show the next piece of a line
+#: that PP-OCR finds piece by piece; two bound the cost.
 MORE_PASSES = 2
 #: A region verification finds is hidden by the pipeline only up to this
-#: share of the frame; a larger one (a whole band of lesions merged into one
-#: "label" by a window's detector, 37% of a seed-2030 phantom) is left for a
-#: person to review, and the output stays unverified.
+#: share of the frame; a larger one (a band of lesions merged into one
+#: "label" by a window's detector, half of a seed-2030 phantom) is left for
+#: a person to review, and the output stays unverified.
 MORE_MAX_SHARE = 0.02
 
 
