@@ -818,7 +818,8 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
     rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
-    long side at 1368 px (the quarter-size decode of a 20 MP frame); the
+    long side at 1368 px (the quarter-size decode of a 20 MP frame), or at
+    full size for frames up to 2000 px (:data:`_TEXT_FULL_SIZE_UP_TO`); the
     detected lines are then read, in one batch, from the sharpest pixels
     available (the input image). Every detected line is returned, read or
     not, with these exceptions:
