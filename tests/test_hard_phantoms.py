@@ -1,4 +1,4 @@
-"""Hard cases pinned from the 500-phantom evaluations (seeds 2026, 2027 and 2028): each once failed a target.
+"""Hard cases pinned from the 500-phantom evaluations (seeds 2026-2032): each once failed a target or verification.
 
 Each phantom is regenerated alone (``one_phantom``), de-identified with the
 default policy, and checked against its ground truth the way ``workbench
@@ -108,3 +108,33 @@ def test_no_frame_sized_face_on_a_clean_photo(number, seed):
     truth, result, boxes = _run(number, seed=seed)
     assert truth["clean"]
     assert [r for r in result.regions if r.kind == "face"] == []
+
+
+def test_yellow_marker_name_in_a_small_frame_is_hidden():
+    # seed 2032 (phantom 410, 1600 px): a 16 px name in yellow, bold oblique
+    # marker on skin, tilted 15 degrees, was read by the evaluation's OCR in
+    # the output; the text detector missed it at 1368 px and finds it at full size
+    truth, result, boxes = _run(410, seed=2032)
+    texts = [o for o in truth["objects"] if o["kind"] == "text" and o["identifying"]]
+    assert texts and all(_hidden(o, boxes) for o in texts), boxes
+
+
+@pytest.mark.parametrize("number, seed", [
+    (180, 2029),  # a lesion's slough boxed as a 234x239 px "line" read as "at" (15.6% hidden)
+    (95, 2032),   # a ruler's "10" read alone, beside a lesion: 2.5% hidden
+])
+def test_lone_ruler_numbers_and_slough_stay_visible_on_a_clean_photo(number, seed):
+    truth, result, boxes = _run(number, seed=seed)
+    assert truth["clean"]
+    area = sum(w * h for _, _, w, h in boxes) / (truth["width"] * truth["height"])
+    assert area <= 0.02, (area, boxes)
+
+
+@pytest.mark.parametrize("number", [123, 236, 314])
+def test_ruler_numbers_beside_a_redaction_do_not_fail_verification(number):
+    # seed 2030: a ruler number read alone was hidden, and verification then
+    # found the next numbers beside the fill and failed the output
+    truth, result, boxes = _run(number, seed=2030)
+    assert result.verified, result.warnings
+    rulers = [o for o in truth["objects"] if o["kind"] == "text" and not o["identifying"]]
+    assert rulers and not any(coverage(tuple(o["box"]), boxes) > 0 for o in rulers), boxes
