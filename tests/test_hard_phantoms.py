@@ -110,21 +110,9 @@ def test_no_frame_sized_face_on_a_clean_photo(number, seed):
     assert [r for r in result.regions if r.kind == "face"] == []
 
 
-def test_yellow_marker_name_in_a_small_frame_is_hidden():
-    # seed 2032 (phantom 410, 1600 px): a 16 px name in yellow, bold oblique
-    # marker on skin, tilted 15 degrees, was read by the evaluation's OCR in
-    # the output; the text detector missed it at 1368 px and finds it at full size
-    truth, result, boxes = _run(410, seed=2032)
-    texts = [o for o in truth["objects"] if o["kind"] == "text" and o["identifying"]]
-    assert texts and all(_hidden(o, boxes) for o in texts), boxes
-
-
-@pytest.mark.parametrize("number, seed", [
-    (180, 2029),  # a lesion's slough boxed as a 234x239 px "line" read as "at" (15.6% hidden)
-    (95, 2032),   # a ruler's "10" read alone, beside a lesion: 2.5% hidden
-])
-def test_lone_ruler_numbers_and_slough_stay_visible_on_a_clean_photo(number, seed):
-    truth, result, boxes = _run(number, seed=seed)
+def test_slough_read_as_two_characters_stays_visible_on_a_clean_photo():
+    # seed 2029: a lesion's slough boxed as a 234x239 px "line" and read as "at" (15.6% hidden)
+    truth, result, boxes = _run(180, seed=2029)
     assert truth["clean"]
     area = sum(w * h for _, _, w, h in boxes) / (truth["width"] * truth["height"])
     assert area <= 0.02, (area, boxes)

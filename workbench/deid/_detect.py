@@ -605,11 +605,6 @@ _IDENTIFIER = [re.compile(p) for p in IDENTIFIER_PATTERNS]
 #: a 43 px yellow line on skin was missed. A label's 3 mm capitals in a
 #: 30 cm wide field are ~55 px.
 _TEXT_LONG_SIDE = 1368
-#: A frame whose long side is at most this is searched at its full size
-#: (not reduced to :data:`_TEXT_LONG_SIDE`): on a seed-2032 phantom
-#: (1600x1067) a 16 px name in yellow, bold oblique marker on skin, tilted
-#: 15 degrees, was found at full size and missed at 1368 px.
-_TEXT_FULL_SIZE_UP_TO = 2000
 #: Recognition is trusted to allow a line only at this confidence or more; a
 #: line read with less is returned, as an unread one is.
 _ALLOW_MIN_CONFIDENCE = 0.5
@@ -818,8 +813,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
     rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
-    long side at 1368 px (the quarter-size decode of a 20 MP frame), or at
-    full size for frames up to 2000 px (:data:`_TEXT_FULL_SIZE_UP_TO`); the
+    long side at 1368 px (the quarter-size decode of a 20 MP frame); the
     detected lines are then read, in one batch, from the sharpest pixels
     available (the input image). Every detected line is returned, read or
     not, with these exceptions:
@@ -893,12 +887,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     h, w = image.shape[:2]
     # Small images (burned-in annotations on a 512 px scan) are enlarged, at
     # most twice, so that their small text reaches the detector's floor.
-    whole = max(within or (h, w))
-    shrink = _TEXT_LONG_SIDE / whole
-    if whole / scale <= _TEXT_FULL_SIZE_UP_TO:
-        # ...and a frame this small is searched at its full size at least.
-        shrink = max(shrink, 1.0 / scale)
-    shrink = min(2.0, shrink)
+    shrink = min(2.0, _TEXT_LONG_SIDE / max(within or (h, w)))
     dw, dh = max(1, round(w * shrink)), max(1, round(h * shrink))
     # rapidocr's models take BGR, as cv2 decodes.
     small = cv2.cvtColor(_resized(image, dw, dh), cv2.COLOR_RGB2BGR)
