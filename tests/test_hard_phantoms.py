@@ -1,4 +1,4 @@
-"""Hard cases pinned from the 500-phantom evaluations (seeds 2026-2032): each once failed a target or verification.
+"""Hard cases pinned from the 500-phantom evaluations (seeds 2026-2030): each once failed a target or verification.
 
 Each phantom is regenerated alone (``one_phantom``), de-identified with the
 default policy, and checked against its ground truth the way ``workbench

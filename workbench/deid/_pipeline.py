@@ -47,7 +47,8 @@ class DeidResult:
     verified : bool
         True when verification found nothing left to hide.
     warnings : list of str
-        Why it is not verified, and notes such as a reversible style.
+        Why it is not verified, and notes such as a reversible style or a
+        second pass (what verification found was hidden and checked again).
     """
 
     data: bytes
@@ -547,6 +548,9 @@ def deidentify(
     Returns
     -------
     DeidResult
+        What verification still finds beside a redaction (up to 2% of the
+        frame each) is hidden and the new output verified again, at most
+        :data:`MORE_PASSES` times; ``warnings`` then says so.
 
     Raises
     ------
