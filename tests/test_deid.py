@@ -262,12 +262,14 @@ def test_cli_lossless_keeps_every_other_coefficient(tmp_path):
     assert report["files"][0]["verified"] is True
 
 
-def _face_photo() -> bytes:
+def _face_photo(*, small_face_at: tuple[int, int] | None = None) -> bytes:
     skimage_data = pytest.importorskip("skimage.data")
     background = _synth.synth_pixels(np.random.default_rng(4), 1200, 800)
-    face = Image.fromarray(skimage_data.astronaut()).crop((150, 40, 330, 240)).resize((270, 300))
+    face = Image.fromarray(skimage_data.astronaut()).crop((150, 40, 330, 240))
     canvas = Image.fromarray(background)
-    canvas.paste(face, (400, 200))
+    canvas.paste(face.resize((270, 300)), (400, 200))
+    if small_face_at is not None:
+        canvas.paste(face.resize((72, 80)), small_face_at)
     buf = io.BytesIO()
     canvas.save(buf, "JPEG", quality=92)
     return buf.getvalue()
@@ -298,15 +300,9 @@ def test_verification_catches_a_face_left_in(monkeypatch):
 
 def test_what_verification_finds_beside_a_redaction_is_hidden_and_checked_again(monkeypatch):
     """A second face beside the first, which the first pass misses, is hidden by the second."""
-    skimage_data = pytest.importorskip("skimage.data")
     from workbench.deid import _pipeline
 
-    canvas = Image.fromarray(_synth.synth_pixels(np.random.default_rng(4), 1200, 800))
-    face = Image.fromarray(skimage_data.astronaut()).crop((150, 40, 330, 240))
-    canvas.paste(face.resize((270, 300)), (400, 200))
-    canvas.paste(face.resize((72, 80)), (618, 330))  # within half a face of the first one's box
-    buf = io.BytesIO()
-    canvas.save(buf, "JPEG", quality=92)
+    data = _face_photo(small_face_at=(618, 330))  # within half a face of the first one's box
     small_face = (630, 340, 38, 44)  # the face in the small paste, as CenterFace boxes it
     real_detect = _pipeline.detect
     first = []
@@ -319,7 +315,7 @@ def test_what_verification_finds_beside_a_redaction_is_hidden_and_checked_again(
         return found
 
     monkeypatch.setattr(_pipeline, "detect", first_pass_misses_the_small_face)
-    result = deid.deidentify(buf.getvalue())
+    result = deid.deidentify(data)
     assert deid.coverage(small_face, [r.box for r in first[0]]) > 0.9  # the detector does find it
     assert result.verified, result.warnings
     assert any("more region" in w for w in result.warnings)

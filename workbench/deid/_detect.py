@@ -1028,18 +1028,23 @@ def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
 
+def _line_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A line quadrilateral's mean sides, along and across its reading direction (the longer side)."""
+    p0, p1, p2, p3 = pts
+    along, across = ((p1 - p0) + (p2 - p3)) / 2, ((p3 - p0) + (p2 - p1)) / 2
+    if np.linalg.norm(along) < np.linalg.norm(across):  # a vertical line
+        along, across = across, along
+    return along, across
+
+
 def _grown(pts: np.ndarray, along: float, across: float) -> np.ndarray:
     """A line's quadrilateral grown on each side by ``along`` and ``across`` times its height.
 
     It grows along its own axes (so a tilted line grows along its slant);
     the reading direction is the longer side.
     """
-    p0, p1, p2, p3 = pts
-    length_axis = ((p1 - p0) + (p2 - p3)) / 2
-    height_axis = ((p3 - p0) + (p2 - p1)) / 2
+    length_axis, height_axis = _line_axes(pts)
     length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
-    if length < height:  # a vertical line: its reading direction is the long side
-        length_axis, height_axis, length, height = height_axis, length_axis, height, length
     if length > 0 and height > 0:
         u, v = length_axis / length, height_axis / height
         # Each corner moves away from the centre along both axes.
@@ -1303,11 +1308,9 @@ def _ticks_beside(image: np.ndarray, pts: np.ndarray) -> bool:
     ruler's edge onto skin, whose mottled dark pixels read as wide ink.
     """
     p0, p1, p2, p3 = pts
-    along = ((p1 - p0) + (p2 - p3)) / 2
-    across = ((p3 - p0) + (p2 - p1)) / 2
-    if np.linalg.norm(across) > np.linalg.norm(along):  # an upright line
+    along, across = _line_axes(pts)
+    if np.linalg.norm(((p1 - p0) + (p2 - p3)) / 2) < np.linalg.norm(along):  # an upright line: relabel its corners
         p0, p1, p2, p3 = p1, p2, p3, p0
-        along, across = across, along
     unit = along / max(float(np.linalg.norm(along)), 1e-6) * float(np.linalg.norm(across)) * _NUMBER_TICK_REACH
     reach = across * 2.0
     for before, after in ((1.0, 1.0), (2.0, 0.0), (0.0, 2.0)):

@@ -574,27 +574,41 @@ def deidentify(
     if policy.style != "fill" and hidden:
         notes.append(REVERSIBLE_WARNING.format(style=policy.style))
 
-    def write(regions: list[Region]) -> tuple[bytes, str]:
-        _paint(image, regions, policy.style, tuple(policy.fill))
+    def write(new: list[Region]) -> tuple[bytes, str, list[Region], Image.Image]:
+        _paint(image, new, policy.style, tuple(policy.fill))
         if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
-            return _rebuild_dicom(src, image, policy, pseudonyms, "text" in policy.detectors), "dcm"
+            data = _rebuild_dicom(src, image, policy, pseudonyms, "text" in policy.detectors)
+            return data, "dcm", hidden, image
         fmt = output_format or ("jpeg" if src.fmt == "jpeg" else "png")
-        return rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png")
+        return rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png"), hidden, image
 
-    data, ext = write(hidden)
-    problems, leftover = _verify(data, ext, hidden, policy, painted=image, detections=found)
+    data, ext, problems = _write_verified(write, hidden, found, policy, width, height, notes)
+    return DeidResult(data, ext, width, height, hidden, not problems, notes + problems)
+
+
+def _write_verified(write, hidden: list[Region], found: list[Region], policy: Policy, width: int, height: int,
+                    notes: list[str]) -> tuple[bytes, str, list[str]]:
+    """Write the output and verify it; hide what verification still finds and verify again.
+
+    ``write(new)`` hides the regions ``new`` (at first all of ``hidden``)
+    and returns the output's bytes and type, the regions to check it
+    against and the painted image (or None). What verification still finds
+    beside a redaction (the rest of a line, or a face that stuck out of its
+    box) is added to ``hidden``, written, and the new output verified from
+    the start, at most :data:`MORE_PASSES` times; each pass adds a note.
+    Returns the bytes, the type and the final verification's warnings.
+    """
+    data, ext, checked, painted = write(hidden)
+    problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found)
     for _ in range(MORE_PASSES):
-        # What verification still found beside a redaction (the rest of a
-        # line or a face that stuck out of its box) is hidden too, and the
-        # new output is verified from the start.
         more = _hide_more(leftover, policy, width, height)
         if not more:
             break
         hidden += more
-        data, ext = write(more)
-        problems, leftover = _verify(data, ext, hidden, policy, painted=image, detections=found)
+        data, ext, checked, painted = write(more)
+        problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found)
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
-    return DeidResult(data, ext, width, height, hidden, not problems, notes + problems)
+    return data, ext, problems
 
 
 #: How many times verification's findings are hidden and the output verified
@@ -643,18 +657,16 @@ def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidRe
         pixels, extra = _detection_copy(small)
         found = detect(pixels, policy, scale=small.size[0] / info.width * extra)
     hidden = grow(found + manual, policy, info.width, info.height)
-    notes = []
-    for passes in range(MORE_PASSES + 1):
+
+    def write(new: list[Region]) -> tuple[bytes, str, list[Region], None]:
+        # Blocks are blanked from the original each time, for every hidden
+        # region; verification checks what was actually blanked (whole MCUs,
+        # a superset).
         out, blanked = redact_jpeg_lossless(data, [r.box for r in hidden], fill=tuple(policy.fill))
-        # Verify against what was actually blanked (whole MCUs, a superset).
-        blanked_regions = [Region("manual", box) for box in blanked]
-        problems, leftover = _verify(out, "jpg", blanked_regions, policy, detections=found)
-        more = _hide_more(leftover, policy, info.width, info.height)
-        if passes == MORE_PASSES or not more:
-            break
-        # As in deidentify: hide what verification still found and verify again.
-        hidden += more
-        notes.append(SECOND_PASS_NOTE.format(n=len(more)))
+        return out, "jpg", [Region("manual", box) for box in blanked], None
+
+    notes: list[str] = []
+    out, _, problems = _write_verified(write, hidden, found, policy, info.width, info.height, notes)
     return DeidResult(out, "jpg", info.width, info.height, hidden, not problems, notes + problems)
 
 
