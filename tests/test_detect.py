@@ -205,6 +205,24 @@ def test_small_frames_run_whole_and_find_small_faces():
     assert _found((400 + fx, 300 + fy, fw, fh), regions)
 
 
+def test_faces_cut_by_the_top_edge_with_half_in_view_are_found(monkeypatch):
+    """Only chin and mouth in view, 11-17 px: the edge pass finds them, the other passes do not."""
+    fw, fh = 1600, 1067
+    img = synth_pixels(np.random.default_rng(7), fw, fh)
+    truth = []
+    for k, (i, size, shown) in enumerate([(3, 26, 0.5), (17, 30, 0.5), (29, 24, 0.6), (41, 34, 0.45),
+                                          (55, 22, 0.55), (68, 28, 0.5)]):
+        x, y = 150 + k * 230, -round(size * (1 - shown))
+        _paste(img, _lfw_face(i, size), x, y)
+        truth.append((x, 0, size, size + y))
+    regions = detect_faces(img)
+    found = [box for box in truth if _found(box, regions)]
+    assert len(found) >= 5, f"found {found} of {truth}"
+    assert len(regions) <= len(truth) + 1
+    monkeypatch.setattr(_detect, "_edge_pass", lambda *args: [])
+    assert sum(_found(box, detect_faces(img)) for box in truth) <= 2
+
+
 def test_face_detection_is_thread_safe():
     img = synth_pixels(np.random.default_rng(6), 800, 600)
     patch, _ = _astronaut_head(100)
