@@ -798,3 +798,14 @@ def test_large_faces_need_confidence_unless_cut_by_the_edge():
     assert _plausible_face([100, 100, 130, 140, 0.13], frame)
     assert _plausible_face([10, 10, 140, 190, 0.2], (400, 300), whole=(5472, 3648))
     assert not _plausible_face([10, 10, 140, 190, 0.2], (400, 300))
+
+
+@pytest.mark.parametrize("upright, turned, better", [
+    ("1 2 3 4 5 6 7 8", "8 L 9 S D E Z I", True),    # a ruler's oblique numbers the classifier turned
+    ("１２３４５６７８", "8 L 9 S D E Z I", True),   # full-width digits fold first
+    ("1 2 3 4 5", "MRN 4827193", False),             # a turned read that is an identifier stands
+    ("E 2 1 0 6 8 L", "1 2 3 4 5", False),           # a ruler upside down: its turned read stands
+    ("Alvaro Quinn", "uinO oravlA", False),          # only a ruler's numbering is read upright
+])
+def test_a_turned_line_is_read_upright_only_as_a_rulers_numbering(upright, turned, better):
+    assert _detect._better_read((upright, 0.8), (turned, 0.8)) is better

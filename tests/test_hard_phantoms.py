@@ -83,6 +83,7 @@ def test_small_code128_in_a_20mp_frame_is_hidden():
     (450, 2026, True), (77, 2026, True),  # tick rows read as letters ("wlanuuuu...", "Laddaud")
     (261, 2028, True),                    # numbers 1-12 cut by PP-OCR's box: read as "4101994957"
     (493, 2028, False),                   # a 198 px piece whose strokes repeat only in its tick band
+    (122, 2033, True),                    # bold oblique numbers turned upside down by the classifier
 ])
 def test_ruler_on_a_clean_photo_stays_visible(number, seed, numbered):
     truth, result, boxes = _run(number, seed=seed)

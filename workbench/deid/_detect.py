@@ -1230,15 +1230,44 @@ def _recognise(engine, crops: list) -> list:
     if not where:
         return out
     with _ocr_call_lock:
-        turned = engine._load_cls_model()([crops[i] for i in where]).img_list
-        rec = engine._load_rec_model()(TextRecInput(img=list(turned)))
-    texts, scores = rec.txts or (), rec.scores or ()
+        classifier = engine._load_cls_model()
+        cls = classifier([crops[i] for i in where])
+        turned = list(cls.img_list)
+        rec = engine._load_rec_model()(TextRecInput(img=turned))
+        # The classifier also turns upright lines: a ruler's bold oblique
+        # numbers read as "8 L 9 S D E Z I" (a clean seed-2033 phantom, its
+        # ruler hidden: 7.1% of the photo). Turned lines are read upright too.
+        flipped = [k for k, (label, score) in enumerate(cls.cls_res or ())
+                   if "180" in str(label) and score > classifier.cls_thresh and k < len(turned)]
+        upright = engine._load_rec_model()(TextRecInput(img=[crops[where[k]] for k in flipped])) if flipped else None
+    texts, scores = list(rec.txts or ()), list(rec.scores or ())
+    if upright is not None:
+        for k, text, score in zip(flipped, upright.txts or (), upright.scores or ()):
+            if k < len(texts) and _better_read((str(text), float(score)), (str(texts[k]), float(scores[k]))):
+                texts[k], scores[k] = text, score
     for k, i in enumerate(where):
         if k < len(texts):
             # The Chinese-trained recogniser often reads digits and Latin
             # letters as their full-width forms ("１２３"): fold them.
-            out[i] = (unicodedata.normalize("NFKC", str(texts[k])), float(scores[k]) if k < len(scores) else 0.0)
+            out[i] = (_fold(str(texts[k])), float(scores[k]) if k < len(scores) else 0.0)
     return out
+
+
+def _better_read(upright: tuple[str, float], turned: tuple[str, float]) -> bool:
+    """Whether a line the classifier turned is better read upright: as a ruler's numbering.
+
+    Only then: a ruler lying upside down in the photo reads upright as
+    noise, sometimes with more confidence, and the loose identifier
+    patterns match some of that noise. A turned read that is an identifier
+    always stands.
+    """
+    up, down = _fold(upright[0]), _fold(turned[0])
+    return _is_ruler(up) and not _is_ruler(down) and not any(p.search(down) for p in _IDENTIFIER)
+
+
+def _fold(text: str) -> str:
+    """Full-width digits and letters folded to ASCII (the recogniser reads "１２３")."""
+    return unicodedata.normalize("NFKC", text)
 
 
 #: What a row of tick marks reads as: thin lower-case letters and strokes.
