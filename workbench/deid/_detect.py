@@ -503,17 +503,8 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
                  for c0, r0, c1, r1 in _cover(busy)]
     weak: list = []
     for x0, y0, x1, y1 in rects:
-        # Crop from the input (in its own pixels), then resize to the fine scale.
-        ix0, iy0 = int(x0 * scale), int(y0 * scale)
-        ix1, iy1 = min(image.shape[1], math.ceil(x1 * scale)), min(image.shape[0], math.ceil(y1 * scale))
-        if ix1 <= ix0 or iy1 <= iy0:
-            continue
-        crop = image[iy0:iy1, ix0:ix1]
-        tw, th = max(1, round((ix1 - ix0) / scale * fine)), max(1, round((iy1 - iy0) / scale * fine))
-        found = _run_centerface(_resized(crop, tw, th), _TURNED_LOW,
-                                (x0 <= 0, y0 <= 0, x1 >= width, y1 >= height))
-        found[:, [0, 2]] = found[:, [0, 2]] * ((ix1 - ix0) / tw / scale) + ix0 / scale
-        found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
+        found = _run_rect(image, scale, (x0, y0, x1, y1), fine, _TURNED_LOW,
+                          (x0 <= 0, y0 <= 0, x1 >= width, y1 >= height))
         sure = found[:, 4] >= FACE_THRESHOLD
         boxes += found[sure].tolist()
         weak += found[~sure & (found[:, 3] - found[:, 1] <= _TURNED_MAX)].tolist()
@@ -590,17 +581,31 @@ def _edge_pass(image: np.ndarray, scale: float, frame: tuple[int, int], busy: np
             strips.append({"top": (a, 0, b, depth), "bottom": (a, height - depth, b, height),
                            "left": (0, a, depth, b), "right": (width - depth, a, width, b)}[side])
     boxes = []
-    for x0, y0, x1, y1 in strips:
-        ix0, iy0 = int(x0 * scale), int(y0 * scale)
-        ix1, iy1 = min(image.shape[1], math.ceil(x1 * scale)), min(image.shape[0], math.ceil(y1 * scale))
-        if ix1 <= ix0 or iy1 <= iy0:
-            continue
-        tw, th = round((ix1 - ix0) / scale * _EDGE_SCALE), round((iy1 - iy0) / scale * _EDGE_SCALE)
-        found = _run_centerface(_resized(image[iy0:iy1, ix0:ix1], tw, th), FACE_THRESHOLD)
-        found[:, [0, 2]] = found[:, [0, 2]] * ((ix1 - ix0) / tw / scale) + ix0 / scale
-        found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
+    for strip in strips:
+        found = _run_rect(image, scale, strip, _EDGE_SCALE, FACE_THRESHOLD)
         boxes += [box for box in found.tolist() if any(_at_edges(box, frame))]
     return boxes
+
+
+def _run_rect(image: np.ndarray, scale: float, rect, size: float, threshold: float,
+              edges=(False, False, False, False)) -> np.ndarray:
+    """CenterFace on the part ``rect`` (full-frame ``x0, y0, x1, y1``) of ``image``, at ``size`` times full size.
+
+    ``image`` is the frame reduced by ``scale``; the part is cut from it in
+    its own pixels and resized. Returns ``[x0, y0, x1, y1, score]`` rows in
+    full-frame pixels (none for an empty part); ``edges`` as for
+    :func:`_run_centerface`.
+    """
+    x0, y0, x1, y1 = rect
+    ix0, iy0 = int(x0 * scale), int(y0 * scale)
+    ix1, iy1 = min(image.shape[1], math.ceil(x1 * scale)), min(image.shape[0], math.ceil(y1 * scale))
+    if ix1 <= ix0 or iy1 <= iy0:
+        return np.empty((0, 5), np.float32)
+    tw, th = max(1, round((ix1 - ix0) / scale * size)), max(1, round((iy1 - iy0) / scale * size))
+    found = _run_centerface(_resized(image[iy0:iy1, ix0:ix1], tw, th), threshold, edges)
+    found[:, [0, 2]] = found[:, [0, 2]] * ((ix1 - ix0) / tw / scale) + ix0 / scale
+    found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
+    return found
 
 
 #: Width over height of a whole CenterFace box (measured 0.51-0.95 away
