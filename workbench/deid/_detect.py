@@ -39,7 +39,7 @@ import re
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -1020,7 +1020,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     with _ocr_call_lock:
         found = engine._load_det_model()(small)
     quads = _quads(found)
-    quads += _beside_codes(engine, small, codes, scale * shrink)
+    quads += _beside_codes(engine, small, codes, scale * shrink, quads)
     if not quads:
         return []
     quads = [q / shrink for q in quads]  # in input-image pixels
@@ -1102,7 +1102,7 @@ def _stretch(bgr: np.ndarray) -> None:
 _CODE_CONTEXT = (6.0, 1.0)
 
 
-def _beside_codes(engine, bgr: np.ndarray, boxes, factor: float) -> list[np.ndarray]:
+def _beside_codes(engine, bgr: np.ndarray, boxes, factor: float, known: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
     """Lines found again around decoded codes, with each code blanked (quads in ``bgr``'s pixels).
 
     PP-OCR takes a Data Matrix's modules for print: in phantom_00169 (1600
@@ -1138,14 +1138,26 @@ def _beside_codes(engine, bgr: np.ndarray, boxes, factor: float) -> list[np.ndar
                 code = blanked[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
                 ring = np.concatenate([code[0], code[-1], code[:, 0], code[:, -1]])
                 code[:] = np.median(ring, axis=0).astype(bgr.dtype)
+        with _ocr_call_lock:
+            found = engine._load_det_model()(blanked)
+        out += [q + np.float32([wx0, wy0]) for q in _quads(found)]
         # As is too: a tilted code's upright box can blank the start of the
         # line above it, and the whole frame's pass can miss that line (see
-        # _CODE_CONTEXT).
-        for pixels in (blanked, window):
-            with _ocr_call_lock:
-                found = engine._load_det_model()(pixels)
-            out += [q + np.float32([wx0, wy0]) for q in _quads(found)]
+        # _CODE_CONTEXT). What this finds again, and the code itself taken
+        # for print (hidden as a barcode whatever it reads), is not read.
+        with _ocr_call_lock:
+            found = engine._load_det_model()(window)
+        seen = [_corners(q) for q in list(known) + out]
+        for q in _quads(found):
+            box = _corners(q + np.float32([wx0, wy0]))
+            if not any(_inside(box, c) for c in codes) and not any(_inside(box, b) and _inside(b, box) for b in seen):
+                out.append(q + np.float32([wx0, wy0]))
     return out
+
+
+def _corners(pts: np.ndarray) -> list[float]:
+    """``[x0, y0, x1, y1]`` around a quadrilateral."""
+    return [float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())]
 
 
 def _quads(found) -> list[np.ndarray]:
