@@ -488,12 +488,15 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
         boxes += found.tolist()
 
     fw, fh = max(1, round(width * fine)), max(1, round(height * fine))
-    busy = _busy_cells(image, scale, frame)
-    for x0, y0, x1, y1, _ in boxes:
+    pruned = fw * fh > _PRUNE_ABOVE
+    # The non-flat cells steer the pruned fine pass and the edge pass (a
+    # verification window, searched whole, needs neither).
+    busy = _busy_cells(image, scale, frame) if pruned or within is None else None
+    for x0, y0, x1, y1, _ in boxes if busy is not None else ():
         # A face the coarse pass found needs no second look, and no
         # smaller face hides inside it: skip the cells wholly within it.
         busy[math.ceil(y0 / _CELL):int(y1 // _CELL), math.ceil(x0 / _CELL):int(x1 // _CELL)] = False
-    if fw * fh <= _PRUNE_ABOVE:
+    if not pruned:
         rects = [(0, 0, width, height)]
     else:
         # Half a cell of context around each rectangle, for faces at its edge.
@@ -532,17 +535,13 @@ def _turned(image: np.ndarray, scale: float, fine: float, weak: list, sure: list
         if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in sure + out):
             continue
         reach = 2.5 * size
-        wx0, wy0 = max(0.0, cx - reach), max(0.0, cy - reach)
-        wx1, wy1 = min(frame_w, cx + reach), min(frame_h, cy + reach)
-        ix0, iy0 = int(wx0 * scale), int(wy0 * scale)
-        ix1, iy1 = min(image.shape[1], math.ceil(wx1 * scale)), min(image.shape[0], math.ceil(wy1 * scale))
-        if ix1 - ix0 < 4 or iy1 - iy0 < 4:
+        part = _cut(image, scale, (max(0.0, cx - reach), max(0.0, cy - reach),
+                                   min(frame_w, cx + reach), min(frame_h, cy + reach)), fine)
+        if part is None:
             continue
-        tw, th = max(1, round((ix1 - ix0) / scale * fine)), max(1, round((iy1 - iy0) / scale * fine))
-        window = _resized(image[iy0:iy1, ix0:ix1], tw, th)
-        # window pixels -> full-frame pixels
-        f = (ix1 - ix0) / tw / scale
-        centre = np.float32([(cx - ix0 / scale) / f, (cy - iy0 / scale) / f])
+        window, (f, _), (ox, oy) = part  # one factor: the window is resized alike both ways
+        th, tw = window.shape[:2]
+        centre = np.float32([(cx - ox) / f, (cy - oy) / f])
         near = 0.6 * size / f  # how far from the weak box's centre a turned face may lie
         best = None
         for angle in _TURNED_ANGLES:
@@ -554,8 +553,8 @@ def _turned(image: np.ndarray, scale: float, fine: float, weak: list, sure: list
                     continue
                 corners = np.float32([[bx0, by0, 1], [bx1, by0, 1], [bx1, by1, 1], [bx0, by1, 1]]) @ back.T
                 if best is None or score > best[4]:
-                    best = [corners[:, 0].min() * f + ix0 / scale, corners[:, 1].min() * f + iy0 / scale,
-                            corners[:, 0].max() * f + ix0 / scale, corners[:, 1].max() * f + iy0 / scale, float(score)]
+                    best = [corners[:, 0].min() * f + ox, corners[:, 1].min() * f + oy,
+                            corners[:, 0].max() * f + ox, corners[:, 1].max() * f + oy, float(score)]
         if best is not None:
             out.append(best)
     return out
@@ -596,16 +595,32 @@ def _run_rect(image: np.ndarray, scale: float, rect, size: float, threshold: flo
     full-frame pixels (none for an empty part); ``edges`` as for
     :func:`_run_centerface`.
     """
+    part = _cut(image, scale, rect, size)
+    if part is None:
+        return np.empty((0, 5), np.float32)
+    pixels, (fx, fy), (ox, oy) = part
+    found = _run_centerface(pixels, threshold, edges)
+    found[:, [0, 2]] = found[:, [0, 2]] * fx + ox
+    found[:, [1, 3]] = found[:, [1, 3]] * fy + oy
+    return found
+
+
+def _cut(image: np.ndarray, scale: float, rect, size: float):
+    """The part ``rect`` (full-frame ``x0, y0, x1, y1``) of ``image``, resized to ``size`` times full size.
+
+    ``image`` is the frame reduced by ``scale``; the part is cut from it in
+    its own pixels. Returns the pixels, the full-frame pixels per pixel
+    ``(fx, fy)`` and the part's full-frame origin ``(ox, oy)`` (a pixel at
+    ``(x, y)`` is at ``(x * fx + ox, y * fy + oy)``), or None for an empty part.
+    """
     x0, y0, x1, y1 = rect
     ix0, iy0 = int(x0 * scale), int(y0 * scale)
     ix1, iy1 = min(image.shape[1], math.ceil(x1 * scale)), min(image.shape[0], math.ceil(y1 * scale))
     if ix1 <= ix0 or iy1 <= iy0:
-        return np.empty((0, 5), np.float32)
+        return None
     tw, th = max(1, round((ix1 - ix0) / scale * size)), max(1, round((iy1 - iy0) / scale * size))
-    found = _run_centerface(_resized(image[iy0:iy1, ix0:ix1], tw, th), threshold, edges)
-    found[:, [0, 2]] = found[:, [0, 2]] * ((ix1 - ix0) / tw / scale) + ix0 / scale
-    found[:, [1, 3]] = found[:, [1, 3]] * ((iy1 - iy0) / th / scale) + iy0 / scale
-    return found
+    return (_resized(image[iy0:iy1, ix0:ix1], tw, th), ((ix1 - ix0) / tw / scale, (iy1 - iy0) / th / scale),
+            (ix0 / scale, iy0 / scale))
 
 
 #: Width over height of a whole CenterFace box (measured 0.51-0.95 away
@@ -1168,8 +1183,8 @@ def _quads(found) -> list[np.ndarray]:
 
 def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
     """Axis-aligned box of a detected line's quadrilateral, grown by :data:`_LINE_PAD` (see :func:`_grown`)."""
-    pts = _grown(pts, *_LINE_PAD)
-    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+    x0, y0, x1, y1 = _corners(_grown(pts, *_LINE_PAD))
+    return x0, y0, x1, y1
 
 
 def _line_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
