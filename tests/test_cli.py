@@ -86,3 +86,60 @@ def test_demo_runs(tmp_path):
     assert "ZZTEST" not in out.stdout and "MRN-" not in out.stdout
     again = run(["demo", "--workdir", str(tmp_path), "--photos", "6"])  # rebuilds its own vault
     assert again.returncode == 0, again.stderr
+
+
+@pytest.fixture
+def cli_photo(cli_vault, tmp_path):
+    path, env = cli_vault
+    assert run(["consent", "add", "--patient", "MRN-7", "--scopes", "care,research"], **env).returncode == 0
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(1))
+    assert run(["ingest", str(photo), "--patient", "MRN-7", "--body-site", "hand"], **env).returncode == 0
+    return path, env
+
+
+def test_a_closed_pipe_ends_quietly(cli_photo):
+    # `workbench photos | head`: the reader is gone before the first write
+    _, env = cli_photo
+    full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")} | env
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "photos", "--purpose", "care"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=full)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == "", err
+
+
+def test_no_terminal_for_the_passphrase_is_a_one_line_error(cli_vault):
+    path, env = cli_vault
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")} | env
+    del env["WORKBENCH_PASSPHRASE"]
+    for args in (["photos", "--purpose", "care"], ["cohort", "build", "--param", "name=x"]):
+        # a new session has no controlling terminal, as under cron or a CI runner
+        out = subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                             env=env, stdin=subprocess.DEVNULL, start_new_session=True, timeout=60)
+        assert out.returncode == 8 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith("workbench: NoTerminal:") and "WORKBENCH_PASSPHRASE" in out.stderr
+
+
+def test_audit_show_is_one_short_line_per_record_and_json_has_it_all(cli_photo):
+    _, env = cli_photo
+    records = json.loads(run(["audit", "show", "--format", "json"], **env).stdout)
+    assert any(r["detail"].get("patient_ref") for r in records)  # full detail, as objects
+    shown = run(["audit", "show"], **env, COLUMNS="72").stdout.splitlines()
+    # +1: the `audit show --format json` above is on the record now
+    assert len(shown) == len(records) + 1
+    assert all(len(line) <= 72 for line in shown)
+    wide = run(["audit", "show"], **env, COLUMNS="120").stdout.splitlines()
+    grant = next(line for line in wide if "consent_grant" in line)
+    ref = next(r["detail"]["patient_ref"] for r in records if r["action"] == "consent_grant")
+    assert ref[:8] in grant and ref not in grant  # short ids
+
+
+def test_empty_fields_print_empty(cli_photo):
+    _, env = cli_photo  # the photo has no laterality, diagnosis or capture date
+    for fmt in ("table", "csv"):
+        out = run(["photos", "--purpose", "care", "--format", fmt], **env).stdout
+        assert "hand" in out and "NaN" not in out and "None" not in out and "nan" not in out
+    row = run(["photos", "--purpose", "care", "--format", "csv"], **env).stdout.splitlines()[1]
+    assert ",hand,,,," in row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("verify", help="check the MAC chain; exit 1 at the first bad record", parents=[common])
     p = asub.add_parser("show", help="print audit records", parents=[common])
     p.add_argument("--since", metavar="YYYY-MM-DD")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table: one line per record, cut to the terminal's width; csv, json: every detail")
 
     p = add("deid", "de-identify image files or folders into an output folder")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders")
@@ -177,21 +179,43 @@ def _open(args):
 
 def _emit(frame, fmt: str) -> None:
     if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        frame.to_csv(sys.stdout, index=False, na_rep="")
     elif fmt == "json":
         clean = frame.astype(object).where(frame.notna(), None)
         print(json.dumps(clean.to_dict(orient="records"), indent=1, default=str))
     elif frame.empty:
         print("(none)")
     else:
-        with_pd_options(lambda: print(frame.to_string(index=False)))
+        import pandas as pd
+
+        # An empty field prints as empty, not as "None" or "NaN".
+        blank = frame.astype(object).where(frame.notna(), "")
+        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
+            print(blank.to_string(index=False))
 
 
-def with_pd_options(fn):
-    import pandas as pd
+def _short(value) -> str:
+    """A detail value in a few characters: ids cut to 8, long lists counted."""
+    if isinstance(value, list):
+        return ",".join(map(_short, value)) if len(value) <= 3 else f"{len(value)} items"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_short(v)}" for k, v in sorted(value.items())) + "}"
+    text = str(value)
+    return text[:8] if len(text) > 12 and text.isalnum() else text
 
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
-        fn()
+
+def _audit_lines(frame, width: int) -> list[str]:
+    """One line per audit record (seq, time, user, action, short details), cut to ``width``."""
+    lines = []
+    user_w = max(map(len, frame["user"]), default=0)
+    action_w = max(map(len, frame["action"]), default=0)
+    for rec in frame.itertuples(index=False):
+        details = " ".join(f"{k}={_short(v)}" for k, v in sorted((rec.detail or {}).items())
+                           if v not in (None, "", [], {}))
+        line = f"{rec.seq:>4} {rec.time[:19].replace('T', ' ')} {rec.user:<{user_w}} {rec.action:<{action_w}} {details}"
+        line = line.rstrip()
+        lines.append(line if len(line) <= width else line[:width - 1] + "\u2026")
+    return lines
 
 
 def _filters(pairs: list[str]) -> dict:
@@ -298,7 +322,13 @@ def run(args) -> int:
                 print(f"audit chain BROKEN at record {check.first_bad}: {check.reason}", file=sys.stderr)
                 return 1
             frame = vault.audit_records(since=args.since)
-            frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, sort_keys=True))
+            if args.format == "table":
+                # fits the terminal; --format json or csv has every detail in full
+                width = shutil.get_terminal_size().columns
+                print("\n".join(_audit_lines(frame, width)) if len(frame) else "(none)")
+                return 0
+            if args.format == "csv":
+                frame["detail"] = frame["detail"].map(lambda d: json.dumps(d, sort_keys=True))
             _emit(frame, args.format)
             return 0
     raise InvalidInput("unknown command; see `workbench --help`")
@@ -313,9 +343,9 @@ def _run_build(args) -> int:
     # fast; the kernel inherits the environment, never a file or an argument.
     passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
     if passphrase is None:
-        import getpass
+        from .vault._vault import _ask_passphrase
 
-        passphrase = getpass.getpass(f"Passphrase for {user}: ")
+        passphrase = _ask_passphrase(f"Passphrase for {user}: ")
     open_vault(vault_path, user=user, passphrase=passphrase).close()
     os.environ.update(WORKBENCH_VAULT=str(vault_path.resolve()), WORKBENCH_USER=user,
                       WORKBENCH_PASSPHRASE=passphrase)
@@ -389,7 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try
+        return code
+    except BrokenPipeError:
+        # The reader went away (`workbench photos | head`). As the Python docs'
+        # "Note on SIGPIPE" says: point stdout at devnull so that the flush at
+        # exit does not fail again, and leave quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except WorkbenchError as exc:
         print(f"workbench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code

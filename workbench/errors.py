@@ -60,6 +60,10 @@ class InvalidInput(WorkbenchError):
     exit_code = 8
 
 
+class NoTerminal(InvalidInput):
+    """A passphrase is needed and there is no terminal to ask for it at."""
+
+
 class UnsupportedFormat(InvalidInput):
     """The file is not an image format the workbench reads."""
 

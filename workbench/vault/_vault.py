@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import json
 import os
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from ..errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    NoTerminal,
     WorkbenchError,
 )
 from . import _audit, _consent, _crypto, _index, _keys
@@ -246,7 +248,7 @@ def open_vault(
     if passphrase is None:
         passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
     if passphrase is None:
-        passphrase = getpass.getpass(f"Passphrase for {user}: ")
+        passphrase = _ask_passphrase(f"Passphrase for {user}: ")
     keyset = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
     vault = Vault(root, user, keyset, header["vault_id"], clock=clock)
     vault._record("vault_open", {"role": keyset.role})
@@ -268,12 +270,37 @@ def _read_header(root: Path) -> dict:
     return header
 
 
+def _ask_passphrase(prompt: str) -> str:
+    """Ask for a passphrase with a hidden prompt at the terminal.
+
+    Raises
+    ------
+    NoTerminal
+        There is no terminal to ask at (a script, a pipe, a scheduled job):
+        getpass would fail with EOFError there, or read stdin in plain view.
+    """
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        terminal = True
+    except OSError:
+        terminal = sys.stdin is not None and sys.stdin.isatty()
+    if terminal:
+        try:
+            return getpass.getpass(prompt)
+        except EOFError:
+            pass
+    raise NoTerminal(
+        "a passphrase is needed and there is no terminal to ask for it; run the command in a "
+        "terminal, or (for scripts and tests only) set WORKBENCH_PASSPHRASE"
+    )
+
+
 def _ask_new_passphrase() -> str:
     env = os.environ.get("WORKBENCH_NEW_PASSPHRASE") or os.environ.get("WORKBENCH_PASSPHRASE")
     if env:
         return env
-    first = getpass.getpass("New passphrase: ")
-    if first != getpass.getpass("Repeat passphrase: "):
+    first = _ask_passphrase("New passphrase: ")
+    if first != _ask_passphrase("Repeat passphrase: "):
         raise InvalidInput("the two passphrases differ; try again")
     return first
 
