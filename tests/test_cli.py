@@ -143,3 +143,21 @@ def test_empty_fields_print_empty(cli_photo):
         assert "hand" in out and "NaN" not in out and "None" not in out and "nan" not in out
     row = run(["photos", "--purpose", "care", "--format", "csv"], **env).stdout.splitlines()[1]
     assert ",hand,,,," in row
+
+
+def test_evaluate_says_n_a_not_miss_when_there_is_nothing_to_measure():
+    from workbench.evaluate import _summarise, _targets, _timing, format_report
+
+    # a set with faces but no barcode and no clean photo
+    per_image = [{"objects": [{"kind": "face", "identifying": True, "size_band": ">=100", "hidden": True}],
+                  "regions": [], "clean": False, "redacted_area": 0.01, "byte_hits": 0, "ocr_hits": 0,
+                  "seconds": 0.5, "check_seconds": 0.1, "width": 64, "height": 64}]
+    report = {"images": 1, "by_kind": _summarise(per_image), "timing": _timing(per_image),
+              "clean": {"images": 0, "area_mean": None, "area_max": None},
+              "metadata": {"leaks": 0, "tags": {}}, "strings": {"readable": 0, "bytes": 0, "ocr": 0, "images": 0},
+              "targets": _targets(per_image, 0)}
+    lines = {line.split(":")[0].strip(): line for line in format_report(report).splitlines()}
+    assert lines["n/a  barcode recall"] and lines["n/a  largest share of a clean photo redacted"]
+    assert lines["met  face recall, faces 40 px or taller"]
+    assert not any(line.lstrip().startswith("MISS") for line in lines.values())
+    assert report["targets"]["barcode_recall"]["met"] is False  # the JSON still fails closed

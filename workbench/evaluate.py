@@ -380,8 +380,14 @@ def format_report(report: dict) -> str:
     rows.append(f"time per image: mean {_fmt(t.get('mean'))} s, median {_fmt(t.get('median'))} s; {sizes}")
     rows.append("targets:")
     for name, v in report["targets"].items():
-        rows.append(f"  {'met ' if v['met'] else 'MISS'} {v['what']}: {_fmt(v['value'])} "
+        # n=0: the set holds nothing to measure (no barcode, no clean photo), which is
+        # neither met nor missed; "met" stays false in the JSON (no samples prove nothing).
+        status = "n/a " if v["n"] == 0 else "met " if v["met"] else "MISS"
+        rows.append(f"  {status} {v['what']}: {_fmt(v['value'])} "
                     f"(target {v['op']} {v['target']}, n={v['n']})")
+    if any(v["n"] == 0 for v in report["targets"].values()):
+        rows.append("  n/a: this set holds nothing of that kind to measure, so the exit status counts it as "
+                    "not met; generate more phantoms to measure it")
     return "\n".join(rows)
 
 
