@@ -359,12 +359,15 @@ def _run_build(args) -> int:
 
 
 def _ingest(vault, args) -> int:
+    from tqdm import tqdm
+
     from .ingest import ingest
 
     def progress(done, total, result):
         if result.status == "error":
-            # The path is the operator's own input, echoed to their terminal only.
-            print(f"[{done}/{total}] {result.source}: {result.error}", file=sys.stderr)
+            # The path is the operator's own input, echoed to their terminal only
+            # (above the progress bar, which never shows it).
+            tqdm.write(f"[{done}/{total}] {result.source}: {result.error}", file=sys.stderr)
 
     report = ingest(
         vault, args.paths, patient=args.patient, body_site=args.body_site,
@@ -378,6 +381,8 @@ def _ingest(vault, args) -> int:
 
 
 def _deid(args) -> int:
+    from tqdm import tqdm
+
     from .deid import Policy, Pseudonyms, generate_key, load_key
     from .deid._batch import load_regions, run_batch
 
@@ -397,7 +402,7 @@ def _deid(args) -> int:
 
     def on_error(number, total, path, exc):
         # The path is the operator's own input, echoed to their terminal only.
-        print(f"[{number}/{total}] {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        tqdm.write(f"[{number}/{total}] {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     report = run_batch(args.inputs, args.out, policy=policy, pseudonyms=Pseudonyms(key),
                        regions=load_regions(args.regions), on_error=on_error)
@@ -418,6 +423,10 @@ def _deid(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stderr.isatty():
+        # progress bars on, also in the papermill kernels of builds (whose stderr
+        # is relayed here); WORKBENCH_PROGRESS=0 keeps them off
+        os.environ.setdefault("WORKBENCH_PROGRESS", "1")
     try:
         code = run(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try

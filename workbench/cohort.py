@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._progress import progress_bar
 from .deid import Policy, Pseudonyms
 from .deid._pipeline import DeidResult, deidentify
 from .errors import AlreadyExists, ConsentError, InvalidInput, NotFound
@@ -177,7 +178,8 @@ def prepare_derivatives(
     todo = [p for p in photo_ids if p not in current]
     manual_regions = manual_regions or {}
     if todo:
-        for photo_id, result in zip(todo, _run_parallel(vault, todo, policy, workers, scheduler, manual_regions)):
+        results = _run_parallel(vault, todo, policy, workers, scheduler, manual_regions)
+        for photo_id, result in progress_bar(zip(todo, results), total=len(todo), desc="de-identify"):
             vault.store_deid(photo_id, result, digest)
     return vault.deid_results(photo_ids)
 
@@ -349,7 +351,8 @@ def build_cohort(
         shutil.rmtree(tmp)
     (tmp / "images").mkdir(parents=True)
     rows, per_photo = [], []
-    for photo in chosen.itertuples(index=False):
+    for photo in progress_bar(chosen.itertuples(index=False), total=len(chosen), desc="write cohort",
+                              unit="image"):
         result = results.loc[photo.photo_id]
         data = vault.load_derivative(result["blob_id"])
         image_id = pseudonyms.photo(photo.photo_id)

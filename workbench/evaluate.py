@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ._progress import progress_bar
 from .errors import AlreadyExists, InvalidInput, WorkbenchError
 from .phantoms import SIZE_BANDS
 
@@ -323,10 +324,12 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
 
             # spawn, not fork: onnxruntime's thread pools do not survive a fork.
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                per_image = list(pool.map(_evaluate_one, map(str, truths), [policy] * len(truths),
-                                          [tmp] * len(truths)))
+                per_image = list(progress_bar(
+                    pool.map(_evaluate_one, map(str, truths), [policy] * len(truths), [tmp] * len(truths)),
+                    total=len(truths), desc="evaluate", unit="phantom"))
         else:
-            per_image = [_evaluate_one(str(t), policy, tmp) for t in truths]
+            per_image = [_evaluate_one(str(t), policy, tmp)
+                         for t in progress_bar(truths, desc="evaluate", unit="phantom")]
         tags = _exiftool_leaks([Path(tmp) / p["output"] for p in per_image])
     wall = time.perf_counter() - start
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ._progress import progress_bar
 from .errors import InvalidInput
 from .vault import IngestReport, PhotoResult, Vault
 from .vault._files import read_input
@@ -97,7 +98,8 @@ def ingest(
         items, patient=patient, body_site=body_site, laterality=laterality,
         diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=workers,
     )
-    for number, (path, result) in enumerate(zip(files, results), start=1):
+    bar = progress_bar(zip(files, results), total=len(files), desc="ingest")
+    for number, (path, result) in enumerate(bar, start=1):
         result.source = str(path)
         if remove_source and result.status != "error" and vault.verify_photo(result.photo_id):
             try:

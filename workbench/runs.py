@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,15 +62,21 @@ def run_notebook(name: str, parameters: dict, output: str | os.PathLike, *, cwd:
     The kernel inherits this process's environment (which is how a vault
     passphrase given at a prompt reaches it without being written anywhere).
     Papermill records the parameters in the executed notebook's metadata.
+    When progress bars are forced on (``WORKBENCH_PROGRESS=1``, which the
+    command line sets on a terminal), the kernel draws them as text on its
+    stderr and they are relayed to this process's stderr as they come.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from ._progress import ENV
 
     output = Path(output)
     try:
         pm.execute_notebook(
             str(notebook_path(name)), str(output), parameters=parameters, kernel_name="python3",
             cwd=str(cwd or NOTEBOOKS), progress_bar=False, log_output=False,
+            stderr_file=sys.stderr if os.environ.get(ENV) == "1" else None,
             kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as exc:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .._progress import progress_bar
 from ..errors import AlreadyExists, InvalidInput, WorkbenchError
 from ..vault._files import atomic_write, read_input
 from ._pipeline import deidentify
@@ -70,7 +71,7 @@ def run_batch(
     files = collect_inputs(inputs)
     regions = regions or {}
     report = {"files": []}
-    for number, path in enumerate(files, start=1):
+    for number, path in enumerate(progress_bar(files, desc="de-identify", unit="file"), start=1):
         manual = regions.get(path.name, regions.get(str(path), []))
         try:
             data = read_input(path)

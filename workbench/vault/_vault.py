@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _imageio
+from .._progress import progress_bar
 from ..errors import (
     AccessDenied,
     AlreadyExists,
@@ -1130,7 +1131,8 @@ class Vault:
         done: list[tuple[str, tuple]] = []
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                for photo_id, row in zip(rows, pool.map(render, rows)):
+                rendered = progress_bar(zip(rows, pool.map(render, rows)), total=len(rows), desc="previews")
+                for photo_id, row in rendered:
                     done.append((photo_id, row))
         finally:  # keep what was rendered before a failure
             stored = self._commit_previews(done) if done else {}
