@@ -161,3 +161,57 @@ def test_evaluate_says_n_a_not_miss_when_there_is_nothing_to_measure():
     assert lines["met  face recall, faces 40 px or taller"]
     assert not any(line.lstrip().startswith("MISS") for line in lines.values())
     assert report["targets"]["barcode_recall"]["met"] is False  # the JSON still fails closed
+
+
+def test_cohort_build_says_what_it_wrote_and_left_out(vault_path, clock, tmp_path):
+    from conftest import open_as, passphrase
+
+    with open_as(vault_path, "admin") as v:
+        ids = [v.add_photo(jpeg_bytes(n), patient=p, body_site="hand").photo_id
+               for n, p in enumerate(["MRN-0001"] * 3 + ["MRN-0002"])]
+    with open_as(vault_path, "analyst") as v:
+        v.set_review_state(ids[0], "approved")
+        v.set_review_state(ids[1], "rejected")
+    env = dict(WORKBENCH_VAULT=str(vault_path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE=passphrase("ada"),
+               WORKBENCH_PROGRESS="1")
+    out = run(["cohort", "build", "--out", str(tmp_path / "c"), "--param", "name=c", "--param", "workers=0",
+               "--param", 'policy={"detectors": []}'], **env)
+    assert out.returncode == 0, out.stderr
+    assert "1 images written; 3 left out: 1 no consent, 1 rejected in review, 1 unreviewed" in out.stdout
+    assert "write cohort: 100%" in out.stderr  # the kernel's progress, relayed
+    assert "KeyboardInterrupt" not in out.stdout + out.stderr and "warning" not in out.stderr
+
+
+def test_an_empty_cohort_is_a_warning():
+    from pathlib import Path
+
+    from workbench.cohort import CohortResult
+
+    text = CohortResult(Path("c"), 0, {"no consent": 4}, "r").summary()
+    assert text.startswith("cohort c: 0 images written; 4 left out: 4 no consent")
+    assert "warning: the cohort is empty" in text
+    assert "warning" not in CohortResult(Path("c"), 2, {}, "r").summary()
+
+
+def test_papermill_kernels_are_not_interrupted_at_shutdown(tmp_path, monkeypatch):
+    # jupyter_client sends SIGINT before each shutdown request; a kernel inside a
+    # handler then prints "KeyboardInterrupt caught in kernel" on a good run.
+    import nbformat
+
+    from workbench import runs
+
+    marker = tmp_path / "sigint"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        # after this cell's handler, let SIGINT leave a mark instead of being ignored
+        nbformat.v4.new_code_cell(
+            "import asyncio, signal\n"
+            f"mark = lambda *_: open({str(marker)!r}, 'a').write('SIGINT')\n"
+            "asyncio.get_event_loop().call_later(0.1, lambda: signal.signal(signal.SIGINT, mark))"),
+        nbformat.v4.new_code_cell("import time; time.sleep(0.5)"),
+    ]
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    monkeypatch.setattr(runs, "NOTEBOOKS", tmp_path)
+    runs.run_notebook("t", {}, tmp_path / "out.ipynb")
+    assert not marker.exists()

@@ -336,6 +336,7 @@ def run(args) -> int:
 
 def _run_build(args) -> int:
     """Cohort and teaching builds run as papermill notebooks; the kernel opens the vault."""
+    from .cohort import CohortResult, read_cohort
     from .runs import parse_params, run_cohort_notebook
 
     vault_path, user = _vault_path(args), _user(args)
@@ -354,6 +355,11 @@ def _run_build(args) -> int:
     params.setdefault("user", user)
     notebook = "40_teaching_set" if args.command == "teaching" else "30_build_cohort"
     out = run_cohort_notebook(notebook, params, args.out)
+    prov, _ = read_cohort(out)
+    summary = CohortResult(out, prov["images"], prov["excluded"], prov["run_id"]).summary()
+    print(summary.split("\nwarning: ")[0])
+    if not prov["images"]:
+        print("workbench: warning: " + summary.split("\nwarning: ")[1], file=sys.stderr)
     print(f"built {out} (the executed notebook is inside)")
     return 0
 

@@ -238,8 +238,13 @@ class CohortResult:
     run_id: str
 
     def summary(self) -> str:
-        why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.excluded.items())) or "none"
-        return f"cohort {self.path.name}: {self.images} images; excluded: {why}"
+        """``cohort NAME: 8 images written; 10 left out: 6 no consent, 4 unreviewed``."""
+        left = sum(self.excluded.values())
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.excluded.items()))
+        text = f"cohort {self.path.name}: {self.images} images written; {left} left out" + (f": {why}" if why else "")
+        if not self.images:
+            text += "\nwarning: the cohort is empty; see why above, and check its filters and review states"
+        return text
 
 
 def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, scheduler) -> tuple[pd.DataFrame, dict, pd.DataFrame]:

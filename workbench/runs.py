@@ -25,6 +25,16 @@ def _ipc_kernel_manager():
             kw.setdefault("transport", "ipc")
             super().__init__(**kw)
 
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts a kernel before every shutdown request,
+            # and a kernel that is inside a message handler at that moment
+            # logs "KeyboardInterrupt caught in kernel" to our terminal. The
+            # kernel is idle when papermill shuts it down (after the last cell
+            # or the failing one), and the shutdown request stops it anyway.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
     return IPCKernelManager
 
 
