@@ -445,6 +445,12 @@ def _code_version() -> dict:
     return version
 
 
+def _version_text(version: dict) -> str:
+    """``workbench 0.1.0 (git 19ea083c1f2a)`` from :func:`_code_version`'s record."""
+    commit = version.get("git_commit")
+    return f"workbench {version.get('workbench')}" + (f" (git {commit[:12]})" if commit else "")
+
+
 def _package_versions() -> dict:
     out = {}
     for name in PACKAGES:
@@ -494,7 +500,7 @@ def _datacard(spec: CohortSpec, prov: dict, manifest: pd.DataFrame) -> str:
         for site, n in manifest["body_site"].fillna("(none)").value_counts().sort_index().items():
             lines.append(f"| {site} | {n} |")
     lines += ["", "## Provenance", "",
-              f"Code {prov['code_version']}, policy digest `{prov['policy_digest']}`, "
+              f"Code {_version_text(prov['code_version'])}, policy digest `{prov['policy_digest']}`, "
               f"vault state `{prov['vault_state_digest'][:16]}`, consent state "
               f"`{prov['consent_state_digest'][:16]}`. See `provenance.json`.", ""]
     return "\n".join(lines)

@@ -36,6 +36,19 @@ STORIES = [
 ]
 BODY_SITES = ["forearm", "hand", "knee", "back", "face", "shin", "abdomen"]
 DIAGNOSES = ["L40.0", "C43.5", "L89.1", "T20.2", "D22.5"]
+#: where each diagnosis may be (C43.5 and D22.5 are "of trunk", T20.2 "of head
+#: and neck"; pressure ulcers lie over bone), so that a photo's code and site agree
+DIAGNOSIS_SITES = {
+    "L40.0": BODY_SITES,
+    "C43.5": ["back", "abdomen"],
+    "L89.1": ["back", "heel"],
+    "T20.2": ["face"],
+    "D22.5": ["back", "abdomen"],
+}
+#: sites with no left or right
+MIDLINE = {"back", "abdomen", "face"}
+#: the reason the demo's analyst gives for the photos they reject
+REJECT_REASON = "redaction covers part of the finding"
 
 
 def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
@@ -74,11 +87,17 @@ def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
             story = n % len(STORIES)
             identity = identities[story]
             data, _ = _synth.synth_photo(rng, identity=identity, width=width, height=height)
+            # drawn in the same order as always, so the generated photos stay the same
+            site = str(rng.choice(BODY_SITES))
+            side = [None, "left", "right"][int(rng.integers(0, 3))]
+            diagnosis = str(rng.choice(DIAGNOSES))
+            sites = DIAGNOSIS_SITES[diagnosis]
+            if site not in sites:
+                site = sites[BODY_SITES.index(site) % len(sites)]
             vault.add_photo(
-                data, patient=identity.mrn, body_site=str(rng.choice(BODY_SITES)),
-                laterality=[None, "left", "right"][int(rng.integers(0, 3))],
-                diagnosis=str(rng.choice(DIAGNOSES)),
-                original_name=f"IMG_{n + 1:04d}.JPG", allow_no_consent=not STORIES[story][1],
+                data, patient=identity.mrn, body_site=site, laterality=None if site in MIDLINE else side,
+                diagnosis=diagnosis, original_name=f"IMG_{n + 1:04d}.JPG",
+                allow_no_consent=not STORIES[story][1],
             )
         vault.render_previews()  # ingest leaves JPEG previews for the first reader
     return path
@@ -87,20 +106,30 @@ def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
 def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict:
     """As the demo's analyst: de-identify every photo and review the results.
 
-    Photos whose automatic redaction verified are approved, except a few left
-    unreviewed and one rejected, so that builds show every exclusion reason.
+    Photos whose automatic redaction verified are approved, the others
+    rejected. So that the cohort and teaching builds show every exclusion
+    reason, each build's first candidate is left unreviewed and its second
+    rejected (with :data:`REJECT_REASON`), when it has three or more.
     """
+    from ._progress import progress_bar
     from .cohort import prepare_derivatives
 
     with open_vault(path, user="analyst", passphrase=passphrase) as vault:
-        ids = list(vault.photos("care")["photo_id"])
+        ids = list(vault.photos("care").sort_values("ingested")["photo_id"])
         results = prepare_derivatives(vault, ids, workers=workers).set_index("photo_id")
+        held: dict[str, str] = {}
+        for purpose in ("research", "education"):
+            candidates = [p for p in vault.photos(purpose).sort_values("ingested")["photo_id"] if p not in held]
+            if len(candidates) >= 3:
+                held[candidates[0]], held[candidates[1]] = "unreviewed", "rejected"
         counts = {"approved": 0, "rejected": 0, "unreviewed": 0}
-        for n, photo_id in enumerate(ids):
-            if n % 11 == 10:
+        for photo_id in progress_bar(ids, desc="review"):
+            verified = bool(results.loc[photo_id, "verified"])
+            state = held.get(photo_id, "approved" if verified else "rejected")
+            if state == "unreviewed":
                 continue  # left for a person to review
-            state = "approved" if results.loc[photo_id, "verified"] and n % 17 != 16 else "rejected"
-            vault.set_review_state(photo_id, state)
+            reason = None if state == "approved" else REJECT_REASON if verified else "redaction not verified"
+            vault.set_review_state(photo_id, state, reason=reason)
             counts[state] += 1
         counts["unreviewed"] = len(ids) - counts["approved"] - counts["rejected"]
         counts["verified"] = int(results["verified"].sum())
@@ -130,7 +159,8 @@ def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
         research = vault.photos("research")
         print("\nResearch cohort candidates (no identifiers):", file=out)
         columns = ["photo_id", "patient_ref", "body_site", "laterality", "diagnosis", "capture_date"]
-        print(research[columns].to_string(index=False), file=out)
+        shown = research[columns].astype(object)
+        print(shown.where(shown.notna(), "").to_string(index=False), file=out)  # empty, not NaN
         check = vault.verify_audit()
         print(f"\nAudit chain: {check.reason}, {check.records} records.", file=out)
     started = time.perf_counter()

@@ -22,13 +22,15 @@ from .cohort import CohortResult, CohortSpec, build_cohort, read_cohort
 from .errors import InvalidInput
 from .vault import Vault
 
-#: a few codes used by the demo; any other code is shown as it is
+#: a few codes used by the demo; any other code is shown as it is. The names
+#: leave out the site some codes name ("of trunk"): a caption's site comes from
+#: the photo's body site alone, so that the two can never disagree.
 DIAGNOSIS_NAMES = {
     "L40.0": "Psoriasis vulgaris",
-    "C43.5": "Malignant melanoma of trunk",
+    "C43.5": "Malignant melanoma",
     "L89.1": "Pressure ulcer, stage 2",
-    "T20.2": "Burn of second degree, head and neck",
-    "D22.5": "Melanocytic naevus of trunk",
+    "T20.2": "Burn of second degree",
+    "D22.5": "Melanocytic naevus",
 }
 
 

@@ -1155,13 +1155,18 @@ class Vault:
                 stored[photo_id] = row[0]
         return stored
 
-    def set_review_state(self, photo_id: str, state: str) -> None:
-        """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``)."""
+    def set_review_state(self, photo_id: str, state: str, *, reason: str | None = None) -> None:
+        """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``).
+
+        ``reason`` (e.g. why a redaction was rejected) goes into the audit record:
+        a few words about the redaction, never an identifier.
+        """
         if state not in REVIEW_STATES:
             raise InvalidInput(f"review state must be one of: {', '.join(REVIEW_STATES)}")
         self._need("originals", "review redactions", {"photo_id": photo_id})
         self._photo_row(photo_id)
-        with self._write("review_state", {"photo_id": photo_id, "state": state}):
+        detail = {"photo_id": photo_id, "state": state, **({"reason": reason} if reason else {})}
+        with self._write("review_state", detail):
             self._conn().execute("UPDATE photos SET review_state = ? WHERE photo_id = ?", (state, photo_id))
 
     # -- derivatives --------------------------------------------------------
