@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench lab clean
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 
 demo: $(STAMP)
 	$(BIN)/workbench demo
+
+# JupyterLab on 127.0.0.1 with the project's kernel, offline (workbench/lab.py);
+# LAB_ARGS=--allow-root in a container that runs as root
+lab: $(STAMP)
+	$(BIN)/workbench lab $(LAB_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = ksub.add_parser("new", help="write a new random key to FILE (never overwrites)", parents=[common])
     p.add_argument("file")
 
+    p = add("lab", "start JupyterLab offline on 127.0.0.1 with the project's kernel (see workbench/lab.py)")
+    p.add_argument("--port", type=int, help="default: 8888 or the next free port")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    p.add_argument("--allow-root", action="store_true", help="run as root (containers only)")
+
     p = add("demo", "build a demo vault from generated photos and show what it holds")
     p.add_argument("--workdir", default="demo", metavar="DIR", help="default: ./demo")
     p.add_argument("--photos", type=int, default=24, help="number of generated photos")
@@ -240,6 +245,11 @@ def run(args) -> int:
         return run_demo(Path(args.workdir), photos=args.photos)
     if cmd == "deid":
         return _deid(args)
+    if cmd == "lab":
+        from .lab import run_lab
+
+        return run_lab(port=args.port, open_browser=not args.no_browser, allow_root=args.allow_root,
+                       vault=getattr(args, "vault", None), user=getattr(args, "user", None))
     if cmd == "phantoms":
         from .phantoms import run_phantoms
 

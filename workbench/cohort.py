@@ -34,7 +34,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, _imageio
 from ._progress import progress_bar
 from .deid import Policy, Pseudonyms
 from .deid._pipeline import DeidResult, deidentify
@@ -182,6 +182,49 @@ def prepare_derivatives(
         for photo_id, result in progress_bar(zip(todo, results), total=len(todo), desc="de-identify"):
             vault.store_deid(photo_id, result, digest)
     return vault.deid_results(photo_ids)
+
+
+def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
+                               max_side: int = 256) -> dict[str, bytes]:
+    """Small JPEGs of de-identified photos that a cohort for ``purpose`` could use now.
+
+    Only photos consented for ``purpose``, approved in review and whose latest
+    derivative verified are shown, as a build would choose them: a rejected or
+    unverified derivative may still show an identifier. Nothing here reads an
+    original, so a notebook may keep these in its saved outputs.
+
+    Parameters
+    ----------
+    vault : Vault
+        Opened by a role that may read derivatives (researcher, educator,
+        analyst, clinician, admin).
+    purpose : str
+        ``research``, ``education``, ``publication`` or ``care``.
+    limit : int, default 8
+        At most this many, in photo id order.
+    max_side : int, default 256
+        Longest side of each preview in pixels.
+
+    Returns
+    -------
+    dict
+        Photo id -> JPEG bytes (pixels only, no metadata).
+
+    Raises
+    ------
+    AccessDenied
+        The role has no derivatives key (photographer): raised even when no
+        photo qualifies, so the answer does not depend on the vault's state.
+    """
+    vault._need("derivatives", "view de-identified previews")  # audited when refused
+    eligible = vault.photos(purpose)
+    approved = eligible.loc[eligible["review_state"] == "approved", "photo_id"]
+    results = vault.deid_results(approved)
+    results = results[results["verified"]].sort_values("photo_id").head(limit)
+    return {
+        photo_id: _imageio.render_preview(vault.load_derivative(blob_id), max_side)[0]
+        for photo_id, blob_id in zip(results["photo_id"], results["blob_id"])
+    }
 
 
 def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
