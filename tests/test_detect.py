@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import re
 import threading
 import time
@@ -219,8 +220,9 @@ def test_faces_cut_by_the_top_edge_with_half_in_view_are_found(monkeypatch):
     found = [box for box in truth if _found(box, regions)]
     assert len(found) >= 5, f"found {found} of {truth}"
     assert len(regions) <= len(truth) + 1
+    # the edge pass is what finds the thinnest strips
     monkeypatch.setattr(_detect, "_edge_pass", lambda *args: [])
-    assert sum(_found(box, detect_faces(img)) for box in truth) <= 2
+    assert sum(_found(box, detect_faces(img)) for box in truth) <= len(found) - 2
 
 
 def test_face_detection_is_thread_safe():
@@ -688,10 +690,13 @@ def test_detectors_table_and_model_digests():
     assert DETECTORS == {"face": detect_faces, "text": detect_text, "barcode": detect_barcodes}
     digests = model_digests()
     assert "centerface.onnx" in digests and any(k.startswith("rapidocr/") for k in digests)
-    for name in ("centerface-int8",):
+    for name in ("centerface-float",):
         assert f"{name}.onnx" in digests
         recipe = digests.pop(f"{name}.recipe")
-        assert recipe.startswith(f"{name}/") and "onnxruntime" in recipe
+        assert recipe.startswith(f"{name}/") and "onnxruntime" in recipe and "float32" in recipe
+        # which instruction set ran it is on the record
+        path = digests.pop(f"{name}.path")
+        assert path.startswith("onnxruntime CPU") and platform.machine() in path
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in digests.values())
 
 

@@ -118,7 +118,7 @@ def test_face_and_text_boxes_lie_on_planted_content(phantoms):
         img = _pixels(folder, truth).astype(np.float32).mean(2)
         background = _background(index, truth).astype(np.float32).mean(2)
         for obj in truth["objects"]:
-            if obj["kind"] == "barcode" or obj["height"] < 20:
+            if obj["kind"] in ("barcode", "finding") or obj["height"] < 20:
                 continue
             x, y, w, h = obj["box"]
             planted, before = img[y:y + h, x:x + w], background[y:y + h, x:x + w]
@@ -127,6 +127,35 @@ def test_face_and_text_boxes_lie_on_planted_content(phantoms):
             assert planted.std() > 1.5 * before.std() + 2, (truth["image"], obj["kind"], obj["box"])
             checked += 1
     assert checked >= 5
+
+
+def test_findings_are_recorded_where_the_lesions_are(phantoms):
+    """Every phantom records its lesions, wounds and scars as ``finding`` objects, boxed on what was drawn."""
+    folder, truths = phantoms
+    for index, truth in enumerate(truths):
+        findings = [o for o in truth["objects"] if o["kind"] == "finding"]
+        assert findings and all(not o["identifying"] for o in findings), truth["image"]
+        assert {o["finding"] for o in findings} <= {"nevus", "blob", "wound", "erythema", "scar"}
+        for o in findings:
+            x, y, w, h = o["box"]
+            assert w > 0 and h > 0 and x + w <= truth["width"] and y + h <= truth["height"]
+
+
+def test_a_findings_box_holds_the_lesion_it_drew():
+    """On plain skin, every pixel a lesion visibly changed lies in its box, and the box is not loose."""
+    skin = np.float32([200, 150, 130])
+    for seed in range(20):
+        canvas = np.empty((300, 400, 3), np.float32)
+        canvas[:] = skin
+        drawn = _synth._lesions(canvas, np.random.default_rng(seed), skin)
+        changed = np.abs(canvas - skin).max(2) > 12
+        inside = np.zeros(changed.shape, bool)
+        for kind, (x0, y0, x1, y1) in drawn:
+            inside[y0:y1, x0:x1] = True
+            assert (np.abs(canvas[y0:y1, x0:x1] - skin).max(2) > 4).mean() > 0.05, (seed, kind)
+        # a wound's faint erythematous rim lies outside its box, by design
+        if all(kind != "wound" for kind, _ in drawn):
+            assert not (changed & ~inside).any(), seed
 
 
 @pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
@@ -153,6 +182,8 @@ def test_evaluation_report(phantoms, tmp_path):
     assert report["images"] == 6 and len(report["per_image"]) == 6
     assert set(report) >= {"by_kind", "clean", "metadata", "strings", "timing", "targets", "per_image"}
     assert set(report["targets"]) == set(TARGETS)
+    assert {"findings_hidden", "false_regions"} <= set(report)
+    assert report["false_regions"] == sum(len(p["regions"]) for p in report["per_image"] if p["clean"])
     for kind in ("face", "text", "barcode"):
         k = report["by_kind"][kind]
         assert k["objects"] > 0 and set(k["by_band"]) == set(SIZE_BANDS)
@@ -184,3 +215,19 @@ def test_evaluation_sees_what_was_not_hidden(phantoms, tmp_path):
     assert report["by_kind"]["text"]["recall"] == 0.0
     assert report["strings"]["ocr"] > 0 and not report["targets"]["strings_readable"]["met"]
     assert report["metadata"]["leaks"] == 0
+
+
+def test_a_region_on_a_lesion_counts_as_a_hidden_finding_and_one_on_a_face_does_not():
+    from workbench.evaluate import _findings_hidden, _on_target
+
+    objects = [{"kind": "face", "box": [100, 100, 40, 40], "identifying": True},
+               {"kind": "finding", "box": [300, 300, 80, 60], "identifying": False}]
+    findings = objects[1:]
+    on_face = {"box": [95, 95, 50, 50], "on_target": _on_target([95, 95, 50, 50], objects)}
+    on_lesion = {"box": [320, 310, 30, 30], "on_target": _on_target([320, 310, 30, 30], objects)}
+    assert on_face["on_target"] and not on_lesion["on_target"]   # a finding is no target
+    assert _findings_hidden([on_face], findings) == 0
+    assert _findings_hidden([on_face, on_lesion], findings) == 1
+    # a face pasted over a lesion: hiding it is right, and is not counted
+    objects[0]["box"] = [310, 300, 40, 40]
+    assert _findings_hidden([{"box": [305, 295, 50, 50], "on_target": True}], findings) == 0

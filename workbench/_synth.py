@@ -201,8 +201,12 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
 
 def _stamp(canvas: np.ndarray, rng: np.random.Generator, colour: np.ndarray, *, centre,
            radius: float, aspect: float, wobble: float, edge: float, alpha: float,
-           texture: float = 0.0) -> None:
-    """Blend an (irregular) ellipse of ``colour`` into ``canvas`` in place."""
+           texture: float = 0.0) -> tuple[int, int, int, int] | None:
+    """Blend an (irregular) ellipse of ``colour`` into ``canvas`` in place.
+
+    Returns the box ``(x0, y0, x1, y1)`` of the pixels it visibly changed
+    (blended at 5% or more), or None.
+    """
     h, w = canvas.shape[:2]
     angle = rng.uniform(0, np.pi)
     ks = np.arange(2, 7)
@@ -213,7 +217,7 @@ def _stamp(canvas: np.ndarray, rng: np.random.Generator, colour: np.ndarray, *, 
     x0, x1 = int(max(0, cx - reach)), int(min(w, cx + reach + 1))
     y0, y1 = int(max(0, cy - reach)), int(min(h, cy + reach + 1))
     if x1 <= x0 or y1 <= y0:
-        return
+        return None
     dx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
     dy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
     c, s = np.cos(angle), np.sin(angle)
@@ -228,50 +232,68 @@ def _stamp(canvas: np.ndarray, rng: np.random.Generator, colour: np.ndarray, *, 
         grain = 1 + texture * _smooth_noise(rng, region.shape[:2], 9)[..., None]
         paint = paint * grain
     region += (paint - region) * mask[..., None]
+    rows, cols = np.nonzero(mask >= 0.05)
+    if rows.size == 0:
+        return None
+    return x0 + int(cols.min()), y0 + int(rows.min()), x0 + int(cols.max()) + 1, y0 + int(rows.max()) + 1
 
 
-def _lesions(canvas: np.ndarray, rng: np.random.Generator, skin: np.ndarray) -> None:
+def _union(*boxes):
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _lesions(canvas: np.ndarray, rng: np.random.Generator, skin: np.ndarray) -> list[tuple[str, tuple]]:
+    """Draw one to four clinical findings; return each one's kind and box ``(x0, y0, x1, y1)`` in ``canvas``."""
     h, w = canvas.shape[:2]
     side = min(h, w)
     kinds = ("nevus", "blob", "wound", "erythema", "scar")
     count = int(rng.integers(1, 5))
+    found = []
     for kind in rng.choice(kinds, size=count, p=(0.25, 0.25, 0.25, 0.1, 0.15)):
         centre = (rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h)
         if kind == "nevus":
-            _stamp(canvas, rng, skin * rng.uniform([0.3, 0.22, 0.2], [0.55, 0.42, 0.38]),
-                   centre=centre, radius=rng.uniform(0.02, 0.07) * side,
-                   aspect=rng.uniform(0.7, 1.0), wobble=0.08, edge=1.2, alpha=0.92, texture=0.12)
+            box = _stamp(canvas, rng, skin * rng.uniform([0.3, 0.22, 0.2], [0.55, 0.42, 0.38]),
+                         centre=centre, radius=rng.uniform(0.02, 0.07) * side,
+                         aspect=rng.uniform(0.7, 1.0), wobble=0.08, edge=1.2, alpha=0.92, texture=0.12)
         elif kind == "blob":
-            _stamp(canvas, rng, skin * rng.uniform([0.35, 0.25, 0.25], [0.7, 0.5, 0.48]),
-                   centre=centre, radius=rng.uniform(0.05, 0.14) * side,
-                   aspect=rng.uniform(0.5, 1.0), wobble=0.6, edge=2.5, alpha=0.85, texture=0.2)
+            box = _stamp(canvas, rng, skin * rng.uniform([0.35, 0.25, 0.25], [0.7, 0.5, 0.48]),
+                         centre=centre, radius=rng.uniform(0.05, 0.14) * side,
+                         aspect=rng.uniform(0.5, 1.0), wobble=0.6, edge=2.5, alpha=0.85, texture=0.2)
         elif kind == "wound":
             radius = rng.uniform(0.06, 0.16) * side
             aspect = rng.uniform(0.45, 0.9)
             # Erythematous rim, then granulation, then patches of yellow slough.
-            _stamp(canvas, rng, skin * np.float32([1.0, 0.72, 0.7]), centre=centre,
-                   radius=radius * 1.35, aspect=aspect, wobble=0.3, edge=radius * 0.2,
-                   alpha=0.55)
-            _stamp(canvas, rng, np.float32([168, 44, 46]), centre=centre, radius=radius,
-                   aspect=aspect, wobble=0.4, edge=1.5, alpha=0.95, texture=0.25)
+            parts = [_stamp(canvas, rng, skin * np.float32([1.0, 0.72, 0.7]), centre=centre,
+                            radius=radius * 1.35, aspect=aspect, wobble=0.3, edge=radius * 0.2,
+                            alpha=0.55),
+                     _stamp(canvas, rng, np.float32([168, 44, 46]), centre=centre, radius=radius,
+                            aspect=aspect, wobble=0.4, edge=1.5, alpha=0.95, texture=0.25)]
             for _ in range(int(rng.integers(1, 4))):
                 off = rng.uniform(-0.4, 0.4, 2) * radius
-                _stamp(canvas, rng, np.float32([206, 184, 112]),
-                       centre=(centre[0] + off[0], centre[1] + off[1] * aspect),
-                       radius=radius * rng.uniform(0.15, 0.35), aspect=rng.uniform(0.5, 1),
-                       wobble=0.7, edge=1.5, alpha=0.85, texture=0.15)
+                parts.append(_stamp(canvas, rng, np.float32([206, 184, 112]),
+                                    centre=(centre[0] + off[0], centre[1] + off[1] * aspect),
+                                    radius=radius * rng.uniform(0.15, 0.35), aspect=rng.uniform(0.5, 1),
+                                    wobble=0.7, edge=1.5, alpha=0.85, texture=0.15))
+            # The wound bed (granulation and slough) is the finding; the faint rim is not.
+            box = _union(*parts[1:])
         elif kind == "erythema":
-            _stamp(canvas, rng, skin * np.float32([1.03, 0.78, 0.76]), centre=centre,
-                   radius=rng.uniform(0.12, 0.3) * side, aspect=rng.uniform(0.5, 1),
-                   wobble=0.5, edge=0.05 * side, alpha=0.5)
+            box = _stamp(canvas, rng, skin * np.float32([1.03, 0.78, 0.76]), centre=centre,
+                         radius=rng.uniform(0.12, 0.3) * side, aspect=rng.uniform(0.5, 1),
+                         wobble=0.5, edge=0.05 * side, alpha=0.5)
         else:  # a healed linear scar, paler and pinker than the skin
-            _stamp(canvas, rng, skin * np.float32([1.06, 0.9, 0.9]), centre=centre,
-                   radius=rng.uniform(0.12, 0.3) * side, aspect=rng.uniform(0.03, 0.08),
-                   wobble=0.05, edge=1.0, alpha=0.8)
+            box = _stamp(canvas, rng, skin * np.float32([1.06, 0.9, 0.9]), centre=centre,
+                         radius=rng.uniform(0.12, 0.3) * side, aspect=rng.uniform(0.03, 0.08),
+                         wobble=0.05, edge=1.0, alpha=0.8)
+        if box is not None:
+            found.append((str(kind), box))
+    return found
 
 
-def _render_low(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """The smooth content (skin, shading, drape, lesions) at a working size."""
+def _render_low(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list]:
+    """The smooth content (skin, shading, drape, lesions) at a working size, and the findings drawn."""
     scale = min(1.0, _LOW_RES / max(width, height))
     lw, lh = max(8, round(width * scale)), max(8, round(height * scale))
     t = rng.uniform(0, len(_SKIN) - 1)
@@ -289,7 +311,7 @@ def _render_low(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     canvas = skin * (illum * (1 + 0.035 * mottle))[..., None]
     canvas[..., 0] += 5 * _smooth_noise(rng, (lh, lw), 20)  # uneven redness
 
-    _lesions(canvas, rng, skin)
+    findings = _lesions(canvas, rng, skin)
 
     if rng.random() < 0.5:
         # A surgical drape along one side, with a wavy edge.
@@ -299,7 +321,7 @@ def _render_low(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         cover = np.clip(edge * min(lw, lh) / 3 + 0.5, 0, 1)[..., None]
         drape = _DRAPES[rng.integers(len(_DRAPES))] * illum[..., None]
         canvas += (drape - canvas) * cover
-    return np.clip(canvas, 0, 255).astype(np.uint8)
+    return np.clip(canvas, 0, 255).astype(np.uint8), findings
 
 
 def _draw_ruler(img: np.ndarray, rng: np.random.Generator, offset: int) -> None:
@@ -324,10 +346,17 @@ def _draw_ruler(img: np.ndarray, rng: np.random.Generator, offset: int) -> None:
         cv2.line(img, (x, y0), (x, y0 + int(tick)), ink, thick)
 
 
-def _render(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+def _render(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[dict]]:
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    low = _render_low(rng, width, height)
+    low, drawn = _render_low(rng, width, height)
+    sx, sy = width / low.shape[1], height / low.shape[0]
+    findings = []
+    for kind, (x0, y0, x1, y1) in drawn:
+        # A drape drawn later may cover part of a finding; its box stays whole.
+        fx0, fy0 = max(0, int(x0 * sx)), max(0, int(y0 * sy))
+        fx1, fy1 = min(width, int(np.ceil(x1 * sx))), min(height, int(np.ceil(y1 * sy)))
+        findings.append({"kind": "finding", "finding": kind, "box": [fx0, fy0, fx1 - fx0, fy1 - fy0]})
     # Sensor-like noise is what makes JPEG sizes realistic. Subtract half its
     # range before upscaling (linear interpolation keeps a constant offset)
     # so that one saturating add of non-negative noise is zero-mean.
@@ -344,7 +373,7 @@ def _render(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     for y0, shift in zip(range(0, height, rows), shifts):
         strip = img[y0:y0 + rows]
         cv2.add(strip, band[:strip.shape[0], shift:shift + width], dst=strip)
-    return img
+    return img, findings
 
 
 def synth_pixels(rng: np.random.Generator, width: int = 1600, height: int = 1067) -> np.ndarray:
@@ -367,6 +396,20 @@ def synth_pixels(rng: np.random.Generator, width: int = 1600, height: int = 1067
     -------
     numpy.ndarray
         ``(height, width, 3)`` RGB ``uint8`` array.
+    """
+    return _render(rng, int(width), int(height))[0]
+
+
+def synth_pixels_with_findings(rng: np.random.Generator, width: int = 1600,
+                               height: int = 1067) -> tuple[np.ndarray, list[dict]]:
+    """:func:`synth_pixels`, and the clinical findings it drew (the same pixels for the same ``rng``).
+
+    Returns
+    -------
+    numpy.ndarray, list of dict
+        The pixels, and one ``{"kind": "finding", "finding": "nevus" | "blob"
+        | "wound" | "erythema" | "scar", "box": [x, y, w, h]}`` per lesion,
+        wound or scar: what a de-identified copy must still show.
     """
     return _render(rng, int(width), int(height))
 

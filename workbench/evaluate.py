@@ -9,7 +9,12 @@ truth:
   cover at least 80 % of its box;
 - precision per kind: the share of redacted detector regions (not manual
   ones) that lie on some ground-truth object;
-- the share of the image redacted on photos with nothing identifying;
+- the share of the image redacted on photos with nothing identifying, and
+  the number of regions on them (``false_regions``);
+- clinical findings hidden (``findings_hidden``): photos in which a region
+  that hides nothing identifying overlaps a lesion, wound or scar (a
+  ``finding`` object of the ground truth), i.e. where the redaction took
+  away what the photo was taken for;
 - metadata leaks: outputs in which ``exiftool -a -G1 -s -u -U`` lists any
   tag outside the File, JFIF, Composite, ICC and System/ExifTool groups;
 - identifying strings still readable: a byte search of every output for
@@ -47,6 +52,9 @@ HIDDEN_COVERAGE = 0.8
 ON_TARGET_OWN = 0.3
 #: ...or when it covers this much of one object.
 ON_TARGET_OBJECT = 0.5
+#: A region that lies on no identifying object hides a finding when their
+#: overlap is at least this share of the smaller of the two boxes.
+FINDING_OVERLAP = 0.05
 #: exiftool groups that describe the file and its pixels, not the patient or camera.
 ALLOWED_GROUPS = ("File", "JFIF", "Composite", "System", "ExifTool")
 #: Planted strings shorter than this (letters and digits) are not looked for by
@@ -67,6 +75,8 @@ TARGETS = {
     "barcode_recall": (">=", 1.0, "barcode recall"),
     "text_recall": (">=", 0.99, "identifying-text recall"),
     "clean_area_max": ("<=", 0.02, "largest share of a clean photo redacted"),
+    "findings_hidden": ("<=", 0, "photos with a lesion, wound or scar under a region that hides nothing identifying"),
+    "false_regions_per_clean_photo": ("<=", 0.01, "regions per photo that holds nothing identifying"),
 }
 
 _KINDS = ("face", "text", "barcode")
@@ -133,10 +143,28 @@ def _read_lines(data: bytes) -> list[str]:
 
 
 def _on_target(box, objects: list[dict]) -> bool:
+    """Does a region lie on a ground-truth object that may be redacted (anything but a finding)?"""
     from .deid import coverage
 
     return any(coverage(tuple(box), [tuple(o["box"])]) >= ON_TARGET_OWN
-               or coverage(tuple(o["box"]), [tuple(box)]) >= ON_TARGET_OBJECT for o in objects)
+               or coverage(tuple(o["box"]), [tuple(box)]) >= ON_TARGET_OBJECT
+               for o in objects if o["kind"] != "finding")
+
+
+def _overlap(a, b) -> float:
+    """Overlap of two ``(x, y, w, h)`` boxes as a share of the smaller one."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return iw * ih / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _findings_hidden(regions: list[dict], objects: list[dict]) -> int:
+    """How many findings a region that hides nothing identifying overlaps (see :data:`FINDING_OVERLAP`)."""
+    false = [r["box"] for r in regions if not r["on_target"]]
+    return sum(any(_overlap(o["box"], box) >= FINDING_OVERLAP for box in false)
+               for o in objects if o["kind"] == "finding")
 
 
 def _evaluate_one(truth_path: str, policy, out_dir: str) -> dict:
@@ -153,13 +181,14 @@ def _evaluate_one(truth_path: str, policy, out_dir: str) -> dict:
                            image=truth["image"])
     boxes = [r.box for r in result.regions]
     objects = []
-    for obj in truth["objects"]:
+    for obj in (o for o in truth["objects"] if o["kind"] != "finding"):
         covered = coverage(tuple(obj["box"]), boxes) if boxes else 0.0
         objects.append({"kind": obj["kind"], "size_band": obj["size_band"], "identifying": obj["identifying"],
                         "box": obj["box"], "coverage": round(covered, 3), "hidden": covered >= HIDDEN_COVERAGE})
-    regions = [{"kind": r.kind, "box": list(r.box), "detector": r.detector,
+    regions = [{"kind": r.kind, "box": list(r.box), "detector": r.detector, "score": round(r.score, 3),
                 "on_target": _on_target(r.box, truth["objects"])}
                for r in result.regions if r.detector != "manual"]
+    findings = [o for o in truth["objects"] if o["kind"] == "finding"]
     area = coverage((0, 0, result.width, result.height), boxes) if boxes else 0.0
 
     check = time.perf_counter()
@@ -177,6 +206,7 @@ def _evaluate_one(truth_path: str, policy, out_dir: str) -> dict:
         "seconds": round(seconds, 3), "check_seconds": round(check_seconds, 3),
         "verified": result.verified, "warnings": len(result.warnings),
         "objects": objects, "regions": regions, "redacted_area": round(area, 5),
+        "findings": len(findings), "findings_hidden": _findings_hidden(regions, findings),
         "byte_hits": byte_hits, "ocr_hits": ocr_hits, "output": out.name,
     }
 
@@ -254,6 +284,11 @@ def _recall_over(per_image, kind: str, bands) -> tuple[float | None, int]:
     return _ratio(sum(o["hidden"] for o in objs), len(objs)), len(objs)
 
 
+def _false_regions(per_image: list[dict]) -> int:
+    """Detector regions on photos that hold nothing identifying."""
+    return sum(len(p["regions"]) for p in per_image if p["clean"])
+
+
 def _targets(per_image: list[dict], leaks: int) -> dict:
     clean = [p["redacted_area"] for p in per_image if p["clean"]]
     values = {
@@ -264,6 +299,9 @@ def _targets(per_image: list[dict], leaks: int) -> dict:
         "barcode_recall": _recall_over(per_image, "barcode", None),
         "text_recall": _recall_over(per_image, "text", None),
         "clean_area_max": (round(max(clean), 5) if clean else None, len(clean)),
+        "findings_hidden": (sum(p.get("findings_hidden", 0) > 0 for p in per_image),
+                            sum(p.get("findings", 0) > 0 for p in per_image)),
+        "false_regions_per_clean_photo": (_ratio(_false_regions(per_image), len(clean)), len(clean)),
     }
     out = {}
     for name, (op, target, what) in TARGETS.items():
@@ -295,7 +333,10 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         ``images``, ``policy``, ``by_kind`` (per kind: ``objects``,
         ``hidden``, ``recall``, ``by_band``, ``regions``, ``on_target``,
         ``precision``, ``non_identifying``), ``clean`` (``images``,
-        ``area_mean``, ``area_max``), ``metadata`` (``leaks``, ``tags``),
+        ``area_mean``, ``area_max``), ``findings_hidden`` (photos where a
+        region that hides nothing identifying overlaps a clinical finding),
+        ``false_regions`` (regions on photos that hold nothing identifying),
+        ``metadata`` (``leaks``, ``tags``),
         ``strings`` (``readable``, ``bytes``, ``ocr``, ``images``),
         ``timing`` (seconds per image: ``mean``, ``median``, ``max``,
         ``by_size``), ``targets`` (name: ``value``, ``target``, ``met`` ...)
@@ -349,6 +390,10 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         "clean": {"images": len(clean), "area_mean": round(statistics.fmean(clean), 5) if clean else None,
                   "area_max": round(max(clean), 5) if clean else None},
         "metadata": {"leaks": leaking, "tags": dict(sorted(tag_counts.items()))},
+        # photos in which a region that hides nothing identifying lies on a lesion, wound or scar
+        "findings_hidden": sum(p["findings_hidden"] > 0 for p in per_image),
+        # detector regions on photos that hold nothing identifying
+        "false_regions": _false_regions(per_image),
         "strings": {"readable": sum(p["byte_hits"] + p["ocr_hits"] for p in per_image),
                     "bytes": sum(p["byte_hits"] for p in per_image),
                     "ocr": sum(p["ocr_hits"] for p in per_image),
@@ -373,7 +418,10 @@ def format_report(report: dict) -> str:
         rows.append(f"{kind:8} {k['objects']:>7} {k['hidden']:>6} {_fmt(k['recall']):>6}  {bands}  "
                     f"{k['regions']:>7} {_fmt(k['precision']):>9}")
     c, t = report["clean"], report["timing"]
-    rows.append(f"clean photos: {c['images']}, redacted area mean {_fmt(c['area_mean'])}, max {_fmt(c['area_max'])}")
+    rows.append(f"clean photos: {c['images']}, redacted area mean {_fmt(c['area_mean'])}, max {_fmt(c['area_max'])}; "
+                f"regions on them (false regions): {report['false_regions']}")
+    rows.append(f"findings hidden: {report['findings_hidden']} photos with a lesion, wound or scar under a region "
+                "that hides nothing identifying")
     rows.append(f"metadata leaks: {report['metadata']['leaks']} outputs"
                 + (f" ({', '.join(report['metadata']['tags'])})" if report["metadata"]["tags"] else ""))
     s = report["strings"]

