@@ -155,7 +155,7 @@ def test_evaluate_says_n_a_not_miss_when_there_is_nothing_to_measure():
     report = {"images": 1, "by_kind": _summarise(per_image), "timing": _timing(per_image),
               "clean": {"images": 0, "area_mean": None, "area_max": None},
               "metadata": {"leaks": 0, "tags": {}}, "strings": {"readable": 0, "bytes": 0, "ocr": 0, "images": 0},
-              "targets": _targets(per_image, 0)}
+              "findings_hidden": 0, "false_regions": 0, "targets": _targets(per_image, 0)}
     lines = {line.split(":")[0].strip(): line for line in format_report(report).splitlines()}
     assert lines["n/a  barcode recall"] and lines["n/a  largest share of a clean photo redacted"]
     assert lines["met  face recall, faces 40 px or taller"]

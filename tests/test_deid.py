@@ -181,7 +181,8 @@ def test_cli_report_names_and_bad_files(tmp_path):
     by_input = {os.path.basename(f["input"]): f for f in report["files"]}
     assert set(by_input) == {"ZZTEST_Alvaro_MRN-1234567.jpg", "scan.png", "empty.jpg", "truncated.jpg"}
     entry = by_input["ZZTEST_Alvaro_MRN-1234567.jpg"]
-    assert set(entry) == {"input", "output", "width", "height", "regions", "verified", "warnings"}
+    assert set(entry) == {"input", "output", "width", "height", "regions", "verified", "warnings", "review"}
+    assert entry["review"] == []
     assert entry["regions"] == [{"kind": "manual", "box": [10, 20, 30, 40], "score": 1.0, "detector": "manual"}]
     assert entry["verified"] is True and entry["output"].endswith(".jpg")
     assert by_input["empty.jpg"]["output"] is None and by_input["empty.jpg"]["warnings"]
@@ -344,3 +345,30 @@ def test_cli_uses_the_vault_pseudonym_key(vault_path, tmp_path):
     second = _cli("deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"), "--no-detect", **env)
     assert first.returncode == 0 and "vault's pseudonym key" in first.stderr
     assert [p.name for p in (tmp_path / "o1").iterdir()] == [p.name for p in (tmp_path / "o2").iterdir()]
+
+
+def test_a_weak_face_box_sends_the_photo_to_review_and_a_sure_one_does_not():
+    from workbench.deid import REVIEW_FACE_SCORE, Region, review_reasons
+
+    weak = Region(kind="face", box=(10, 20, 30, 30), score=REVIEW_FACE_SCORE - 0.01, detector="centerface")
+    sure = Region(kind="face", box=(100, 20, 60, 60), score=0.9, detector="centerface")
+    text = Region(kind="text", box=(0, 0, 50, 10), score=0.2, detector="rapidocr")
+    marked = Region(kind="face", box=(0, 0, 5, 5), score=0.0, detector="manual")
+    assert review_reasons([sure, text, marked]) == []
+    (reason,) = review_reasons([sure, weak])
+    assert "[10, 20, 30, 30]" in reason and "finding" in reason
+    # the stored JSON form gives the same answer (deid_results reads it back)
+    assert review_reasons([r.to_json() for r in (sure, weak)]) == [reason]
+
+
+def test_a_report_with_detectors_names_the_models_and_the_cpu_path_that_ran(tmp_path):
+    from workbench.deid import Policy, Pseudonyms, generate_key
+    from workbench.deid._batch import run_batch
+
+    src = tmp_path / "a.png"
+    src.write_bytes(_photo("png", seed=5)[0])
+    report = run_batch([src], tmp_path / "out", policy=Policy(detectors=("face",)),
+                              pseudonyms=Pseudonyms(generate_key()))
+    models = report["models"]
+    assert "float32" in models["centerface-float.recipe"]
+    assert models["centerface-float.path"].startswith("onnxruntime CPU execution provider on ")

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", "measure redaction quality on a phantom set")
     p.add_argument("phantom_dir", metavar="PHANTOM_DIR")
     p.add_argument("--report", metavar="FILE")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes in parallel (default 1; with N > 1 set WORKBENCH_THREADS=1)")
 
     key = add("key", "create a pseudonym key file")
     ksub = key.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -257,7 +259,9 @@ def run(args) -> int:
     if cmd == "evaluate":
         from .evaluate import run_evaluate
 
-        return run_evaluate(args.phantom_dir, args.report)
+        if args.workers < 1:
+            raise InvalidInput("--workers is 1 or more")
+        return run_evaluate(args.phantom_dir, args.report, workers=args.workers)
     if cmd in ("teaching",) or (cmd == "cohort" and action == "build"):
         return _run_build(args)
     if cmd == "key":

@@ -12,10 +12,11 @@ writes a new file holding nothing but pixels, ``verify`` checks it again.
 from ._pipeline import DeidResult, deidentify, detect, grow, metadata_problems, rebuild, redact, verify
 from ._policy import STYLES, Policy
 from ._pseudonym import Pseudonyms, generate_key, load_key, save_key
-from ._regions import KINDS, Region, coverage
+from ._regions import KINDS, REVIEW_FACE_SCORE, Region, coverage, review_reasons
 
 __all__ = [
     "KINDS",
+    "REVIEW_FACE_SCORE",
     "STYLES",
     "DeidResult",
     "Policy",
@@ -30,6 +31,7 @@ __all__ = [
     "metadata_problems",
     "rebuild",
     "redact",
+    "review_reasons",
     "save_key",
     "verify",
 ]

@@ -70,7 +70,12 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     files = collect_inputs(inputs)
     regions = regions or {}
-    report = {"files": []}
+    report: dict = {"files": []}
+    if policy.detectors:
+        from ._detect import model_digests
+
+        # which models ran, and on which instruction set (see ._models)
+        report["models"] = model_digests()
     for number, path in enumerate(progress_bar(files, desc="de-identify", unit="file"), start=1):
         manual = regions.get(path.name, regions.get(str(path), []))
         try:

@@ -69,7 +69,15 @@ class DeidResult:
             "regions": [r.to_json() for r in self.regions],
             "verified": self.verified,
             "warnings": list(self.warnings),
+            "review": self.review_reasons,
         }
+
+    @property
+    def review_reasons(self) -> list[str]:
+        """Why a person must check this redaction before it is approved (see :func:`review_reasons`)."""
+        from ._regions import review_reasons
+
+        return review_reasons(self.regions)
 
     def require_verified(self) -> "DeidResult":
         """Return self, or raise ``NotVerified`` listing the warnings."""
