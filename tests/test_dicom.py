@@ -925,7 +925,8 @@ def test_fuzzed_files_raise_only_workbench_errors(source, caplog):
                 assert isinstance(exc, InvalidInput), (trial, type(exc))
                 assert "ZZTEST" not in str(exc) and MRN not in str(exc)
                 outcomes["refused"] += 1
-    assert time.perf_counter() - start < 15
+    # a guard against a hang on some mutation, not a speed bar (those are in benchmarks/)
+    assert time.perf_counter() - start < 120
     assert outcomes["read"] > 0 and outcomes["refused"] > 0
     assert [str(w.message) for w in caught] == []  # pydicom's chatter quotes values
     assert "ZZTEST" not in caplog.text and MRN not in caplog.text
