@@ -34,7 +34,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 @pytest.fixture(scope="module")
 def demo_env(tmp_path_factory):
     work = tmp_path_factory.mktemp("nbdemo")
-    vault = build_demo_vault(work, photos=12, passphrase="demo-test", width=640, height=427)
+    vault = build_demo_vault(work, photos=18, passphrase="demo-test", width=640, height=427)
     review_demo_photos(vault, "demo-test", workers=0)
     env = dict(os.environ, WORKBENCH_VAULT=str(vault), WORKBENCH_USER="demo",
                WORKBENCH_PASSPHRASE="demo-test", WORKBENCH_DATASETS=str(work / "datasets"))
