@@ -12,8 +12,10 @@ import json
 import logging
 import platform
 import re
+import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,6 +34,10 @@ from workbench.deid._detect import (
 )
 from workbench.deid._regions import Region, coverage
 from workbench.errors import InvalidInput
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from cpu_equivalence import lfw_face as _lfw_face  # noqa: E402  (the faces the pinned answers were made with)
+from cpu_equivalence import paste as _paste  # noqa: E402
 
 skimage_data = pytest.importorskip(
     "skimage.data", reason="face tests need scikit-image's bundled astronaut and LFW pictures")
@@ -61,14 +67,6 @@ def _quarter(img):
 
 def _half(img):
     return cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
-
-
-def _paste(canvas, patch, x, y):
-    """Paste ``patch`` with its top-left at (x, y), clipped to the canvas."""
-    ph, pw = patch.shape[:2]
-    ch, cw = canvas.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(cw, x + pw), min(ch, y + ph)
-    canvas[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
 
 
 def _clip(box):
@@ -120,14 +118,6 @@ def _astronaut_head(face_height: int, *, tone=(1.0, 1.0, 1.0), turn: float = 0.0
     patch = cv2.resize(head, (max(1, round(w * f)), max(1, round(h * f))),
                        interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
     return patch, (round(fx * f), round(fy * f), round(fw * f), round(fh * f))
-
-
-def _lfw_face(i: int, size: int):
-    """LFW face ``i`` (a tight 25x25 grey crop), tinted towards skin and scaled to ``size``."""
-    grey = (skimage_data.lfw_subset()[i] * 255).astype(np.uint8)
-    face = cv2.cvtColor(cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA if size < 25 else cv2.INTER_CUBIC),
-                        cv2.COLOR_GRAY2RGB).astype(np.float32)
-    return (face * np.float32([1.0, 0.84, 0.72])).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

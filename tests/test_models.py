@@ -33,7 +33,7 @@ import cpu_equivalence  # noqa: E402
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache folder, and the module's remembered path forgotten (restored afterwards)."""
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(_models, "_paths", {})
+    monkeypatch.setattr(_models, "_known", None)
     return tmp_path / "cache" / "models"
 
 
@@ -65,7 +65,7 @@ def test_a_damaged_cached_model_is_prepared_again(fresh_cache, monkeypatch):
     damaged = bytearray(good)
     damaged[len(damaged) // 2] ^= 0xFF
     path.write_bytes(bytes(damaged))
-    monkeypatch.setattr(_models, "_paths", {})
+    monkeypatch.setattr(_models, "_known", None)
     assert _models.derived() == path
     assert path.read_bytes() == good
 
@@ -103,7 +103,7 @@ def test_an_unwritable_cache_falls_back_to_a_private_folder(tmp_path, monkeypatc
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     monkeypatch.setenv("WORKBENCH_CACHE", str(blocked))
-    monkeypatch.setattr(_models, "_paths", {})
+    monkeypatch.setattr(_models, "_known", None)
     path = _models.derived()
     assert path.is_file() and blocked not in path.parents
     assert path.with_suffix(".sha256").is_file()

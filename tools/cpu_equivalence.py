@@ -33,20 +33,27 @@ BOX_TOLERANCE = 2.0
 SCORE_TOLERANCE = 0.01
 
 
-def _paste_face(img, i: int, size: int, x: int, y: int) -> None:
-    """LFW face ``i`` (scikit-image ships them), tinted towards skin, ``size`` px, top-left at (x, y), clipped.
+def lfw_face(i: int, size: int):
+    """LFW face ``i`` (a tight 25x25 grey crop that scikit-image ships), tinted towards skin and scaled to ``size``.
 
-    As ``tests/test_detect.py`` pastes them.
+    The test suite pastes its faces with this and :func:`paste` too.
     """
     import cv2
     import numpy as np
     from skimage import data
 
     grey = (data.lfw_subset()[i] * 255).astype(np.uint8)
-    grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA if size < 25 else cv2.INTER_CUBIC)
-    face = (cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB).astype(np.float32) * np.float32([1.0, 0.84, 0.72])).astype(np.uint8)
-    y0, x0 = max(0, y), max(0, x)
-    img[y0:y + size, x0:x + size] = face[y0 - y:, x0 - x:][:img.shape[0] - y0, :img.shape[1] - x0]
+    face = cv2.cvtColor(cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA if size < 25 else cv2.INTER_CUBIC),
+                        cv2.COLOR_GRAY2RGB).astype(np.float32)
+    return (face * np.float32([1.0, 0.84, 0.72])).astype(np.uint8)
+
+
+def paste(canvas, patch, x: int, y: int) -> None:
+    """Paste ``patch`` with its top-left at (x, y), clipped to the canvas."""
+    ph, pw = patch.shape[:2]
+    ch, cw = canvas.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(cw, x + pw), min(ch, y + ph)
+    canvas[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
 
 
 def _quick_inputs():
@@ -58,10 +65,10 @@ def _quick_inputs():
     img = synth_pixels(np.random.default_rng(7), 1600, 1067)
     for k, (i, size, shown) in enumerate([(3, 26, 0.5), (17, 30, 0.5), (29, 24, 0.6), (41, 34, 0.45),
                                           (55, 22, 0.55), (68, 28, 0.5)]):
-        _paste_face(img, i, size, 150 + k * 230, -round(size * (1 - shown)))
+        paste(img, lfw_face(i, size), 150 + k * 230, -round(size * (1 - shown)))
     frames = [("faces cut by the top edge", img, 1.0)]
     img = synth_pixels(np.random.default_rng(8), 400, 300)
-    _paste_face(img, 41, 80, 150, 90)
+    paste(img, lfw_face(41, 80), 150, 90)
     frames.append(("one 80 px face", img, 1.0))
     return frames
 

@@ -370,10 +370,10 @@ def _run_build(args) -> int:
     notebook = "40_teaching_set" if args.command == "teaching" else "30_build_cohort"
     out = run_cohort_notebook(notebook, params, args.out)
     prov, _ = read_cohort(out)
-    summary = CohortResult(out, prov["images"], prov["excluded"], prov["run_id"]).summary()
-    print(summary.split("\nwarning: ")[0])
-    if not prov["images"]:
-        print("workbench: warning: " + summary.split("\nwarning: ")[1], file=sys.stderr)
+    result = CohortResult(out, prov["images"], prov["excluded"], prov["run_id"])
+    print(result.headline)
+    if result.warning:
+        print(f"workbench: warning: {result.warning}", file=sys.stderr)
     print(f"built {out} (the executed notebook is inside)")
     return 0
 

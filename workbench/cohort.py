@@ -36,7 +36,7 @@ import pandas as pd
 
 from . import __version__, _imageio
 from ._progress import progress_bar
-from .deid import Policy, Pseudonyms
+from .deid import Policy, Pseudonyms, review_reasons
 from .deid._pipeline import DeidResult, deidentify
 from .errors import AlreadyExists, ConsentError, InvalidInput, NotFound
 from .vault import Vault
@@ -280,14 +280,23 @@ class CohortResult:
     excluded: dict[str, int]
     run_id: str
 
-    def summary(self) -> str:
+    @property
+    def headline(self) -> str:
         """``cohort NAME: 8 images written; 10 left out: 6 no consent, 4 unreviewed``."""
         left = sum(self.excluded.values())
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.excluded.items()))
-        text = f"cohort {self.path.name}: {self.images} images written; {left} left out" + (f": {why}" if why else "")
-        if not self.images:
-            text += "\nwarning: the cohort is empty; see why above, and check its filters and review states"
-        return text
+        return f"cohort {self.path.name}: {self.images} images written; {left} left out" + (f": {why}" if why else "")
+
+    @property
+    def warning(self) -> str | None:
+        """What is wrong with the result (an empty cohort), or None."""
+        if self.images:
+            return None
+        return "the cohort is empty; see why above, and check its filters and review states"
+
+    def summary(self) -> str:
+        """:attr:`headline`, and the :attr:`warning` on a line of its own when there is one."""
+        return self.headline + (f"\nwarning: {self.warning}" if self.warning else "")
 
 
 def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, scheduler) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -320,7 +329,7 @@ def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, sch
     drop(~eligible["photo_id"].isin(verified), "not verified")
     if spec.include_unreviewed:
         # A weak face box may hide the finding: only a person's approval lets it in.
-        weak = set(results.loc[results["review"].map(bool), "photo_id"])
+        weak = set(results.loc[results["regions"].map(review_reasons).map(bool), "photo_id"])
         drop(eligible["photo_id"].isin(weak) & (eligible["review_state"] != "approved"),
              "needs review (weak face box)")
     eligible = eligible.sort_values("photo_id").reset_index(drop=True)

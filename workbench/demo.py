@@ -114,6 +114,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
     """
     from ._progress import progress_bar
     from .cohort import prepare_derivatives
+    from .deid import review_reasons
 
     with open_vault(path, user="analyst", passphrase=passphrase) as vault:
         ids = list(vault.photos("care").sort_values("ingested")["photo_id"])
@@ -127,7 +128,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
         for photo_id in progress_bar(ids, desc="review"):
             verified = bool(results.loc[photo_id, "verified"])
             state = held.get(photo_id, "approved" if verified else "rejected")
-            if state == "approved" and results.loc[photo_id, "review"]:
+            if state == "approved" and review_reasons(results.loc[photo_id, "regions"]):
                 state = "unreviewed"  # a weak face box may hide the finding: a person decides
             if state == "unreviewed":
                 continue  # left for a person to review

@@ -153,11 +153,9 @@ def _on_target(box, objects: list[dict]) -> bool:
 
 def _overlap(a, b) -> float:
     """Overlap of two ``(x, y, w, h)`` boxes as a share of the smaller one."""
-    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    return iw * ih / max(1, min(a[2] * a[3], b[2] * b[3]))
+    from .deid import coverage
+
+    return max(coverage(tuple(a), [tuple(b)]), coverage(tuple(b), [tuple(a)]))
 
 
 def _findings_hidden(regions: list[dict], objects: list[dict]) -> int:

@@ -121,7 +121,7 @@ def derive(source: bytes, out: Path) -> None:
 
 _lock = threading.Lock()
 #: (path of the prepared model, its SHA-256), once checked or prepared
-_paths: dict[str, tuple[Path, str]] = {}
+_known: tuple[Path, str] | None = None
 
 
 def derived() -> Path:
@@ -137,10 +137,10 @@ def derived() -> Path:
 
 
 def _derived() -> tuple[Path, str]:
+    global _known
     with _lock:
-        known = _paths.get(NAME)
-        if known is not None and known[0].is_file():
-            return known
+        if _known is not None and _known[0].is_file():
+            return _known
         try:
             source = _centerface_path().read_bytes()
             key = _key(source)
@@ -156,9 +156,8 @@ def _derived() -> tuple[Path, str]:
             ) from None
         path = cache_dir() / f"{NAME}-{key}.onnx"
         digest = _intact(path)
-        known = (path, digest) if digest else _derive_into(path, source)
-        _paths[NAME] = known
-        return known
+        _known = (path, digest) if digest else _derive_into(path, source)
+        return _known
 
 
 def _intact(path: Path) -> str | None:

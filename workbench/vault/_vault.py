@@ -1228,11 +1228,8 @@ class Vault:
         """The latest de-identified version of each photo (or of the ones named).
 
         Columns: photo_id, blob_id, policy_digest, ext, width, height, regions
-        (a list of region dicts), verified, warnings, review (why a person
-        must check it before approval: weak face boxes), created, created_by.
+        (a list of region dicts), verified, warnings, created, created_by.
         """
-        from ..deid._regions import review_reasons
-
         rows = self._query(
             "SELECT photo_id, blob_id, policy_digest, ext, width, height, regions, verified, "
             "warnings, created, created_by FROM deid_results ORDER BY created, blob_id")
@@ -1243,11 +1240,11 @@ class Vault:
         records = [
             dict(photo_id=r[0], blob_id=r[1], policy_digest=r[2], ext=r[3], width=r[4], height=r[5],
                  regions=json.loads(r[6]), verified=bool(r[7]), warnings=json.loads(r[8]),
-                 review=review_reasons(json.loads(r[6])), created=r[9], created_by=r[10])
+                 created=r[9], created_by=r[10])
             for pid, r in latest.items() if wanted is None or pid in wanted
         ]
         columns = ["photo_id", "blob_id", "policy_digest", "ext", "width", "height", "regions",
-                   "verified", "warnings", "review", "created", "created_by"]
+                   "verified", "warnings", "created", "created_by"]
         return pd.DataFrame.from_records(records, columns=columns)
 
     def shred_derivatives(self, patient_ref: str) -> int:
