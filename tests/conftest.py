@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from datetime import datetime, timezone
 
 import numpy as np
@@ -19,6 +21,17 @@ ROLE_USERS = {
     "researcher": "res",
     "educator": "edu",
 }
+
+
+# Each user's witness of a vault's log lives outside the vault, under
+# XDG_STATE_HOME: keep the suite's away from the home folder, and give each
+# test its own, since fixtures copy vaults (same vault id) from a template.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="workbench-state-")
+
+
+@pytest.fixture(autouse=True)
+def _own_witnesses(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 def passphrase(user: str) -> str:
@@ -74,3 +87,21 @@ def open_as(path, role: str, clock=None, **kw):
     if clock is not None:
         kw["clock"] = clock
     return wb.open_vault(path, user=user, passphrase=passphrase(user), **kw)
+
+
+def insider_index(path, role: str):
+    """The index opened as an insider would: with their own passphrase's index key, outside the workbench.
+
+    The connection is autocommit; whatever it changes bypasses every Python
+    check of the workbench.
+    """
+    import json as _json
+
+    from workbench.vault import _index, _keys
+
+    user = ROLE_USERS.get(role, role)
+    vault_id = _json.loads((path / "VAULT.json").read_text())["vault_id"]
+    slot = _keys.unlock_slot(path, vault_id, user, passphrase(user))
+    db = _index.connect(path / "index.db", slot.keyset.keys["index"])
+    db.execute("PRAGMA foreign_keys = OFF")
+    return db

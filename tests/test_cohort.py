@@ -142,15 +142,15 @@ def test_dask_cluster_path_matches_local_pool(cohort_vault, clock, tmp_path):
     path, ids = cohort_vault
     photo_ids = ids["MRN-0001"][:2]
     policy = Policy(detectors=())
-    with open_as(path, "analyst", clock) as v:
-        local = prepare_derivatives(v, photo_ids, policy, workers=2)
-        local_bytes = {p: v.load_derivative(b) for p, b in zip(local["photo_id"], local["blob_id"])}
+    with open_as(path, "admin", clock) as v:
+        local = prepare_derivatives(v, photo_ids, policy, purpose="research", workers=2)
+        local_bytes = {p: v.load_derivative(b, purpose="research") for p, b in zip(local["photo_id"], local["blob_id"])}
         v.shred_derivatives(v._photo_row(photo_ids[0])[2])
-        assert v.deid_results(photo_ids).empty
+        assert v.deid_results(photo_ids, purpose="research").empty
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:
-                remote = prepare_derivatives(v, photo_ids, policy, scheduler=client)
-        remote_bytes = {p: v.load_derivative(b) for p, b in zip(remote["photo_id"], remote["blob_id"])}
+                remote = prepare_derivatives(v, photo_ids, policy, purpose="research", scheduler=client)
+        remote_bytes = {p: v.load_derivative(b, purpose="research") for p, b in zip(remote["photo_id"], remote["blob_id"])}
     assert remote_bytes == local_bytes
 
 

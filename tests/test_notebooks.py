@@ -267,7 +267,7 @@ def _vault_secrets(vault: Path) -> tuple[list[str], list]:
         for value in photos["birth_date"].dropna():
             born = pd.Timestamp(value)
             strings.update(born.strftime(f) for f in ("%Y-%m-%d", "%Y:%m:%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y"))
-        results = admin.deid_results().set_index("photo_id")
+        results = admin.deid_results(purpose="care").set_index("photo_id")
         originals = []
         for photo_id in photos["photo_id"]:
             regions = None
@@ -310,7 +310,7 @@ def test_the_leak_check_finds_an_original_preview_and_an_identifier(demo_env, tm
     identifiers, originals = _vault_secrets(vault)
     with open_vault(vault, user="demo", passphrase="demo-test") as admin:
         clean = load_deidentified_previews(admin, "care", limit=100)  # whatever consent the other tests withdrew
-        redacted = [p for p in clean if admin.deid_results([p])["regions"].iloc[0]]
+        redacted = [p for p in clean if admin.deid_results([p], purpose="care")["regions"].iloc[0]]
         previews = admin.load_previews(redacted[:1])
         name = admin.photos("care", include_identifiers=True)["patient_name"].iloc[0]
 

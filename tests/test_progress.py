@@ -73,7 +73,7 @@ def test_cohort_derivatives_show_progress(vault_path, clock, monkeypatch, capsys
         ids = [v.add_photo(jpeg_bytes(n), patient="MRN-0001", body_site="hand").photo_id for n in range(2)]
     monkeypatch.setenv("WORKBENCH_PROGRESS", "1")
     with open_as(vault_path, "analyst", clock) as v:
-        prepare_derivatives(v, ids, workers=0, policy=Policy(detectors=()))
+        prepare_derivatives(v, ids, purpose="care", workers=0, policy=Policy(detectors=()))
     err = capsys.readouterr().err
     assert re.search(r"2/2 \[.*photo/s\]", _final(err, "de-identify"))
     assert not any(photo_id in err for photo_id in ids)

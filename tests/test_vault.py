@@ -192,12 +192,12 @@ def test_withdrawal_can_shred_derivatives(vault_path, clock):
     photo_id = _ingest_one(vault_path, clock)
     with open_as(vault_path, "admin", clock) as v:
         blob_id = v.put_derivative(photo_id, "deid_jpeg", b"de-identified bytes")
-        assert v.load_derivative(blob_id) == b"de-identified bytes"
+        assert v.load_derivative(blob_id, purpose="research") == b"de-identified bytes"
         backup = v._blob_path(blob_id).read_bytes()
         v.withdraw_consent("MRN-0001", shred_derivatives=True)
         with pytest.raises(wb.NotFound):
-            v.load_derivative(blob_id)
-        assert v.derivatives(photo_id).empty
+            v.load_derivative(blob_id, purpose="care")
+        assert v.derivatives(photo_id, purpose="care").empty
         assert b"de-identified" not in backup  # a backup copy holds only ciphertext
         # the consent history still shows the withdrawal; nothing was deleted
         assert list(v.consent_history()["action"])[-1] == "withdraw"
@@ -240,7 +240,7 @@ def test_user_management(vault_path, clock):
 
 
 def _preview_blobs(v) -> dict:
-    return dict(v._query("SELECT photo_id, preview_blob FROM photos"))
+    return {photo_id: v._photo_row(photo_id)[1] for (photo_id,) in v._query("SELECT photo_id FROM photos")}
 
 
 def test_previews_are_rendered_once_by_the_first_reader(vault_path, clock):
@@ -289,5 +289,5 @@ def test_preview_of_undecodable_original_fails_closed_and_keeps_it(vault_path, c
     with open_as(vault_path, "analyst", clock) as ana:
         with pytest.raises(wb.InvalidInput, match="stored as imported"):
             ana.load_previews([photo_id])
-        assert ana.read_original_file(photo_id) == bad
+        assert ana._read_original(photo_id, "test") == bad
         assert _preview_blobs(ana)[photo_id] is None

@@ -152,6 +152,7 @@ def prepare_derivatives(
     photo_ids: Iterable[str],
     policy: Policy | None = None,
     *,
+    purpose: str,
     workers: int = 2,
     scheduler: str | None = None,
     manual_regions: dict[str, list[dict]] | None = None,
@@ -165,6 +166,9 @@ def prepare_derivatives(
     ``"tcp://10.0.0.5:8786"`` or a ``distributed.Client``); results come back
     in memory and are encrypted here.
 
+    ``purpose`` is the use the derivatives are made for: photos whose
+    consent for it does not hold now are neither made nor returned.
+
     Returns
     -------
     pandas.DataFrame
@@ -173,15 +177,16 @@ def prepare_derivatives(
     policy = policy or Policy()
     digest = policy_digest(policy)
     photo_ids = list(photo_ids)
-    done = vault.deid_results(photo_ids)
+    done = vault.deid_results(photo_ids, purpose=purpose)
     current = set(done.loc[done["policy_digest"] == digest, "photo_id"])
-    todo = [p for p in photo_ids if p not in current]
+    allowed = set(vault.photos(purpose)["photo_id"])
+    todo = [p for p in photo_ids if p not in current and p in allowed]
     manual_regions = manual_regions or {}
     if todo:
         results = _run_parallel(vault, todo, policy, workers, scheduler, manual_regions)
         for photo_id, result in progress_bar(zip(todo, results), total=len(todo), desc="de-identify"):
             vault.store_deid(photo_id, result, digest)
-    return vault.deid_results(photo_ids)
+    return vault.deid_results(photo_ids, purpose=purpose)
 
 
 def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
@@ -219,17 +224,17 @@ def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
     vault._need("derivatives", "view de-identified previews")  # audited when refused
     eligible = vault.photos(purpose)
     approved = eligible.loc[eligible["review_state"] == "approved", "photo_id"]
-    results = vault.deid_results(approved)
+    results = vault.deid_results(approved, purpose=purpose)
     results = results[results["verified"]].sort_values("photo_id").head(limit)
     return {
-        photo_id: _imageio.render_preview(vault.load_derivative(blob_id), max_side)[0]
+        photo_id: _imageio.render_preview(vault.load_derivative(blob_id, purpose=purpose), max_side)[0]
         for photo_id, blob_id in zip(results["photo_id"], results["blob_id"])
     }
 
 
 def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
     def payload(photo_id):
-        return vault.read_original_file(photo_id), manual_regions.get(photo_id, [])
+        return vault._read_original(photo_id, "de-identify photos"), manual_regions.get(photo_id, [])
 
     if scheduler is not None:
         from distributed import Client
@@ -318,9 +323,10 @@ def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, sch
         drop(eligible["review_state"] != "approved", "unreviewed")
     ids = list(eligible["photo_id"])
     if vault._keys.has("originals") and ids:
-        results = prepare_derivatives(vault, ids, policy, workers=workers, scheduler=scheduler)
+        results = prepare_derivatives(vault, ids, policy, purpose=spec.purpose, workers=workers,
+                                      scheduler=scheduler)
     else:
-        results = vault.deid_results(ids)
+        results = vault.deid_results(ids, purpose=spec.purpose)
     digest = policy_digest(policy)
     results = results[results["policy_digest"] == digest]
     have = set(results["photo_id"])
@@ -416,7 +422,7 @@ def build_cohort(
     for photo in progress_bar(chosen.itertuples(index=False), total=len(chosen), desc="write cohort",
                               unit="image"):
         result = results.loc[photo.photo_id]
-        data = vault.load_derivative(result["blob_id"])
+        data = vault.load_derivative(result["blob_id"], purpose=spec.purpose)
         image_id = pseudonyms.photo(photo.photo_id)
         name = f"{image_id}.{result['ext']}"
         (tmp / "images" / name).write_bytes(data)

@@ -118,7 +118,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
 
     with open_vault(path, user="analyst", passphrase=passphrase) as vault:
         ids = list(vault.photos("care").sort_values("ingested")["photo_id"])
-        results = prepare_derivatives(vault, ids, workers=workers).set_index("photo_id")
+        results = prepare_derivatives(vault, ids, purpose="care", workers=workers).set_index("photo_id")
         held: dict[str, str] = {}
         for purpose in ("research", "education"):
             candidates = [p for p in vault.photos(purpose).sort_values("ingested")["photo_id"] if p not in held]

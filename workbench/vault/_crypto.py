@@ -17,6 +17,10 @@ Constructions
   only the public key cannot read back what it wrote.
 - Keyed digests and pseudonyms: HMAC-SHA256 with a tier key and a domain
   label.
+- Write authority: every user has an Ed25519 key pair; the private half sits
+  in their slot, the public half in the admin-signed registry. Every record
+  of the vault's log (and so every row it adds to the index) carries its
+  author's signature over a domain label, the vault id and the record.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ import os
 import secrets
 
 from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
@@ -100,6 +108,46 @@ def public_from_private(private_raw: bytes) -> bytes:
 
 def _public_raw(public: X25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+# --- signatures -------------------------------------------------------------
+
+SIGNATURE_BYTES = 64
+
+
+def generate_signing_key() -> tuple[bytes, bytes]:
+    """Return ``(private, public)`` raw Ed25519 keys."""
+    private = Ed25519PrivateKey.generate()
+    return (
+        private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        ),
+        signing_public(private),
+    )
+
+
+def signing_public(private: "bytes | Ed25519PrivateKey") -> bytes:
+    if isinstance(private, bytes):
+        private = Ed25519PrivateKey.from_private_bytes(private)
+    return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def sign(private_raw: bytes, domain: str, message: bytes) -> bytes:
+    """Ed25519 signature over a domain label and ``message``."""
+    key = Ed25519PrivateKey.from_private_bytes(private_raw)
+    return key.sign(domain.encode("utf-8") + b"\x00" + message)
+
+
+def verify_signature(public_raw: bytes, signature: bytes, domain: str, message: bytes) -> None:
+    """Raise :class:`CryptoFailure` unless ``signature`` is the holder's over ``message``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(
+            signature, domain.encode("utf-8") + b"\x00" + message
+        )
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise CryptoFailure() from exc
 
 
 # --- passphrases ------------------------------------------------------------
@@ -210,6 +258,10 @@ def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def index_key_pragma(index_key: bytes) -> str:

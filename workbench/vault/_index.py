@@ -15,17 +15,30 @@ from sqlcipher3 import dbapi2 as sqlcipher
 from ..errors import IntegrityError
 from . import _crypto
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
+# The tables other than ``meta`` and ``log`` are a materialised view of the
+# signed log (see ``_log``): rows are only ever added, in the same
+# transaction as the log record that lists them, and every read checks them
+# against the log. Nothing is updated in place except a blob's wrapped key
+# (erased by shredding), which is not part of a row's signed content.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    body BLOB NOT NULL,
+    sig BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS users (
-    user TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
     role TEXT NOT NULL,
-    created TEXT NOT NULL
+    sign_pub TEXT NOT NULL,
+    status TEXT NOT NULL,
+    changed TEXT NOT NULL,
+    changed_by TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS patients (
     patient_ref TEXT PRIMARY KEY,
@@ -50,9 +63,9 @@ CREATE TABLE IF NOT EXISTS blobs (
     photo_id TEXT,
     kind TEXT NOT NULL,
     tier TEXT NOT NULL,
-    wrapped_key BLOB NOT NULL,
     size INTEGER NOT NULL,
-    file_sha256 TEXT NOT NULL
+    file_sha256 TEXT NOT NULL,
+    wrapped_key BLOB          -- NULL once shredded
 );
 CREATE INDEX IF NOT EXISTS blobs_photo ON blobs(photo_id);
 CREATE TABLE IF NOT EXISTS photos (
@@ -66,14 +79,20 @@ CREATE TABLE IF NOT EXISTS photos (
     laterality TEXT,
     diagnosis TEXT,
     capture_date TEXT,
-    review_state TEXT NOT NULL DEFAULT 'unreviewed',
     ingested TEXT NOT NULL,
     ingested_by TEXT NOT NULL,
     original_blob TEXT NOT NULL REFERENCES blobs(blob_id),
-    preview_blob TEXT REFERENCES blobs(blob_id),  -- NULL until rendered
     identifiers BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);
+CREATE TABLE IF NOT EXISTS reviews (
+    photo_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    reviewed_by TEXT NOT NULL,
+    reviewed TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_photo ON reviews(photo_id);
 CREATE TABLE IF NOT EXISTS deid_results (
     blob_id TEXT PRIMARY KEY,
     photo_id TEXT NOT NULL,
@@ -88,6 +107,12 @@ CREATE TABLE IF NOT EXISTS deid_results (
     created_by TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deid_photo ON deid_results(photo_id);
+CREATE TABLE IF NOT EXISTS shreds (
+    patient_ref TEXT NOT NULL,
+    blobs TEXT NOT NULL,
+    shredded_by TEXT NOT NULL,
+    shredded TEXT NOT NULL
+);
 """
 
 

@@ -2,8 +2,13 @@
 
 A vault has one random key set, split into tiers. Each user's slot wraps only
 the tiers that the user's role grants, under a key derived from the user's
-passphrase. What a role may do is therefore decided by which keys it holds,
+passphrase. What a role may read is therefore decided by which keys it holds,
 not by a check in Python that a user's own kernel could skip.
+
+A slot also holds the user's own Ed25519 signing key, with which they sign
+every record they add to the vault's log (what a role may *write* is decided
+by whose signature the log accepts, see ``_log``), and the hash of the log's
+genesis record, so that a log rewritten from its first record is refused.
 """
 
 from __future__ import annotations
@@ -26,20 +31,19 @@ TIERS = {
     "identities_pub": "X25519 public key: seal new identities (write-only)",
     "derivatives": "AES key: de-identified derivatives",
     "index": "SQLCipher key of the index",
-    "audit": "HMAC key of the audit chain",
     "pseudonym": "HMAC key for de-identified pseudonyms",
     "lookup": "HMAC key: find a patient by MRN, find duplicate photos",
 }
 
 ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset(TIERS),
-    "photographer": frozenset({"originals_pub", "identities_pub", "index", "audit", "lookup"}),
+    "photographer": frozenset({"originals_pub", "identities_pub", "index", "lookup"}),
     "clinician": frozenset(TIERS),
     "analyst": frozenset(
-        {"originals", "originals_pub", "derivatives", "index", "audit", "pseudonym"}
+        {"originals", "originals_pub", "derivatives", "index", "pseudonym"}
     ),
-    "researcher": frozenset({"derivatives", "index", "audit", "pseudonym"}),
-    "educator": frozenset({"derivatives", "index", "audit", "pseudonym"}),
+    "researcher": frozenset({"derivatives", "index", "pseudonym"}),
+    "educator": frozenset({"derivatives", "index", "pseudonym"}),
 }
 
 ROLE_HELP = {
@@ -52,7 +56,7 @@ ROLE_HELP = {
 }
 
 _USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
-_SLOT_VERSION = 1
+_SLOT_VERSION = 2
 
 
 def check_user_name(name: str) -> str:
@@ -119,7 +123,6 @@ def generate_keyset() -> KeySet:
         "identities_pub": id_pub,
         "derivatives": _crypto.random_key(),
         "index": _crypto.random_key(),
-        "audit": _crypto.random_key(),
         "pseudonym": _crypto.random_key(),
         "lookup": _crypto.random_key(),
     }
@@ -134,10 +137,22 @@ def slot_path(root: Path, user: str) -> Path:
     return root / "users" / f"{check_user_name(user)}.slot"
 
 
+@dataclass(frozen=True, repr=False)
+class Slot:
+    """What a user's passphrase unlocks: tier keys, their signing key, the genesis pin."""
+
+    keyset: KeySet
+    signing: bytes
+    genesis: str
+
+    def __repr__(self) -> str:
+        return f"Slot(role={self.keyset.role!r})"
+
+
 def write_slot(
-    root: Path, vault_id: str, user: str, keyset: KeySet, passphrase: str, *, replace: bool
+    root: Path, vault_id: str, user: str, slot: Slot, passphrase: str, *, replace: bool
 ) -> None:
-    """Wrap ``keyset`` for ``user`` under ``passphrase`` and store the slot atomically."""
+    """Wrap ``slot`` for ``user`` under ``passphrase`` and store it atomically."""
     check_passphrase(passphrase)
     path = slot_path(root, user)
     if path.exists() and not replace:
@@ -146,9 +161,14 @@ def write_slot(
             "`workbench user passwd`",
             user=user,
         )
+    keyset = slot.keyset
     salt = _crypto.new_salt()
     kek = _crypto.derive_kek(passphrase, salt)
-    payload = json.dumps({t: _crypto.b64e(k) for t, k in sorted(keyset.keys.items())}).encode()
+    payload = json.dumps({
+        "tiers": {t: _crypto.b64e(k) for t, k in sorted(keyset.keys.items())},
+        "signing": _crypto.b64e(slot.signing),
+        "genesis": slot.genesis,
+    }).encode()
     wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, keyset.role))
     doc = {
         "version": _SLOT_VERSION,
@@ -172,7 +192,7 @@ def _denied() -> AccessDenied:
     )
 
 
-def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> KeySet:
+def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
     """Unwrap a user's keys. Any failure is the same ``AccessDenied``."""
     try:
         path = slot_path(root, user)
@@ -180,20 +200,22 @@ def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> KeySet
         role = doc["role"]
         salt = _crypto.b64d(doc["salt"])
         wrapped = _crypto.b64d(doc["wrapped"])
-        if role not in ROLES or doc.get("user") != user:
+        if role not in ROLES or doc.get("user") != user or doc.get("version") != _SLOT_VERSION:
             raise ValueError
     except (InvalidInput, OSError, ValueError, KeyError, TypeError, _crypto.CryptoFailure):
         _crypto.derive_kek(passphrase or "", _DUMMY_SALT)
         raise _denied() from None
     kek = _crypto.derive_kek(passphrase, salt)
     try:
-        payload = _crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role))
-        keys = {t: _crypto.b64d(v) for t, v in json.loads(payload).items()}
-    except (_crypto.CryptoFailure, ValueError):
+        payload = json.loads(_crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role)))
+        keys = {t: _crypto.b64d(v) for t, v in payload["tiers"].items()}
+        signing = _crypto.b64d(payload["signing"])
+        genesis = str(payload["genesis"])
+    except (_crypto.CryptoFailure, ValueError, KeyError, TypeError, AttributeError):
         raise _denied() from None
     if set(keys) != ROLES[role]:
         raise _denied()
-    return KeySet(role=role, keys=keys)
+    return Slot(KeySet(role=role, keys=keys), signing, genesis)
 
 
 def list_slots(root: Path) -> list[dict]:

@@ -30,11 +30,11 @@ from ..errors import (
     NoTerminal,
     WorkbenchError,
 )
-from . import _audit, _consent, _crypto, _index, _keys
+from . import _consent, _crypto, _index, _keys, _log
 from ._files import TMP_SUFFIX, atomic_write, fsync_dir, locked, read_input
 
 FORMAT_NAME = "workbench-vault"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: columns every role may see, in the order ``photos()`` returns them
 PHOTO_COLUMNS = [
@@ -65,6 +65,37 @@ IDENTIFIER_COLUMNS = [
 REVIEW_STATES = ("unreviewed", "in_review", "approved", "rejected")
 
 Clock = Callable[[], datetime]
+
+#: a checkpoint file outside the vault: checked on every open, and refreshed
+#: after each consent withdrawal and user removal
+CHECKPOINT_ENV = "WORKBENCH_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """Outcome of :meth:`Vault.verify_audit`.
+
+    Attributes
+    ----------
+    ok : bool
+        True when every record checks, every table matches the log, and the
+        log extends what was verified before (and the checkpoint, if given).
+    records : int
+        Number of records read.
+    first_bad : int or None
+        Number of the first bad record, when one is to blame.
+    reason : str
+        What is wrong, in words, or ``"intact"``.
+    signer : str or None
+        The user a bad record claims as its author (whose key failed, or who
+        was not allowed to write it).
+    """
+
+    ok: bool
+    records: int
+    first_bad: int | None
+    reason: str
+    signer: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -199,19 +230,29 @@ def init_vault(
     (root / "users").mkdir()
     vault_id = _crypto.random_id(16)
     keyset = _keys.generate_keyset()
+    signing, public = _crypto.generate_signing_key()
     created = _iso(clock())
     db = _index.connect(root / "index.db", keyset.keys["index"], create=True)
-    db.execute("INSERT INTO users VALUES (?, ?, ?)", (admin, "admin", created))
+    # The genesis record: the first admin registers their own key. Every
+    # slot pins its hash, so a log rewritten from the start is refused.
+    user_row = (admin, "admin", public.hex(), "active", created, admin)
+    genesis = _log.make_record(
+        vault_id=vault_id, seq=1, prev=_log.GENESIS, time=created, user=admin, action="vault_init",
+        detail={}, rows={"users": [user_row]}, signing_key=signing,
+    )
+    db.execute("BEGIN IMMEDIATE")
     db.execute("INSERT INTO meta VALUES ('vault_id', ?)", (vault_id,))
+    db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", user_row)
+    db.execute("INSERT INTO log VALUES (?, ?, ?)", (1, genesis.body, genesis.sig))
+    db.execute("COMMIT")
     db.close()
-    _keys.write_slot(root, vault_id, admin, keyset, passphrase, replace=False)
+    slot = _keys.Slot(keyset, signing, genesis.hash)
+    _keys.write_slot(root, vault_id, admin, slot, passphrase, replace=False)
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "vault_id": vault_id, "created": created}
     # Written last: a folder without VAULT.json is not a vault, so a crash
     # during init leaves nothing that looks usable.
     atomic_write(root / "VAULT.json", (json.dumps(header, indent=1) + "\n").encode())
-    vault = Vault(root, admin, keyset, vault_id, clock=clock)
-    vault._record("vault_init", {})
-    return vault
+    return Vault(root, admin, slot, vault_id, clock=clock)
 
 
 def open_vault(
@@ -240,9 +281,12 @@ def open_vault(
     NotFound
         ``path`` is not a vault.
     AccessDenied
-        The user name or passphrase is wrong (which one is not said).
+        The user name or passphrase is wrong (which one is not said), or
+        the account was removed.
     IntegrityError
-        The index or the audit chain is damaged.
+        The index or the log is damaged, was rewritten, or no longer extends
+        what this user verified before or the checkpoint named by
+        ``WORKBENCH_CHECKPOINT``.
     """
     root = Path(path)
     header = _read_header(root)
@@ -250,9 +294,13 @@ def open_vault(
         passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
     if passphrase is None:
         passphrase = _ask_passphrase(f"Passphrase for {user}: ")
-    keyset = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
-    vault = Vault(root, user, keyset, header["vault_id"], clock=clock)
-    vault._record("vault_open", {"role": keyset.role})
+    slot = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
+    vault = Vault(root, user, slot, header["vault_id"], clock=clock)
+    try:
+        vault._record("vault_open", {"role": slot.keyset.role})
+    except BaseException:
+        vault.close()
+        raise
     return vault
 
 
@@ -310,24 +358,38 @@ class Vault:
     """An opened vault. Create with :func:`init_vault` or :func:`open_vault`.
 
     Every method that reads protected data, changes consent or users, or
-    queries photos appends a record to the audit chain. What a method can do
-    depends on which tier keys the user's role unwrapped; a missing key raises
-    ``AccessDenied``.
+    queries photos appends a record, signed with the user's own key, to the
+    vault's log. What a method can read depends on which tier keys the user's
+    role unwrapped (a missing key raises ``AccessDenied``); what it can write
+    depends on whether the log accepts the user's signature for it, which
+    every reader checks.
     """
 
-    def __init__(self, root: Path, user: str, keyset: _keys.KeySet, vault_id: str, *, clock: Clock):
+    def __init__(self, root: Path, user: str, slot: _keys.Slot, vault_id: str, *, clock: Clock):
         self.root = Path(root)
         self.user = user
-        self._keys = keyset
+        self._keys = slot.keyset
+        self._signing = slot.signing
+        self._genesis = slot.genesis
         self.vault_id = vault_id
         self._clock = clock
         self._lock_path = self.root / ".lock"
-        self._audit_path = self.root / "audit.log"
         self._thread_lock = threading.RLock()
-        self._db = _index.connect(self.root / "index.db", keyset.get("index", "open the index"))
-        stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
-        if stored is None or stored[0] != vault_id:
-            raise _index.damaged()
+        self._pending: dict[str, list[tuple]] | None = None
+        self._verified: set[str] = set()
+        self._data_version: int | None = None
+        self._db = _index.connect(self.root / "index.db", self._keys.get("index", "open the index"))
+        try:
+            stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
+            if stored is None or stored[0] != vault_id:
+                raise _index.damaged()
+            self._state = self._first_state()
+            checkpoint = os.environ.get(CHECKPOINT_ENV)
+            if checkpoint and Path(checkpoint).exists():
+                self.check_checkpoint(checkpoint)
+        except BaseException:
+            self.close()
+            raise
 
     # -- basics -------------------------------------------------------------
 
@@ -346,8 +408,11 @@ class Vault:
         self.close()
 
     def close(self) -> None:
-        """Checkpoint the index and close it."""
+        """Remember the verified log head (this user's witness), checkpoint the index, close it."""
         db, self._db = getattr(self, "_db", None), None
+        state = getattr(self, "_state", None)
+        if state is not None and db is not None:
+            _log.save_witness(self.vault_id, self.user, self._signing, state)
         if db is not None:
             with contextlib.suppress(_index.DatabaseError):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -368,40 +433,167 @@ class Vault:
         except _index.DatabaseError as exc:
             raise _index.damaged() from exc
 
+    # -- the signed log -------------------------------------------------------
+
+    def _log_records(self, after: int) -> list[_log.Record]:
+        rows = self._query("SELECT seq, body, sig FROM log WHERE seq > ? ORDER BY seq", (after,))
+        return [_log.parse(seq, body, sig) for seq, body, sig in rows]
+
+    def _log_hash(self, seq: int) -> str | None:
+        rows = self._query("SELECT seq, body, sig FROM log WHERE seq = ?", (seq,))
+        return _log.parse(*rows[0]).hash if rows else None
+
+    def _replay(self, state: _log.State) -> _log.State:
+        try:
+            return _log.replay(self._log_records(state.seq), state, self.vault_id)
+        except _log.Broken as exc:
+            raise IntegrityError(
+                f"the vault's log is broken at record {exc.seq} (signed as {exc.user}): {exc.reason}; "
+                "run `workbench audit verify` and restore the vault from a backup",
+                record=exc.seq,
+            ) from None
+
+    def _first_state(self) -> _log.State:
+        """Verify the log (from this user's witness on, if they have one) and check the account."""
+        witness = _log.load_witness(self.vault_id, self.user, self._signing)
+        if witness is not None and witness.genesis == self._genesis:
+            if self._log_hash(witness.seq) != witness.hash:
+                raise IntegrityError(
+                    f"the vault's log no longer extends what {self.user} verified before "
+                    f"({witness.seq} records): it was cut short, rewritten or rolled back to an "
+                    "older copy; do not use it, and ask an admin to compare it with a checkpoint",
+                    record=witness.seq,
+                )
+            state = self._replay(witness)
+        else:
+            state = self._replay(_log.State())
+        if state.genesis != self._genesis:
+            raise IntegrityError(
+                "the vault's log does not start with the genesis record your key slot pins: "
+                "the log was replaced; restore the vault from a backup",
+            )
+        registered = state.registry.get(self.user)
+        if (registered is None or registered[2] != "active" or registered[0] != self.role
+                or registered[1] != _crypto.signing_public(self._signing).hex()):
+            raise AccessDenied(
+                "this account was removed from the vault or its key was reset; ask an admin",
+                user=self.user,
+            )
+        self._data_version = self._pragma_data_version()
+        _log.save_witness(self.vault_id, self.user, self._signing, state)
+        return state
+
+    def _pragma_data_version(self) -> int:
+        return int(self._query("PRAGMA data_version")[0][0])
+
+    def _sync(self) -> None:
+        """Take in what other connections wrote since we last looked (verified)."""
+        version = self._pragma_data_version()
+        if version == self._data_version:
+            return
+        state = self._state
+        if self._log_hash(state.seq) != (state.hash if state.seq else None):
+            raise IntegrityError(
+                f"the vault's log was cut short or rewritten while it was open (record {state.seq} "
+                "changed); close it and run `workbench audit verify`",
+                record=state.seq,
+            )
+        self._state = self._replay(state)
+        self._verified.clear()
+        self._data_version = version
+        if self._state.seq != state.seq:
+            _log.save_witness(self.vault_id, self.user, self._signing, self._state)
+
+    def _check_tables(self, *tables: str) -> None:
+        """Each table must hold exactly the rows the verified log added, in order."""
+        with self._thread_lock:
+            self._sync()
+            for table in tables:
+                if table in self._verified:
+                    continue
+                columns = ", ".join(_log.TABLES[table])
+                rows = self._query(f"SELECT {columns} FROM {table} ORDER BY rowid")
+                count, head = self._state.head(table)
+                for values in (self._pending or {}).get(table, []):  # added by this write
+                    count, head = count + 1, _log.fold(head, _log.row_digest(values))
+                if _log.table_head(rows) != (count, head):
+                    raise self._tampered(table, rows)
+                self._verified.add(table)
+
+    def _tampered(self, table: str, rows: list[tuple]) -> IntegrityError:
+        """Name the first row of ``table`` that differs from what the log added."""
+        expected = [values for record in self._log_records(0) for values in record.rows(table)]
+        position = next(
+            (n for n, (a, b) in enumerate(zip(rows, expected)) if tuple(a) != tuple(b)),
+            min(len(rows), len(expected)),
+        )
+        if position < len(rows):
+            what = f"its row {position + 1} ({_log.TABLES[table][0]} {rows[position][0]})"
+        else:
+            what = f"rows from {position + 1} on (deleted)"
+        return IntegrityError(
+            f"the index's {table} table differs from the signed log at {what}: it was edited "
+            "outside the workbench; run `workbench audit verify` and restore index.db from a "
+            "backup",
+            table=table, row=position + 1,
+        )
+
+    def _insert(self, table: str, row: tuple, extra: tuple = ()) -> tuple:
+        """Add one row inside the current write; it goes into the write's log record."""
+        if self._pending is None:
+            raise RuntimeError("rows are added only inside Vault._write")
+        row = tuple(int(v) if isinstance(v, bool) else v for v in row)
+        marks = ", ".join("?" * (len(row) + len(extra)))
+        cur = self._conn().execute(f"INSERT INTO {table} VALUES ({marks})", row + tuple(extra))
+        if table == "consent_events" and row[0] is None:
+            row = (cur.lastrowid,) + row[1:]
+        self._pending.setdefault(table, []).append(row)
+        return row
+
     @contextlib.contextmanager
     def _write(self, action: str, detail: dict | None = None):
-        """One transaction that ends with its audit record.
+        """One transaction that ends with its signed log record.
 
-        The audit record is appended (and fsynced) before the index commits,
-        and the index stores the new chain head in the same transaction: a
-        crash leaves either both, or an audit record of an attempt that did
-        not happen, never a change without its record.
+        The rows added through :meth:`_insert` and the record that lists
+        them commit together or not at all. The record is checked against
+        the log's rules before commit, so a write the user's role may not
+        make fails here, as it would for every later reader.
         """
         detail = {} if detail is None else detail
-        audit_key = self._keys.get("audit", "write the audit trail")
         with self._thread_lock, locked(self._lock_path):
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
             except _index.DatabaseError as exc:
                 raise _index.damaged() from exc
+            self._pending = {}
             try:
+                self._sync()
                 yield detail
-                seq, mac, consistent = _audit.append(
-                    self._audit_path, audit_key, user=self.user, action=action,
-                    detail=detail, now=self._clock(), head=self._audit_head(),
+                state = self._state
+                record = _log.make_record(
+                    vault_id=self.vault_id, seq=state.seq + 1, prev=state.hash,
+                    time=_iso(self._clock()), user=self.user, action=action, detail=detail,
+                    rows=self._pending, signing_key=self._signing,
                 )
-                if consistent:
-                    db.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)", (f"{seq}:{mac}",)
-                    )
+                try:
+                    new_state = _log.replay([record], state, self.vault_id)
+                except _log.Broken as exc:
+                    raise AccessDenied(
+                        f"the {self.role} role cannot {action.replace('_', ' ')}; ask an admin "
+                        "for a role that may", role=self.role,
+                    ) from exc
+                db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
                 db.execute("COMMIT")
+                self._state = new_state
             except BaseException as exc:
                 with contextlib.suppress(_index.DatabaseError):
                     db.execute("ROLLBACK")
                 if isinstance(exc, _index.DatabaseError):
                     raise _index.damaged() from exc
                 raise
+            finally:
+                self._pending = None
 
     def _record(self, action: str, detail: dict) -> None:
         with self._write(action, detail):
@@ -424,63 +616,88 @@ class Vault:
     # -- users --------------------------------------------------------------
 
     def users(self) -> pd.DataFrame:
-        """User names and roles."""
-        rows = self._query("SELECT user, role, created FROM users ORDER BY user")
-        return pd.DataFrame(rows, columns=["user", "role", "created"])
+        """Active user names and roles, from the admin-signed registry."""
+        self._check_tables("users")
+        rows = self._query("SELECT user, role, status, changed FROM users ORDER BY rowid")
+        latest = {user: (role, status, changed) for user, role, status, changed in rows}
+        active = sorted((u, r, c) for u, (r, st, c) in latest.items() if st == "active")
+        return pd.DataFrame(active, columns=["user", "role", "created"])
+
+    def _registered(self, name: str) -> tuple[str, str] | None:
+        """``(role, public key hex)`` of an active user, from the verified registry."""
+        self._sync()
+        entry = self._state.registry.get(name)
+        return (entry[0], entry[1]) if entry and entry[2] == "active" else None
 
     def add_user(self, name: str, role: str, passphrase: str | None = None) -> None:
         """Create a user with ``role`` (admins only).
 
-        The new slot wraps only the tier keys the role grants.
+        The new slot wraps only the tier keys the role grants, and a new
+        signing key whose public half the admin's record registers.
         """
         name = _keys.check_user_name(name)
         role = _keys.check_role(role)
         if self.role != "admin":
             raise self._denied("manage users", "admin")
-        if self._query("SELECT 1 FROM users WHERE user = ?", (name,)):
+        if self._registered(name) is not None or _keys.slot_path(self.root, name).exists():
             raise AlreadyExists("a user with this name already exists", user=name)
         if passphrase is None:
             passphrase = _ask_new_passphrase()
+        _keys.check_passphrase(passphrase)
         subset = self._keys.restricted_to(role)
+        signing, public = _crypto.generate_signing_key()
         with self._write("user_add", {"target": name, "role": role}):
-            self._conn().execute(
-                "INSERT INTO users VALUES (?, ?, ?)", (name, role, _iso(self._clock()))
-            )
-            _keys.write_slot(self.root, self.vault_id, name, subset, passphrase, replace=False)
+            self._insert("users", (name, role, public.hex(), "active", _iso(self._clock()), self.user))
+            _keys.write_slot(self.root, self.vault_id, name, _keys.Slot(subset, signing, self._genesis),
+                             passphrase, replace=False)
 
     def set_passphrase(self, name: str, passphrase: str | None = None) -> None:
-        """Change a user's passphrase: your own, or anyone's if you are an admin."""
+        """Change a user's passphrase: your own, or anyone's if you are an admin.
+
+        An admin resetting someone else's passphrase gives them a new signing
+        key too (the admin cannot know the old one); the registry records it.
+        """
         name = _keys.check_user_name(name)
-        rows = self._query("SELECT role FROM users WHERE user = ?", (name,))
-        if not rows:
+        entry = self._registered(name)
+        if entry is None:
             raise NotFound("no such user in this vault", user=name)
-        role = rows[0][0]
-        if name == self.user:
-            subset = self._keys
-        elif self.role == "admin":
-            subset = self._keys.restricted_to(role)
-        else:
+        role = entry[0]
+        if name != self.user and self.role != "admin":
             raise self._denied("change another user's passphrase", "admin")
         if passphrase is None:
             passphrase = _ask_new_passphrase()
-        with self._write("user_passwd", {"target": name}):
-            _keys.write_slot(self.root, self.vault_id, name, subset, passphrase, replace=True)
+        _keys.check_passphrase(passphrase)
+        if name == self.user:
+            slot = _keys.Slot(self._keys, self._signing, self._genesis)
+            with self._write("user_passwd", {"target": name}):
+                _keys.write_slot(self.root, self.vault_id, name, slot, passphrase, replace=True)
+            return
+        signing, public = _crypto.generate_signing_key()
+        slot = _keys.Slot(self._keys.restricted_to(role), signing, self._genesis)
+        with self._write("user_reset", {"target": name}):
+            self._insert("users", (name, role, public.hex(), "active", _iso(self._clock()), self.user))
+            _keys.write_slot(self.root, self.vault_id, name, slot, passphrase, replace=True)
 
     def remove_user(self, name: str) -> None:
-        """Delete a user's key slot (admins only). The last admin cannot be removed."""
+        """Remove a user (admins only): the registry ends their key, their slot is deleted.
+
+        Records they signed before stay valid; anything signed with their key
+        afterwards is refused by every reader. The last admin cannot be removed.
+        """
         name = _keys.check_user_name(name)
         if self.role != "admin":
             raise self._denied("manage users", "admin")
-        rows = self._query("SELECT role FROM users WHERE user = ?", (name,))
-        if not rows:
+        entry = self._registered(name)
+        if entry is None:
             raise NotFound("no such user in this vault", user=name)
-        admins = self._query("SELECT COUNT(*) FROM users WHERE role = 'admin'")[0][0]
-        if rows[0][0] == "admin" and admins <= 1:
+        admins = sum(1 for r, _, st in self._state.registry.values() if r == "admin" and st == "active")
+        if entry[0] == "admin" and admins <= 1:
             raise InvalidInput("refusing to remove the last admin; add another admin first")
         with self._write("user_remove", {"target": name}):
-            self._conn().execute("DELETE FROM users WHERE user = ?", (name,))
-            with contextlib.suppress(NotFound):
-                _keys.remove_slot(self.root, name)
+            self._insert("users", (name, entry[0], entry[1], "removed", _iso(self._clock()), self.user))
+        with contextlib.suppress(NotFound):
+            _keys.remove_slot(self.root, name)
+        self._auto_checkpoint()
 
     # -- blobs --------------------------------------------------------------
 
@@ -517,24 +734,31 @@ class Vault:
                 "a file written to the vault did not read back intact; check the disk "
                 "and run the ingest again"
             )
-        return (blob_id, photo_id, kind, tier, wrapped, len(plaintext), _crypto.sha256_hex(stored))
+        return (blob_id, photo_id, kind, tier, len(plaintext), _crypto.sha256_hex(stored), wrapped)
 
     def _insert_blob(self, row: tuple) -> None:
-        self._conn().execute("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        """``row`` as :meth:`_store_blob` returns it; the wrapped key is not signed content."""
+        self._insert("blobs", row[:6], (row[6],))
 
     def _open_blob(self, blob_id: str, action: str, detail: dict) -> bytes:
-        rows = self._query("SELECT kind, tier, wrapped_key FROM blobs WHERE blob_id = ?", (blob_id,))
-        if not rows:
+        self._check_tables("blobs")
+        rows = self._query("SELECT kind, tier, wrapped_key, file_sha256 FROM blobs WHERE blob_id = ?", (blob_id,))
+        if not rows or rows[0][2] is None:
             raise NotFound("that file is not in the vault (it may have been shredded)", blob_id=blob_id)
-        kind, tier, wrapped = rows[0]
+        kind, tier, wrapped, digest = rows[0]
         key = self._need(tier, action, detail)
         aad = _crypto.blob_aad(blob_id, kind)
         try:
+            stored = self._blob_path(blob_id).read_bytes()
+            # the signed digest: a file re-encrypted under another data key
+            # by someone holding the tier key is not the file that was added
+            if not _crypto.constant_time_equal(_crypto.sha256_hex(stored), digest):
+                raise _crypto.CryptoFailure()
             if tier in ("originals", "identities"):
                 data_key = _crypto.open_sealed(key, wrapped, aad)
             else:
                 data_key = _crypto.open_symmetric(key, wrapped, aad)
-            return _crypto.decrypt_blob(data_key, blob_id, kind, self._blob_path(blob_id).read_bytes())
+            return _crypto.decrypt_blob(data_key, blob_id, kind, stored)
         except (_crypto.CryptoFailure, OSError):
             raise IntegrityError(
                 "a vault file failed its integrity check (damaged, replaced or missing); "
@@ -563,16 +787,16 @@ class Vault:
         return _crypto.keyed_digest(key, "patient", _norm_patient(patient))
 
     def _find_patient(self, patient: str) -> str | None:
+        self._check_tables("patients")
         rows = self._query("SELECT patient_ref FROM patients WHERE lookup = ?", (self._patient_lookup(patient),))
         return rows[0][0] if rows else None
 
     def _create_patient(self, patient: str, name: str | None, birth_date: date | None) -> str:
         ref = "P" + _crypto.random_id(8)
         identity = {"patient_id": patient.strip(), "name": name, "birth_date": birth_date}
-        self._conn().execute(
-            "INSERT INTO patients VALUES (?, ?, ?, ?)",
-            (ref, self._patient_lookup(patient), self._seal_record("identities", identity, "patient:" + ref), _iso(self._clock())),
-        )
+        self._insert("patients", (ref, self._patient_lookup(patient),
+                                  self._seal_record("identities", identity, "patient:" + ref),
+                                  _iso(self._clock())))
         return ref
 
     def patient_ref(self, patient: str) -> str:
@@ -595,6 +819,7 @@ class Vault:
         each call is audited.
         """
         self._need("identities", "see patient identities", {"patient_ref": patient_ref})
+        self._check_tables("patients")
         rows = self._query("SELECT identity FROM patients WHERE patient_ref = ?", (patient_ref,))
         if not rows:
             raise NotFound("no patient with that reference", patient_ref=patient_ref)
@@ -665,6 +890,7 @@ class Vault:
         seq = self._consent_event("withdraw", patient, scopes, None, False, None, effective, None, None)
         if shred_derivatives:
             self.shred_derivatives(self.patient_ref(patient))
+        self._auto_checkpoint()
         return seq
 
     def _consent_event(self, action, patient, scopes, expires, identifiable, form_bytes, effective, name, birth_date) -> int:
@@ -680,17 +906,15 @@ class Vault:
                 row = self._store_blob("consent_form", "identities", form_bytes, None)
                 self._insert_blob(row)
                 form_blob = row[0]
-            cur = self._conn().execute(
-                "INSERT INTO consent_events (patient_ref, action, scopes, effective, expires, "
-                "identifiable, form_blob, recorded_by, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (ref, action, ",".join(sorted(scopes)), _iso(effective),
-                 expires.isoformat() if expires else None, int(bool(identifiable)),
-                 form_blob, self.user, _iso(self._clock())),
-            )
-            detail.update(patient_ref=ref, scopes=sorted(scopes), consent_seq=cur.lastrowid)
-        return cur.lastrowid
+            row = self._insert("consent_events", (
+                None, ref, action, ",".join(sorted(scopes)), _iso(effective),
+                expires.isoformat() if expires else None, int(bool(identifiable)),
+                form_blob, self.user, _iso(self._clock())))
+            detail.update(patient_ref=ref, scopes=sorted(scopes), consent_seq=row[0])
+        return row[0]
 
     def _consent_events(self) -> dict[str, list[_consent.ConsentEvent]]:
+        self._check_tables("consent_events")
         events: dict[str, list[_consent.ConsentEvent]] = {}
         for seq, ref, action, scopes, effective, expires, identifiable in self._query(
             "SELECT seq, patient_ref, action, scopes, effective, expires, identifiable FROM consent_events"
@@ -707,6 +931,7 @@ class Vault:
 
     def consent_history(self, patient_ref: str | None = None) -> pd.DataFrame:
         """Every consent record (or one patient's), oldest first. Never identifying."""
+        self._check_tables("consent_events")
         sql = ("SELECT seq, patient_ref, action, scopes, effective, expires, identifiable, "
                "form_blob IS NOT NULL, recorded_by, recorded FROM consent_events")
         args: tuple = ()
@@ -799,6 +1024,7 @@ class Vault:
             if callable(data):
                 data = data()
             content_key = _crypto.keyed_digest(lookup_key, "content", data)
+            self._check_tables("photos")
             dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (content_key,))
             if dup:
                 return PhotoResult("duplicate", photo_id=dup[0][0])
@@ -882,18 +1108,17 @@ class Vault:
             detail["patient_ref"] = ref
             for row in p.rows:
                 self._insert_blob(row)
-            self._conn().execute(
-                "INSERT INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'unreviewed', ?, ?, ?, ?, ?)",
-                (p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
-                 laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
-                 p.original_row[0], p.preview_row and p.preview_row[0], p.sealed_identifiers),
-            )
+            self._insert("photos", (
+                p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
+                laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
+                p.original_row[0], p.sealed_identifiers))
         return PhotoResult("added", photo_id=p.photo_id), ref
 
     def _require_patient(self, patient: str, allow_no_consent: bool) -> str | None:
         ref = self._find_patient(patient)
         if allow_no_consent:
             return ref
+        self._check_tables("consent_events")
         if ref is None or not self._query("SELECT 1 FROM consent_events WHERE patient_ref = ? LIMIT 1", (ref,)):
             raise ConsentError(
                 "this patient is unknown or has no consent on record; record consent first "
@@ -934,12 +1159,14 @@ class Vault:
             self._need("identities", "see identifiers", {"purpose": purpose})
         now = self._clock()
         events = self._consent_events()
+        reviews = self._review_states()
         rows = self._query(
             "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
-            "review_state, format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
+            "format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
         )
         records = []
-        for (photo_id, ref, site, lat, dx, cdate, review, fmt, w, h, ingested, sealed) in rows:
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested, sealed) in rows:
+            review = reviews.get(photo_id, "unreviewed")
             patient_events = events.get(ref, [])
             grants = _consent.active_grants(patient_events, now)
             if purpose in grants:
@@ -975,11 +1202,13 @@ class Vault:
         _check_filters(filters)
         now = self._clock()
         events = self._consent_events()
+        reviews = self._review_states()
         out = []
-        for (photo_id, ref, site, lat, dx, cdate, review, fmt, w, h, ingested) in self._query(
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested) in self._query(
             "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
-            "review_state, format, width, height, ingested FROM photos ORDER BY ingested, photo_id"
+            "format, width, height, ingested FROM photos ORDER BY ingested, photo_id"
         ):
+            review = reviews.get(photo_id, "unreviewed")
             patient_events = events.get(ref, [])
             if purpose == "care" and not patient_events:
                 continue
@@ -996,15 +1225,18 @@ class Vault:
 
     def consent_digest(self) -> str:
         """SHA-256 over every consent record: names the consent state a build used."""
+        self._check_tables("consent_events")
         rows = self._query("SELECT seq, patient_ref, action, scopes, effective, expires, identifiable "
                            "FROM consent_events ORDER BY seq")
         return _crypto.sha256_hex(json.dumps(rows).encode())
 
     def photo_count(self) -> int:
         """How many photos the vault holds, whatever their consent."""
+        self._check_tables("photos")
         return int(self._query("SELECT COUNT(*) FROM photos")[0][0])
 
     def _add_identifiers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self._check_tables("patients")
         identity_cache: dict[str, dict] = {}
         extra = []
         for photo_id, ref, sealed in zip(frame["photo_id"], frame["patient_ref"], frame["_sealed"]):
@@ -1021,17 +1253,40 @@ class Vault:
         return pd.concat([frame.drop(columns="_sealed"), ident], axis=1)
 
     def _photo_row(self, photo_id: str) -> tuple:
-        rows = self._query("SELECT original_blob, preview_blob, patient_ref FROM photos WHERE photo_id = ?", (photo_id,))
+        """``(original blob, preview blob or None, patient_ref)`` of a photo (verified rows)."""
+        self._check_tables("photos", "blobs")
+        rows = self._query(
+            "SELECT original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id AND "
+            "b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
+            "WHERE photo_id = ?", (photo_id,))
         if not rows:
             raise NotFound("no photo with that id in this vault", photo_id=photo_id)
         return rows[0]
 
+    def _review_states(self) -> dict[str, str]:
+        """photo_id -> its latest review decision (photos never reviewed are absent)."""
+        self._check_tables("reviews")
+        return {photo_id: state for photo_id, state in
+                self._query("SELECT photo_id, state FROM reviews ORDER BY rowid")}
+
     def read_original_file(self, photo_id: str) -> bytes:
-        """The identifiable original file's bytes, decrypted in memory (audited)."""
+        """The identifiable original file's bytes, metadata and all, decrypted in memory (audited).
+
+        The file holds identifiers in its metadata (camera serial, owner,
+        capture time, sometimes a name), so only roles that may see
+        identities (admin, clinician) may have it; others see pixels through
+        :meth:`load_original`.
+        """
         original_blob, _, ref = self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "patient_ref": ref}
-        self._need("originals", "read original photos", detail)
-        data = self._open_blob(original_blob, "read original photos", detail)
+        self._need("identities", "read original files with their metadata", detail)
+        return self._read_original(photo_id, "read original photos")
+
+    def _read_original(self, photo_id: str, action: str) -> bytes:
+        original_blob, _, ref = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": ref}
+        self._need("originals", action, detail)
+        data = self._open_blob(original_blob, action, detail)
         self._record("decrypt_original", detail)
         return data
 
@@ -1041,7 +1296,7 @@ class Vault:
         Never written to disk. Raises ``AccessDenied`` for roles without the
         originals key (photographer, researcher, educator).
         """
-        return _imageio.decode(self.read_original_file(photo_id))
+        return _imageio.decode(self._read_original(photo_id, "read original photos"))
 
     def load_previews(self, photo_ids: Iterable[str]) -> dict[str, bytes]:
         """Small JPEG previews of originals (identifiable), decrypted in memory.
@@ -1101,8 +1356,10 @@ class Vault:
             before it are kept.
         """
         if photo_ids is None:
+            self._check_tables("photos", "blobs")
             todo = {r[0]: (r[1], None, r[2]) for r in self._query(
-                "SELECT photo_id, original_blob, patient_ref FROM photos WHERE preview_blob IS NULL ORDER BY photo_id")}
+                "SELECT photo_id, original_blob, patient_ref FROM photos p WHERE NOT EXISTS (SELECT 1 "
+                "FROM blobs b WHERE b.photo_id = p.photo_id AND b.kind = 'preview') ORDER BY photo_id")}
         else:
             rows = {p: self._photo_row(p) for p in dict.fromkeys(photo_ids)}
             todo = {p: row for p, row in rows.items() if row[1] is None}
@@ -1143,15 +1400,13 @@ class Vault:
             fsync_dir(folder)
         stored = {}
         with self._write("render_previews", {"photo_ids": [photo_id for photo_id, _ in done]}):
-            db = self._conn()
             for photo_id, row in done:
-                (current,) = db.execute("SELECT preview_blob FROM photos WHERE photo_id = ?", (photo_id,)).fetchone()
+                current = self._photo_row(photo_id)[1]
                 if current is not None:  # another reader rendered it meanwhile
                     os.unlink(self._blob_path(row[0]))
                     stored[photo_id] = current
                     continue
                 self._insert_blob(row)
-                db.execute("UPDATE photos SET preview_blob = ? WHERE photo_id = ?", (row[0], photo_id))
                 stored[photo_id] = row[0]
         return stored
 
@@ -1167,7 +1422,7 @@ class Vault:
         self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "state": state, **({"reason": reason} if reason else {})}
         with self._write("review_state", detail):
-            self._conn().execute("UPDATE photos SET review_state = ? WHERE photo_id = ?", (state, photo_id))
+            self._insert("reviews", (photo_id, state, reason, self.user, _iso(self._clock())))
 
     # -- derivatives --------------------------------------------------------
 
@@ -1182,14 +1437,58 @@ class Vault:
             self._insert_blob(row)
         return row[0]
 
-    def derivatives(self, photo_id: str) -> pd.DataFrame:
-        """The derivative files of a photo (blob id, kind, size)."""
-        rows = self._query("SELECT blob_id, kind, size FROM blobs WHERE photo_id = ? AND tier = 'derivatives'", (photo_id,))
-        return pd.DataFrame(rows, columns=["blob_id", "kind", "size"])
+    def _consented(self, purpose: str) -> dict[str, str]:
+        """photo_id -> patient_ref of the photos whose patient's consent holds for ``purpose`` now."""
+        purpose = _consent.check_purpose(purpose)
+        self._check_tables("photos")
+        events = self._consent_events()
+        now = self._clock()
+        out = {}
+        for photo_id, ref in self._query("SELECT photo_id, patient_ref FROM photos"):
+            patient_events = events.get(ref, [])
+            if purpose in _consent.active_grants(patient_events, now) or (
+                    purpose == "care" and not patient_events):
+                out[photo_id] = ref
+        return out
 
-    def load_derivative(self, blob_id: str) -> bytes:
-        """Decrypt a de-identified derivative in memory (audited)."""
-        detail = {"blob_id": blob_id}
+    def _shredded(self) -> set[str]:
+        self._check_tables("shreds")
+        return {blob for (blobs,) in self._query("SELECT blobs FROM shreds") for blob in json.loads(blobs)}
+
+    def derivatives(self, photo_id: str, *, purpose: str) -> pd.DataFrame:
+        """The derivative files of a photo (blob id, kind, size), if its consent holds for ``purpose``.
+
+        A photo whose patient's consent for ``purpose`` is not active now
+        (never given, withdrawn or expired) has none to list.
+        """
+        self._photo_row(photo_id)
+        if photo_id not in self._consented(purpose):
+            return pd.DataFrame([], columns=["blob_id", "kind", "size"])
+        shredded = self._shredded()
+        rows = self._query("SELECT blob_id, kind, size FROM blobs WHERE photo_id = ? AND tier = 'derivatives' "
+                           "ORDER BY rowid", (photo_id,))
+        return pd.DataFrame([r for r in rows if r[0] not in shredded], columns=["blob_id", "kind", "size"])
+
+    def load_derivative(self, blob_id: str, *, purpose: str) -> bytes:
+        """Decrypt a de-identified derivative in memory (audited).
+
+        Raises
+        ------
+        ConsentError
+            The photo's patient is not consented for ``purpose`` now.
+        """
+        self._check_tables("blobs")
+        rows = self._query("SELECT photo_id FROM blobs WHERE blob_id = ? AND tier = 'derivatives'", (blob_id,))
+        if not rows or blob_id in self._shredded():
+            raise NotFound("no de-identified file with that id (it may have been shredded)", blob_id=blob_id)
+        detail = {"blob_id": blob_id, "photo_id": rows[0][0], "purpose": purpose}
+        if rows[0][0] not in self._consented(purpose):
+            self._record("denied", {"attempt": "read derivatives", **detail})
+            raise ConsentError(
+                f"this photo's patient is not consented for {purpose} now (withdrawn, expired or "
+                "never given); choose photos with vault.photos(purpose=...)",
+                purpose=purpose, photo_id=rows[0][0],
+            )
         data = self._open_blob(blob_id, "read derivatives", detail)
         self._record("decrypt_derivative", detail)
         return data
@@ -1206,57 +1505,77 @@ class Vault:
         ``result`` is a :class:`workbench.deid.DeidResult`. Its bytes are
         encrypted with the derivatives tier; the regions (boxes and kinds
         only), the verification outcome and the policy digest go into the
-        index, so that review and cohort builds can use them.
+        index, so that review and cohort builds can use them. Only roles that
+        review redactions (admin, clinician, analyst) may store them.
         """
         _, _, ref = self._photo_row(photo_id)
         self._need("derivatives", "store de-identified photos", {"photo_id": photo_id})
+        if self.role not in _log.REVIEW_ROLES:
+            raise self._denied("store de-identified photos", "originals", {"photo_id": photo_id})
         row = self._store_blob("deid", "derivatives", result.data, photo_id)
         fsync_dir(self._blob_path(row[0]).parent)
         regions = json.dumps([r.to_json() for r in result.regions])
         with self._write("deid_store", {"photo_id": photo_id, "blob_id": row[0],
                                          "verified": bool(result.verified)}):
             self._insert_blob(row)
-            self._conn().execute(
-                "INSERT INTO deid_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row[0], photo_id, policy_digest, result.ext, result.width, result.height, regions,
-                 int(bool(result.verified)), json.dumps(list(result.warnings)),
-                 _iso(self._clock()), self.user),
-            )
+            self._insert("deid_results", (
+                row[0], photo_id, policy_digest, result.ext, result.width, result.height, regions,
+                int(bool(result.verified)), json.dumps(list(result.warnings)),
+                _iso(self._clock()), self.user))
         return row[0]
 
-    def deid_results(self, photo_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """The latest de-identified version of each photo (or of the ones named).
+    def deid_results(self, photo_ids: Iterable[str] | None = None, *, purpose: str) -> pd.DataFrame:
+        """The latest de-identified version of each photo consented for ``purpose`` now.
 
-        Columns: photo_id, blob_id, policy_digest, ext, width, height, regions
-        (a list of region dicts), verified, warnings, created, created_by.
+        ``photo_ids`` narrows it to the photos named. A photo whose patient's
+        consent for ``purpose`` is not active now is left out, as are shredded
+        versions. Columns: photo_id, blob_id, policy_digest, ext, width,
+        height, regions (a list of region dicts), verified, warnings, created,
+        created_by.
         """
+        consented = self._consented(purpose)
+        shredded = self._shredded()
+        self._check_tables("deid_results")
         rows = self._query(
             "SELECT photo_id, blob_id, policy_digest, ext, width, height, regions, verified, "
             "warnings, created, created_by FROM deid_results ORDER BY created, blob_id")
         latest: dict[str, tuple] = {}
         for row in rows:
-            latest[row[0]] = row
+            if row[1] not in shredded:
+                latest[row[0]] = row
         wanted = None if photo_ids is None else set(photo_ids)
         records = [
             dict(photo_id=r[0], blob_id=r[1], policy_digest=r[2], ext=r[3], width=r[4], height=r[5],
                  regions=json.loads(r[6]), verified=bool(r[7]), warnings=json.loads(r[8]),
                  created=r[9], created_by=r[10])
-            for pid, r in latest.items() if wanted is None or pid in wanted
+            for pid, r in latest.items() if (wanted is None or pid in wanted) and pid in consented
         ]
         columns = ["photo_id", "blob_id", "policy_digest", "ext", "width", "height", "regions",
                    "verified", "warnings", "created", "created_by"]
         return pd.DataFrame.from_records(records, columns=columns)
 
     def shred_derivatives(self, patient_ref: str) -> int:
-        """Destroy the wrapped keys (and files) of all of a patient's derivatives."""
-        self._need("derivatives", "shred derivatives", {"patient_ref": patient_ref})
+        """Destroy the wrapped keys (and files) of all of a patient's derivatives.
+
+        What this destroys: the keys in this vault's index and the files in
+        its blobs/ folder, so this vault can never decrypt them again. What it
+        cannot reach: a backup or copy of the vault folder made before the
+        shred still holds the old index with the wrapped keys, and anyone who
+        can open that copy with a key of the derivatives tier can read them;
+        shred such copies too, or rebuild them from this vault.
+        """
+        if self.role not in _log.CONSENT_ROLES:
+            raise self._denied("shred derivatives", "consent", {"patient_ref": patient_ref})
+        self._check_tables("photos", "blobs")
+        shredded = self._shredded()
         rows = self._query(
             "SELECT b.blob_id FROM blobs b JOIN photos p ON b.photo_id = p.photo_id "
-            "WHERE p.patient_ref = ? AND b.tier = 'derivatives'", (patient_ref,))
-        ids = [r[0] for r in rows]
+            "WHERE p.patient_ref = ? AND b.tier = 'derivatives' ORDER BY b.rowid", (patient_ref,))
+        ids = [r[0] for r in rows if r[0] not in shredded]
         with self._write("shred", {"patient_ref": patient_ref, "blobs": len(ids)}):
-            self._conn().executemany("DELETE FROM blobs WHERE blob_id = ?", [(i,) for i in ids])
-            self._conn().executemany("DELETE FROM deid_results WHERE blob_id = ?", [(i,) for i in ids])
+            self._insert("shreds", (patient_ref, json.dumps(ids), self.user, _iso(self._clock())))
+            self._conn().executemany("UPDATE blobs SET wrapped_key = NULL WHERE blob_id = ?",
+                                     [(i,) for i in ids])
         for blob_id in ids:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._blob_path(blob_id))
@@ -1264,22 +1583,50 @@ class Vault:
 
     # -- audit and checks -----------------------------------------------------
 
-    def _audit_head(self) -> tuple[int, str] | None:
-        rows = self._query("SELECT value FROM meta WHERE key = 'audit_head'")
-        if not rows:
-            return None
-        seq, mac = rows[0][0].split(":")
-        return int(seq), mac
+    def verify_audit(self, checkpoint: str | os.PathLike | None = None) -> "AuditCheck":
+        """Check the whole log and every table against it (and a checkpoint, when given).
 
-    def verify_audit(self) -> _audit.AuditCheck:
-        """Check the whole audit chain (every MAC, every link, the anchored head)."""
-        with locked(self._lock_path):
-            return _audit.verify(self._audit_path, self._keys.get("audit", "verify the audit trail"), self._audit_head())
+        Needs no tier key: any user can check the vault.
+
+        Every record's signature against its author's key in the registry as
+        it stood then, every link, every author's right to what the record
+        added, and that each table holds exactly the rows the log added. With
+        ``checkpoint``, also that the log still extends it (it was not cut
+        short or rolled back since).
+        """
+        state = _log.State()
+        count = 0
+        try:
+            for record in self._log_records(0):
+                count = record.seq
+                _log.apply(state, record, self.vault_id)
+        except _log.Broken as exc:
+            return AuditCheck(False, count, exc.seq, exc.reason, exc.user)
+        if state.genesis != self._genesis:
+            return AuditCheck(False, count, 1, "the log does not start with the genesis record "
+                                               "your key slot pins: it was replaced", None)
+        if state.seq < self._state.seq or (self._log_hash(self._state.seq) != self._state.hash):
+            return AuditCheck(False, count, state.seq + 1,
+                              f"the log no longer extends the {self._state.seq} records verified "
+                              "when this vault was opened: records were cut off", None)
+        for table in _log.TABLES:
+            columns = ", ".join(_log.TABLES[table])
+            rows = self._query(f"SELECT {columns} FROM {table} ORDER BY rowid")
+            if _log.table_head(rows) != state.head(table):
+                error = self._tampered(table, rows)
+                return AuditCheck(False, count, None, str(error).split(";")[0], None)
+        if checkpoint is not None:
+            try:
+                self.check_checkpoint(checkpoint)
+            except IntegrityError as exc:
+                return AuditCheck(False, count, exc.data.get("checkpoint_records"),
+                                  str(exc).split(";")[0], None)
+        return AuditCheck(True, count, None, "intact", None)
 
     def audit_records(self, since: datetime | date | str | None = None) -> pd.DataFrame:
-        """Audit records as a DataFrame (after checking the chain).
+        """Log records as a DataFrame (after checking the log).
 
-        Raises ``IntegrityError`` naming the first bad record if the chain is broken.
+        Raises ``IntegrityError`` naming the first bad record if the log is broken.
         """
         check = self.verify_audit()
         if not check.ok:
@@ -1288,7 +1635,7 @@ class Vault:
                 "restore the vault from a backup",
                 record=check.first_bad,
             )
-        records = _audit.read(self._audit_path)
+        records = [r.content for r in self._log_records(0)]
         frame = pd.DataFrame.from_records(
             [{k: r[k] for k in ("seq", "time", "user", "action", "detail")} for r in records],
             columns=["seq", "time", "user", "action", "detail"],
@@ -1298,14 +1645,58 @@ class Vault:
             frame = frame[frame["time"].str[:10] >= since_date.isoformat()].reset_index(drop=True)
         return frame
 
+    def checkpoint(self) -> "_log.Checkpoint":
+        """A signed checkpoint of the log as it stands (see :meth:`write_checkpoint`)."""
+        with self._thread_lock:
+            self._sync()
+            return _log.make_checkpoint(self.vault_id, self._state, _iso(self._clock()), self.user,
+                                        self._signing)
+
+    def write_checkpoint(self, path: str | os.PathLike) -> "_log.Checkpoint":
+        """Write a signed checkpoint to ``path``, which must be outside the vault folder.
+
+        Keep it where the vault's users cannot change it (a removable drive,
+        the admin's own folder, a printout): a vault that no longer extends it
+        (cut short, or rolled back to an older copy) is then refused by
+        ``audit verify --checkpoint`` and by opening with
+        ``WORKBENCH_CHECKPOINT`` set to it.
+        """
+        path = _log.refuse_inside(Path(path), self.root)
+        cp = self.checkpoint()
+        atomic_write(path, cp.text().encode(), overwrite=True)
+        self._record("checkpoint", {"records": cp.seq})
+        return cp
+
+    def check_checkpoint(self, path: str | os.PathLike) -> None:
+        """Raise ``IntegrityError`` unless the vault's log still extends the checkpoint in ``path``."""
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise InvalidInput("cannot read that checkpoint file; check the path") from None
+        cp = _log.parse_checkpoint(text)
+        keys = lambda user: [bytes.fromhex(row[0]) for row in self._query(
+            "SELECT sign_pub FROM users WHERE user = ? ORDER BY rowid", (user,))]
+        self._check_tables("users")
+        _log.check_checkpoint(cp, self.vault_id, self._log_hash, keys)
+
+    def _auto_checkpoint(self) -> None:
+        """After a withdrawal or a user removal, refresh the checkpoint named by ``WORKBENCH_CHECKPOINT``."""
+        path = os.environ.get(CHECKPOINT_ENV)
+        if path:
+            self.write_checkpoint(path)
+
     def check_files(self) -> list[str]:
         """Blob ids whose stored file is missing or differs from what was written.
 
         Needs only the index key: it compares the SHA-256 of each encrypted file
         with the one recorded when it was written.
         """
+        self._check_tables("blobs")
+        shredded = self._shredded()
         bad = []
         for blob_id, digest in self._query("SELECT blob_id, file_sha256 FROM blobs"):
+            if blob_id in shredded:
+                continue
             try:
                 actual = _crypto.sha256_hex(self._blob_path(blob_id).read_bytes())
             except OSError:
