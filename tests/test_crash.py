@@ -46,11 +46,14 @@ def _ingest_cmd(card, vault):
             "ingest", str(card), "--patient", "MRN-CRASH", "--body-site", "back"]
 
 
-def _env():
-    return dict(os.environ, WORKBENCH_PASSPHRASE=PASS)
+def _env(vault):
+    # each trial is a copy of the same template (one vault id): a user's
+    # witness of one copy would rightly call the next a rollback
+    return dict(os.environ, WORKBENCH_PASSPHRASE=PASS, XDG_STATE_HOME=f"{vault}-state")
 
 
 def _check(vault, digests):
+    os.environ["XDG_STATE_HOME"] = f"{vault}-state"  # as _env
     with wb.open_vault(vault, user="ada", passphrase=PASS) as v:
         audit = v.verify_audit()
         assert audit.ok, audit.reason
@@ -73,24 +76,32 @@ def test_sigkill_during_ingest(template, tmp_path):
     full = tmp_path / "full"
     shutil.copytree(template_vault, full)
     started = time.monotonic()
-    subprocess.run(_ingest_cmd(card, full), env=_env(), check=True, capture_output=True)
+    subprocess.run(_ingest_cmd(card, full), env=_env(full), check=True, capture_output=True)
     duration = time.monotonic() - started
     assert _check(full, digests) == PHOTOS
+
+    # the start of a run is the interpreter starting and the vault opening:
+    # a run with nothing to ingest times it, and the kills land after it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    started = time.monotonic()
+    subprocess.run(_ingest_cmd(empty, full), env=_env(full), capture_output=True)
+    startup = time.monotonic() - started
+    work = max(duration - startup, 0.05)
 
     rng = np.random.default_rng(11)
     partial_counts = []
     for trial in range(TRIALS):
         vault = tmp_path / f"trial{trial}"
         shutil.copytree(template_vault, vault)
-        proc = subprocess.Popen(_ingest_cmd(card, vault), env=_env(),
+        proc = subprocess.Popen(_ingest_cmd(card, vault), env=_env(vault),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # the first part of a run is the interpreter starting: kill within the rest
-        time.sleep(float(rng.uniform(0.4, 1.0) * duration))
+        time.sleep(startup + float(rng.uniform(0.05, 0.95)) * work)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         partial_counts.append(_check(vault, digests))
         # running it again completes the set, with nothing added twice
-        subprocess.run(_ingest_cmd(card, vault), env=_env(), check=True, capture_output=True)
+        subprocess.run(_ingest_cmd(card, vault), env=_env(vault), check=True, capture_output=True)
         assert _check(vault, digests) == PHOTOS
         with wb.open_vault(vault, user="ada", passphrase=PASS) as v:
             v.remove_stale_files()

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     vsub.add_parser("check", help="check every stored file and the audit chain", parents=[common])
     vsub.add_parser("previews", help="render the previews ingest left for later (needs the originals key)",
                     parents=[common])
+    p = vsub.add_parser("checkpoint", parents=[common],
+                        help="write a signed checkpoint of the log to a file outside the vault folder")
+    p.add_argument("--to", required=True, metavar="FILE",
+                   help="a file outside the vault folder (a removable drive, your own folder)")
 
     user = add("user", "manage users and their roles")
     usub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -102,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = add("audit", "verify or show the audit trail")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    asub.add_parser("verify", help="check the MAC chain; exit 1 at the first bad record", parents=[common])
+    p = asub.add_parser("verify", parents=[common],
+                        help="check every signature, link and table against the log; exit 1 at the first problem")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="also prove that the log still extends this checkpoint (not cut short or rolled back)")
     p = asub.add_parser("show", help="print audit records", parents=[common])
     p.add_argument("--since", metavar="YYYY-MM-DD")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
@@ -271,6 +278,11 @@ def run(args) -> int:
         print(f"wrote a new pseudonym key to {args.file}; keep it as safe as the vault")
         return 0
     with _open(args) as vault:
+        if cmd == "vault" and action == "checkpoint":
+            cp = vault.write_checkpoint(args.to)
+            print(cp.text(), end="")
+            print(f"wrote the checkpoint to {args.to}; keep it outside the vault folder")
+            return 0
         if cmd == "vault" and action == "previews":
             print(f"rendered {vault.render_previews()} previews")
             return 0
@@ -329,11 +341,14 @@ def run(args) -> int:
             return 0
         if cmd == "audit":
             if action == "verify":
-                check = vault.verify_audit()
+                check = vault.verify_audit(checkpoint=args.checkpoint)
                 if check.ok:
-                    print(f"audit chain intact: {check.records} records")
+                    extends = " and extends the checkpoint" if args.checkpoint else ""
+                    print(f"audit log intact{extends}: {check.records} records")
                     return 0
-                print(f"audit chain BROKEN at record {check.first_bad}: {check.reason}", file=sys.stderr)
+                signer = f" (signed as {check.signer})" if check.signer else ""
+                where = f" at record {check.first_bad}" if check.first_bad else ""
+                print(f"audit log BROKEN{where}{signer}: {check.reason}", file=sys.stderr)
                 return 1
             frame = vault.audit_records(since=args.since)
             if args.format == "table":

@@ -8,6 +8,7 @@
 from ._consent import SCOPES
 from ._keys import ROLE_HELP, ROLES
 from ._vault import (
+    CHECKPOINT_ENV,
     IDENTIFIER_COLUMNS,
     PHOTO_COLUMNS,
     REVIEW_STATES,
@@ -19,6 +20,7 @@ from ._vault import (
 )
 
 __all__ = [
+    "CHECKPOINT_ENV",
     "IDENTIFIER_COLUMNS",
     "PHOTO_COLUMNS",
     "REVIEW_STATES",

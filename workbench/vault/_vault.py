@@ -1686,16 +1686,20 @@ class Vault:
             self.write_checkpoint(path)
 
     def check_files(self) -> list[str]:
-        """Blob ids whose stored file is missing or differs from what was written.
+        """Blob ids whose stored file is missing, differs from what was written, or lost its key.
 
         Needs only the index key: it compares the SHA-256 of each encrypted file
-        with the one recorded when it was written.
+        with the one the log recorded when it was written. Shredded files are
+        not counted; a key erased without a shred on record is.
         """
         self._check_tables("blobs")
         shredded = self._shredded()
         bad = []
-        for blob_id, digest in self._query("SELECT blob_id, file_sha256 FROM blobs"):
+        for blob_id, digest, wrapped in self._query("SELECT blob_id, file_sha256, wrapped_key FROM blobs"):
             if blob_id in shredded:
+                continue
+            if wrapped is None:  # its key erased with no shred on record
+                bad.append(blob_id)
                 continue
             try:
                 actual = _crypto.sha256_hex(self._blob_path(blob_id).read_bytes())

@@ -1,0 +1,228 @@
+"""The vault against its own users.
+
+Each test is an attack by an insider who holds only what their account gives
+them: their passphrase (so their own slot's keys, including the index key and
+their signing key), an open SQLCipher connection to the index outside the
+workbench, and file access to the vault folder. Each attack either cannot be
+done with those keys, or is caught by the next read, `vault check`,
+`audit verify`, a user's witness or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+
+import pytest
+
+import workbench as wb
+from workbench.vault import _keys, _log
+
+from conftest import ROLE_USERS, insider_index, jpeg_bytes, open_as, passphrase
+
+
+@pytest.fixture
+def two_patients(vault_path, clock):
+    """Photos of MRN-0001 (research) and MRN-0003 (research), with derivatives; MRN-0003 withdraws."""
+    with open_as(vault_path, "admin", clock) as v:
+        v.add_consent("MRN-0003", "care,research")
+        a = v.add_photo(jpeg_bytes(1), patient="MRN-0001", body_site="arm").photo_id
+        b = v.add_photo(jpeg_bytes(2), patient="MRN-0003", body_site="leg").photo_id
+        da = v.put_derivative(a, "deid_jpeg", b"derivative of a")
+        db = v.put_derivative(b, "deid_jpeg", b"derivative of b")
+    clock.moment += timedelta(days=1)
+    with open_as(vault_path, "clinician", clock) as v:
+        v.withdraw_consent("MRN-0003")
+    clock.moment += timedelta(days=1)
+    return vault_path, {"a": a, "b": b, "da": da, "db": db}
+
+
+def _insider_slot(path, role):
+    user = ROLE_USERS[role]
+    vault_id = json.loads((path / "VAULT.json").read_text())["vault_id"]
+    return vault_id, _keys.unlock_slot(path, vault_id, user, passphrase(user))
+
+
+def test_deleting_a_withdrawal_row_is_caught_by_the_next_query(two_patients, clock):
+    path, ids = two_patients
+    db = insider_index(path, "researcher")
+    db.execute("DELETE FROM consent_events WHERE action = 'withdraw'")
+    db.close()
+    with open_as(path, "researcher", clock) as v:
+        with pytest.raises(wb.IntegrityError, match="consent_events"):
+            v.photos("research")  # never the withdrawn patient's photo as if nothing happened
+        assert not v.verify_audit().ok
+    with open_as(path, "admin", clock) as v:
+        with pytest.raises(wb.IntegrityError):
+            v.consent_history()
+
+
+def test_swapping_originals_between_patients_is_caught(two_patients, clock):
+    path, ids = two_patients
+    db = insider_index(path, "researcher")
+    (blob_a,) = db.execute("SELECT original_blob FROM photos WHERE photo_id = ?", (ids["a"],)).fetchone()
+    (blob_b,) = db.execute("SELECT original_blob FROM photos WHERE photo_id = ?", (ids["b"],)).fetchone()
+    db.execute("UPDATE photos SET original_blob = ? WHERE photo_id = ?", (blob_b, ids["a"]))
+    db.execute("UPDATE photos SET original_blob = ? WHERE photo_id = ?", (blob_a, ids["b"]))
+    db.close()
+    with open_as(path, "clinician", clock) as v:
+        with pytest.raises(wb.IntegrityError, match="photos"):
+            v.read_original_file(ids["a"])
+        check = v.verify_audit()
+    assert not check.ok and "photos" in check.reason
+
+
+def test_a_review_decision_cannot_be_set_by_sql_or_signed_by_a_researcher(two_patients, clock):
+    path, ids = two_patients
+    # 1. a plain row: the log does not list it
+    db = insider_index(path, "researcher")
+    db.execute("INSERT INTO reviews VALUES (?, 'approved', NULL, 'ana', '2026-06-03')", (ids["a"],))
+    db.close()
+    with open_as(path, "admin", clock) as v:
+        with pytest.raises(wb.IntegrityError, match="reviews"):
+            v.photos("research")
+    db = insider_index(path, "researcher")
+    db.execute("DELETE FROM reviews")
+    # 2. a row with a log record signed with the researcher's own key: the log refuses the author
+    vault_id, slot = _insider_slot(path, "researcher")
+    seq, body, sig = db.execute("SELECT seq, body, sig FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+    row = (ids["a"], "approved", None, "res", "2026-06-03T00:00:00+00:00")
+    record = _log.make_record(vault_id=vault_id, seq=seq + 1, prev=_log.parse(seq, body, sig).hash,
+                              time=row[4], user="res", action="review_state", detail={},
+                              rows={"reviews": [row]}, signing_key=slot.signing)
+    db.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?)", row)
+    db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
+    db.close()
+    with pytest.raises(wb.IntegrityError, match="may not review state"):
+        open_as(path, "admin", clock)
+
+
+def test_a_researcher_cannot_shred_and_a_shred_by_sql_is_reported(two_patients, clock):
+    path, ids = two_patients
+    with open_as(path, "researcher", clock) as v:
+        ref = v.photos("research").set_index("photo_id").loc[ids["a"], "patient_ref"]
+        with pytest.raises(wb.AccessDenied):
+            v.shred_derivatives(ref)
+    db = insider_index(path, "researcher")
+    db.execute("UPDATE blobs SET wrapped_key = NULL WHERE blob_id = ?", (ids["da"],))
+    db.close()
+    (path / "blobs" / ids["da"][:2] / ids["da"]).unlink()
+    with open_as(path, "admin", clock) as v:
+        assert ids["da"] in v.check_files()
+
+
+def test_a_rewritten_history_is_caught_by_a_checkpoint_and_by_witnesses(two_patients, clock, tmp_path, monkeypatch):
+    """The researcher drops the withdrawal and re-signs every later record as themselves."""
+    path, ids = two_patients
+    checkpoint = tmp_path / "removable" / "checkpoint.txt"
+    with open_as(path, "admin", clock) as v:
+        v.write_checkpoint(checkpoint)
+    db = insider_index(path, "researcher")
+    vault_id, slot = _insider_slot(path, "researcher")
+    records = [_log.parse(*r) for r in db.execute("SELECT seq, body, sig FROM log ORDER BY seq")]
+    (drop,) = [r for r in records if r.action == "consent_withdraw"]
+    db.execute("DELETE FROM consent_events WHERE action = 'withdraw'")
+    db.execute("DELETE FROM log WHERE seq >= ?", (drop.seq,))
+    prev = records[drop.seq - 2].hash
+    for n, old in enumerate(records[drop.seq:], start=drop.seq):
+        if old.content.get("rows"):
+            continue
+        c = old.content
+        new = _log.make_record(vault_id=vault_id, seq=n, prev=prev, time=c["time"], user="res",
+                               action=c["action"], detail=c["detail"], rows={}, signing_key=slot.signing)
+        db.execute("INSERT INTO log VALUES (?, ?, ?)", (new.seq, new.body, new.sig))
+        prev = new.hash
+    db.close()
+    # a reader with no witness and no checkpoint sees a consistent log ...
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "fresh"))
+    with open_as(path, "educator", clock) as v:
+        assert v.verify_audit().ok
+        # ... but not against the checkpoint kept outside the vault
+        check = v.verify_audit(checkpoint=checkpoint)
+        assert not check.ok and "checkpoint" in check.reason
+    monkeypatch.setenv(wb.vault.CHECKPOINT_ENV, str(checkpoint))
+    with pytest.raises(wb.IntegrityError, match="checkpoint"):
+        open_as(path, "educator", clock)
+
+
+def test_an_older_index_put_back_is_caught(two_patients, clock, tmp_path, monkeypatch):
+    path, ids = two_patients
+    old_index = tmp_path / "index-before.db"
+    with open_as(path, "admin", clock) as v:
+        v.close()
+    shutil.copy(path / "index.db", old_index)
+    checkpoint = tmp_path / "cp.txt"
+    monkeypatch.setenv(wb.vault.CHECKPOINT_ENV, str(checkpoint))
+    with open_as(path, "admin", clock) as v:
+        v.withdraw_consent("MRN-0001")  # writes the configured checkpoint
+        v.remove_user("edu")
+    assert checkpoint.exists()
+    for suffix in ("-wal", "-shm"):
+        (path / f"index.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(old_index, path / "index.db")
+    # the admin's own witness (outside the vault) catches it
+    monkeypatch.delenv(wb.vault.CHECKPOINT_ENV)
+    with pytest.raises(wb.IntegrityError, match="verified before"):
+        open_as(path, "admin", clock)
+    # and so does the checkpoint, for a user who never opened it before
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "fresh"))
+    monkeypatch.setenv(wb.vault.CHECKPOINT_ENV, str(checkpoint))
+    with pytest.raises(wb.IntegrityError, match="checkpoint"):
+        open_as(path, "researcher", clock)
+
+
+def test_a_removed_user_putting_their_slot_back_is_refused(vault_path, clock):
+    slot = (vault_path / "users" / "res.slot").read_bytes()
+    with open_as(vault_path, "admin", clock) as v:
+        v.remove_user("res")
+    (vault_path / "users" / "res.slot").write_bytes(slot)
+    with pytest.raises(wb.AccessDenied, match="removed"):
+        open_as(vault_path, "researcher", clock)
+
+
+def test_a_withdrawn_patients_derivatives_are_not_listed_or_loaded(two_patients, clock):
+    path, ids = two_patients
+    with open_as(path, "researcher", clock) as v:
+        assert v.derivatives(ids["b"], purpose="research").empty
+        with pytest.raises(wb.ConsentError):
+            v.load_derivative(ids["db"], purpose="research")
+        assert set(v.deid_results(purpose="research")["photo_id"]) <= {ids["a"]}
+        assert v.load_derivative(ids["da"], purpose="research") == b"derivative of a"
+
+
+def test_shredding_does_what_its_documentation_says(two_patients, clock, tmp_path):
+    """This vault can never decrypt them again; a copy made before the shred still can."""
+    path, ids = two_patients
+    backup = tmp_path / "backup"
+    shutil.copytree(path, backup)
+    with open_as(path, "clinician", clock) as v:
+        ref = v.photos("care").set_index("photo_id").loc[ids["a"], "patient_ref"]
+        assert v.shred_derivatives(ref) == 1
+        with pytest.raises(wb.NotFound):
+            v.load_derivative(ids["da"], purpose="research")
+        (wrapped,) = v._query("SELECT wrapped_key FROM blobs WHERE blob_id = ?", (ids["da"],))[0]
+        assert wrapped is None and not v._blob_path(ids["da"]).exists()
+    from pathlib import Path
+
+    said = "a backup or copy of the vault folder made before the shred still"
+    assert said in " ".join(wb.Vault.shred_derivatives.__doc__.split())
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert said in " ".join(readme.read_text().split())
+    with open_as(backup, "researcher", clock) as v:  # the statement, proven
+        assert v.load_derivative(ids["da"], purpose="research") == b"derivative of a"
+
+
+def test_an_analyst_gets_pixels_but_not_the_file_with_its_metadata(vault_path, clock):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x013B] = "ZZTEST Artist Name"  # Artist
+    with open_as(vault_path, "photographer", clock) as v:
+        photo_id = v.add_photo(jpeg_bytes(5, exif=exif), patient="MRN-0001", body_site="arm").photo_id
+    with open_as(vault_path, "analyst", clock) as v:
+        with pytest.raises(wb.AccessDenied):
+            v.read_original_file(photo_id)
+        assert v.load_original(photo_id).shape[:2] == (64, 96)
+    with open_as(vault_path, "clinician", clock) as v:
+        assert b"ZZTEST Artist Name" in v.read_original_file(photo_id)
