@@ -21,7 +21,12 @@ ROLE_USERS = {
 }
 
 
+#: a passphrase that meets the strength rule for new passphrases, for tests that need one
+STRONG_PASSPHRASE = "tests-only-vault-passphrase"
+
+
 def passphrase(user: str) -> str:
+    """Each test user's own passphrase (strong enough for the rule on new passphrases)."""
     return f"pass-{user}-phrase"
 
 
@@ -74,3 +79,16 @@ def open_as(path, role: str, clock=None, **kw):
     if clock is not None:
         kw["clock"] = clock
     return wb.open_vault(path, user=user, passphrase=passphrase(user), **kw)
+
+
+def leave_stale_files(path, clock=None) -> list:
+    """Leave what a killed ingest leaves: a blob written but never committed, and a temp file.
+
+    Returns the two paths, sorted (as ``Vault.stale_files`` lists them).
+    """
+    with open_as(path, "photographer", clock) as pho:
+        blob_id = pho._store_blob("original", "originals", jpeg_bytes(4141), "never-committed")[0]
+    orphan = path / "blobs" / blob_id[:2] / blob_id
+    half = orphan.with_name(f".{'0' * 32}.4242.tmp")
+    half.write_bytes(b"half-written")
+    return sorted([orphan, half])
