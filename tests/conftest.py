@@ -33,8 +33,12 @@ os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="workbench-state-")
 def _own_witnesses(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
+#: a passphrase that meets the strength rule for new passphrases, for tests that need one
+STRONG_PASSPHRASE = "tests-only-vault-passphrase"
+
 
 def passphrase(user: str) -> str:
+    """Each test user's own passphrase (strong enough for the rule on new passphrases)."""
     return f"pass-{user}-phrase"
 
 
@@ -105,3 +109,15 @@ def insider_index(path, role: str):
     db = _index.connect(path / "index.db", slot.keyset.keys["index"])
     db.execute("PRAGMA foreign_keys = OFF")
     return db
+
+def leave_stale_files(path, clock=None) -> list:
+    """Leave what a killed ingest leaves: a blob written but never committed, and a temp file.
+
+    Returns the two paths, sorted (as ``Vault.stale_files`` lists them).
+    """
+    with open_as(path, "photographer", clock) as pho:
+        blob_id = pho._store_blob("original", "originals", jpeg_bytes(4141), "never-committed")[0]
+    orphan = path / "blobs" / blob_id[:2] / blob_id
+    half = orphan.with_name(f".{'0' * 32}.4242.tmp")
+    half.write_bytes(b"half-written")
+    return sorted([orphan, half])

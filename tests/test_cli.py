@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import jpeg_bytes
+from conftest import jpeg_bytes, passphrase
 
 
 def run(args, env_extra=None, **env):
@@ -25,15 +25,15 @@ def run(args, env_extra=None, **env):
 @pytest.fixture
 def cli_vault(tmp_path):
     path = tmp_path / "v"
-    out = run(["vault", "init", str(path), "--admin", "ada"], WORKBENCH_NEW_PASSPHRASE="pass-ada")
+    out = run(["vault", "init", str(path), "--admin", "ada"], WORKBENCH_NEW_PASSPHRASE=passphrase("ada"))
     assert out.returncode == 0, out.stderr
-    env = dict(WORKBENCH_VAULT=str(path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE="pass-ada")
+    env = dict(WORKBENCH_VAULT=str(path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE=passphrase("ada"))
     return path, env
 
 
 def test_full_cycle(cli_vault, tmp_path):
     path, env = cli_vault
-    assert run(["user", "add", "res", "--role", "researcher"], **env, WORKBENCH_NEW_PASSPHRASE="pass-res").returncode == 0
+    assert run(["user", "add", "res", "--role", "researcher"], **env, WORKBENCH_NEW_PASSPHRASE=passphrase("res")).returncode == 0
     assert run(["consent", "add", "--patient", "MRN-7", "--scopes", "care,research"], **env).returncode == 0
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(1))
@@ -44,7 +44,7 @@ def test_full_cycle(cli_vault, tmp_path):
     assert "MRN-7" not in json.dumps(listed)
     csv = run(["photos", "--purpose", "research", "--format", "csv", "--where", "body_site=knee"], **env).stdout
     assert csv.strip().count("\n") == 0  # header only
-    res_env = dict(env, WORKBENCH_USER="res", WORKBENCH_PASSPHRASE="pass-res")
+    res_env = dict(env, WORKBENCH_USER="res", WORKBENCH_PASSPHRASE=passphrase("res"))
     denied = run(["photos", "--purpose", "research", "--identifiers"], **res_env)
     assert denied.returncode == 3 and denied.stderr.startswith("workbench: AccessDenied:")
     assert run(["consent", "withdraw", "--patient", "MRN-7", "--scopes", "research"], **env).returncode == 0
@@ -88,8 +88,9 @@ def test_demo_runs(tmp_path):
     # The demo's photos show lesions and wounds and nothing identifying in their pixels:
     # any region would hide part of the finding the photo was taken for.
     from workbench import open_vault
+    from workbench.demo import DEFAULT_PASSPHRASE
 
-    with open_vault(tmp_path / "vault", user="analyst", passphrase="demo") as vault:
+    with open_vault(tmp_path / "vault", user="analyst", passphrase=DEFAULT_PASSPHRASE) as vault:
         results = vault.deid_results(purpose="care")
     assert len(results) == 24 and results["verified"].all()
     assert [r for regions in results["regions"] for r in regions] == []
@@ -97,7 +98,7 @@ def test_demo_runs(tmp_path):
     from workbench.demo import MARKER, build_demo_vault
 
     before = (tmp_path / "vault" / MARKER).stat().st_ino
-    build_demo_vault(tmp_path, photos=2, passphrase="demo", width=320, height=240, out=io.StringIO())
+    build_demo_vault(tmp_path, photos=2, passphrase=DEFAULT_PASSPHRASE, width=320, height=240, out=io.StringIO())
     assert (tmp_path / "vault" / MARKER).stat().st_ino != before
 
 
@@ -228,3 +229,74 @@ def test_papermill_kernels_are_not_interrupted_at_shutdown(tmp_path, monkeypatch
     monkeypatch.setattr(runs, "NOTEBOOKS", tmp_path)
     runs.run_notebook("t", {}, tmp_path / "out.ipynb")
     assert not marker.exists()
+
+
+def _no_terminal(args, env, stdin_text):
+    """Run with no controlling terminal (a new session, as under cron) and ``stdin_text`` piped in."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")} | env
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                          env=full, input=stdin_text, start_new_session=True, timeout=120)
+
+
+def test_passphrase_stdin_reads_one_line_and_a_pipe_is_never_read_without_it(cli_vault):
+    path, env = cli_vault
+    env = dict(env)
+    secret = env.pop("WORKBENCH_PASSPHRASE")
+    piped = _no_terminal(["photos", "--purpose", "care"], env, secret + "\n")
+    assert piped.returncode == 8 and piped.stderr.startswith("workbench: NoTerminal:"), piped.stderr
+    assert "--passphrase-stdin" in piped.stderr
+    ok = _no_terminal(["photos", "--purpose", "care", "--passphrase-stdin"], env, secret + "\nnext line\n")
+    assert ok.returncode == 0, ok.stderr
+    before = _no_terminal(["--passphrase-stdin", "audit", "verify"], env, secret)  # no newline, option first
+    assert before.returncode == 0 and "intact" in before.stdout, before.stderr
+    wrong = _no_terminal(["photos", "--purpose", "care", "--passphrase-stdin"], env, "wrong-one\n")
+    assert wrong.returncode == 3 and "wrong-one" not in wrong.stderr
+    # a build unlocks with it too (and fails fast on a wrong one, before any kernel starts)
+    build = _no_terminal(["cohort", "build", "--param", "name=x", "--passphrase-stdin"], env, "wrong-one\n")
+    assert build.returncode == 3 and build.stderr.startswith("workbench: AccessDenied:"), build.stderr
+    for stdin_text in ("", "\n"):
+        empty = _no_terminal(["photos", "--purpose", "care", "--passphrase-stdin"], env, stdin_text)
+        assert empty.returncode == 8 and "empty line" in empty.stderr and empty.stderr.count("\n") == 1
+    other = _no_terminal(["phantoms", "x", "--passphrase-stdin"], env, secret)
+    assert other.returncode == 8 and "takes no passphrase" in other.stderr
+
+
+def test_vault_init_with_passphrase_stdin_applies_the_strength_rule(tmp_path):
+    weak = _no_terminal(["vault", "init", str(tmp_path / "weak"), "--admin", "ada", "--passphrase-stdin"],
+                        {}, "password1234\n")
+    assert weak.returncode == 8 and weak.stderr.startswith("workbench: InvalidInput:")
+    assert "password1234" not in weak.stderr and "12 characters" in weak.stderr and "Traceback" not in weak.stderr
+    assert not (tmp_path / "weak").exists()
+    made = _no_terminal(["vault", "init", str(tmp_path / "v"), "--admin", "ada", "--passphrase-stdin"],
+                        {}, passphrase("ada") + "\n")
+    assert made.returncode == 0, made.stderr
+    env = dict(WORKBENCH_VAULT=str(tmp_path / "v"), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE=passphrase("ada"))
+    assert run(["audit", "verify"], **env).returncode == 0
+    # a new user's weak passphrase: one line, exit 8, no user made
+    user = run(["user", "add", "res", "--role", "researcher"], **env, WORKBENCH_NEW_PASSPHRASE="pw")
+    assert user.returncode == 8 and user.stderr.count("\n") == 1 and "too short" in user.stderr
+    assert "res" not in run(["user", "list"], **env).stdout
+
+
+def test_vault_check_reports_stale_files_and_repair_removes_them(vault_path, clock):
+    from conftest import leave_stale_files, open_as
+
+    env = dict(WORKBENCH_VAULT=str(vault_path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE=passphrase("ada"))
+    assert run(["vault", "check"], **env).returncode == 0
+    stale = leave_stale_files(vault_path, clock)
+    found = run(["vault", "check"], **env)
+    assert found.returncode == 1 and "stale files: 2 (" in found.stdout and "--repair" in found.stdout
+    assert all(p.exists() for p in stale)
+    writer = open_as(vault_path, "photographer", clock)
+    try:
+        writer._store_blob("original", "originals", jpeg_bytes(6), "in-flight")  # an ingest still running
+        busy = run(["vault", "check", "--repair"], **env)
+        assert busy.returncode == 1 and "stale files: not checked:" in busy.stdout
+        assert all(p.exists() for p in stale)
+    finally:
+        writer.close()
+    repaired = run(["vault", "check", "--repair"], **env)
+    assert repaired.returncode == 0 and "stale files: 3 removed" in repaired.stdout, repaired.stdout
+    assert not any(p.exists() for p in stale)
+    clean = run(["vault", "check"], **env)
+    assert clean.returncode == 0 and "stale files: none" in clean.stdout and "files: ok" in clean.stdout

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import workbench as wb
 
-from conftest import FixedClock, jpeg_bytes
+from conftest import FixedClock, jpeg_bytes, passphrase
 
 BASE = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
 SCOPES = wb.SCOPES
@@ -50,7 +50,7 @@ def expected_active(history, scope: str, now: datetime) -> bool:
 def shared(tmp_path_factory):
     clock = FixedClock(BASE)
     path = tmp_path_factory.mktemp("consent") / "vault"
-    vault = wb.init_vault(path, admin="ada", passphrase="pass-ada", clock=clock)
+    vault = wb.init_vault(path, admin="ada", passphrase=passphrase("ada"), clock=clock)
     yield vault, clock, itertools.count(1)
     vault.close()
 

@@ -25,6 +25,7 @@ from PIL import Image
 
 from workbench.demo import build_demo_vault, review_demo_photos
 
+from conftest import STRONG_PASSPHRASE as PASSPHRASE
 from conftest import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +35,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 @pytest.fixture(scope="module")
 def demo_env(tmp_path_factory):
     work = tmp_path_factory.mktemp("nbdemo")
-    vault = build_demo_vault(work, photos=18, passphrase="demo-test", width=640, height=427)
-    review_demo_photos(vault, "demo-test", workers=0)
+    vault = build_demo_vault(work, photos=18, passphrase=PASSPHRASE, width=640, height=427)
+    review_demo_photos(vault, PASSPHRASE, workers=0)
     env = dict(os.environ, WORKBENCH_VAULT=str(vault), WORKBENCH_USER="demo",
-               WORKBENCH_PASSPHRASE="demo-test", WORKBENCH_DATASETS=str(work / "datasets"))
+               WORKBENCH_PASSPHRASE=PASSPHRASE, WORKBENCH_DATASETS=str(work / "datasets"))
     return work, vault, env
 
 
@@ -135,10 +136,10 @@ def test_a_role_that_may_not_run_a_notebook_fails_closed(demo_env, executed, tmp
     card = tmp_path / "card"
     card.mkdir()
     (card / "IMG_0001.JPG").write_bytes(jpeg_bytes(1))
-    with open_vault(vault, user="photo", passphrase="demo-test") as photographer:
+    with open_vault(vault, user="photo", passphrase=PASSPHRASE) as photographer:
         with pytest.raises(AccessDenied, match="photographer role cannot view de-identified"):
             load_deidentified_previews(photographer, "research")
-    with open_vault(vault, user="research", passphrase="demo-test") as researcher:
+    with open_vault(vault, user="research", passphrase=PASSPHRASE) as researcher:
         with pytest.raises(AccessDenied, match="researcher role cannot"):
             ingest(researcher, [card], patient=INGEST_PATIENT, body_site="forearm", allow_no_consent=True)
 
@@ -166,14 +167,14 @@ def test_cohort_build_through_papermill_withdrawal_and_check(demo_env, tmp_path)
     executed = json.loads((folder / "30_build_cohort.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["name"] == "pm"
     text = (folder / "30_build_cohort.ipynb").read_text()
-    assert "ZZTEST" not in text and "MRN-" not in text and "demo-test" not in text
+    assert "ZZTEST" not in text and "MRN-" not in text and PASSPHRASE not in text
     prov = json.loads((folder / "provenance.json").read_text())
     assert prov["images"] > 0 and prov["excluded"]
     assert cli("cohort", "check", str(folder)).returncode == 0
     # a patient in the cohort withdraws: the cohort is flagged, a rebuild drops them
     from workbench import open_vault
 
-    with open_vault(vault, user="demo", passphrase="demo-test") as admin:
+    with open_vault(vault, user="demo", passphrase=PASSPHRASE) as admin:
         ids = admin.photos("research", include_identifiers=True)
         first = ids.sort_values("photo_id").iloc[0]["patient_id"]
         admin.withdraw_consent(first, "research")
@@ -259,9 +260,9 @@ def _vault_secrets(vault: Path) -> tuple[list[str], list]:
     """As the admin: every identifier string and every original's pixels with its hidden regions."""
     from workbench import open_vault
 
-    with open_vault(vault, user="demo", passphrase="demo-test") as admin:
+    with open_vault(vault, user="demo", passphrase=PASSPHRASE) as admin:
         photos = admin.photos("care", include_identifiers=True)
-        strings = {"ZZTEST", "demo-test", INGEST_PATIENT}
+        strings = {"ZZTEST", PASSPHRASE, INGEST_PATIENT}
         for column in ("patient_id", "patient_name", "original_name", "camera_serial"):
             strings.update(str(v) for v in photos[column].dropna() if str(v))
         for value in photos["birth_date"].dropna():
@@ -308,7 +309,7 @@ def test_the_leak_check_finds_an_original_preview_and_an_identifier(demo_env, tm
 
     _, vault, _ = demo_env
     identifiers, originals = _vault_secrets(vault)
-    with open_vault(vault, user="demo", passphrase="demo-test") as admin:
+    with open_vault(vault, user="demo", passphrase=PASSPHRASE) as admin:
         clean = load_deidentified_previews(admin, "care", limit=100)  # whatever consent the other tests withdrew
         redacted = [p for p in clean if admin.deid_results([p], purpose="care")["regions"].iloc[0]]
         previews = admin.load_previews(redacted[:1])

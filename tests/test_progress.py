@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import jpeg_bytes, open_as
+from conftest import jpeg_bytes, open_as, passphrase
 
 
 def run(args, **env):
@@ -28,8 +28,8 @@ def _final(stderr: str, desc: str) -> str:
 @pytest.fixture
 def cli_env(tmp_path):
     path = tmp_path / "v"
-    assert run(["vault", "init", str(path), "--admin", "ada"], WORKBENCH_NEW_PASSPHRASE="pass-ada").returncode == 0
-    env = dict(WORKBENCH_VAULT=str(path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE="pass-ada")
+    assert run(["vault", "init", str(path), "--admin", "ada"], WORKBENCH_NEW_PASSPHRASE=passphrase("ada")).returncode == 0
+    env = dict(WORKBENCH_VAULT=str(path), WORKBENCH_USER="ada", WORKBENCH_PASSPHRASE=passphrase("ada"))
     assert run(["consent", "add", "--patient", "MRN-7", "--scopes", "care,research"], **env).returncode == 0
     files = []
     for n in range(3):

@@ -10,7 +10,7 @@ import pytest
 import workbench as wb
 from workbench.vault import _crypto
 
-from conftest import ROLE_USERS, jpeg_bytes, open_as, passphrase, png_bytes
+from conftest import ROLE_USERS, jpeg_bytes, leave_stale_files, open_as, passphrase, png_bytes
 
 
 def test_wrong_passphrase_and_unknown_user_look_the_same(vault_path):
@@ -30,7 +30,7 @@ def test_not_a_vault(tmp_path):
 def test_init_refuses_non_empty_folder(tmp_path):
     (tmp_path / "something").write_text("keep me")
     with pytest.raises(wb.AlreadyExists):
-        wb.init_vault(tmp_path, admin="ada", passphrase="pass-word")
+        wb.init_vault(tmp_path, admin="ada", passphrase=passphrase("ada"))
     assert (tmp_path / "something").read_text() == "keep me"
 
 
@@ -89,10 +89,10 @@ def test_role_matrix(vault_path, clock, role):
             with pytest.raises(wb.AccessDenied):
                 v.add_photo(png_bytes(7), patient="MRN-0001", body_site="hand")
         if users_ok:
-            v.add_user("newbie", "researcher", "pass-newbie")
+            v.add_user("newbie", "researcher", passphrase("newbie"))
         else:
             with pytest.raises(wb.AccessDenied):
-                v.add_user("newbie", "researcher", "pass-newbie")
+                v.add_user("newbie", "researcher", passphrase("newbie"))
 
 
 @pytest.mark.parametrize("role", ["photographer", "researcher", "educator"])
@@ -210,7 +210,7 @@ def test_audit_records_every_kind_of_access(vault_path, clock):
         v.load_original(photo_id)
         v.add_consent("MRN-0003", "research")
         with pytest.raises(wb.AccessDenied):
-            v.add_user("x", "researcher", "pass-word")
+            v.add_user("x", "researcher", passphrase("x"))
         records = v.audit_records()
     actions = list(records["action"])
     for action in ("vault_init", "user_add", "consent_grant", "vault_open", "ingest",
@@ -291,3 +291,72 @@ def test_preview_of_undecodable_original_fails_closed_and_keeps_it(vault_path, c
             ana.load_previews([photo_id])
         assert ana._read_original(photo_id, "test") == bad
         assert _preview_blobs(ana)[photo_id] is None
+
+
+def test_stale_files_are_listed_then_removed_and_stored_photos_stay(vault_path, clock):
+    photo_id = _ingest_one(vault_path, clock)
+    stale = leave_stale_files(vault_path, clock)
+    with open_as(vault_path, "admin", clock) as v:
+        assert v.check_files() == []  # every file the index refers to is intact
+        assert v.stale_files() == stale
+        assert all(p.exists() for p in stale), "listing must not delete"
+        assert v.remove_stale_files() == 2
+        assert not any(p.exists() for p in stale)
+        assert v.stale_files() == [] and v.check_files() == [] and v.verify_photo(photo_id)
+        assert v.load_original(photo_id).shape == (64, 96, 3)
+        assert "stale_files_removed" in set(v.audit_records()["action"])
+
+
+def test_stale_files_are_not_looked_for_while_another_vault_may_commit_its_files(vault_path, clock):
+    writer = open_as(vault_path, "photographer", clock)
+    try:
+        # written, its index row not committed yet: a running ingest looks like this
+        blob_id = writer._store_blob("original", "originals", jpeg_bytes(5), "in-flight")[0]
+        pending = vault_path / "blobs" / blob_id[:2] / blob_id
+        with open_as(vault_path, "admin", clock) as admin:
+            with pytest.raises(wb.ConflictError):
+                admin.stale_files()
+            with pytest.raises(wb.ConflictError):
+                admin.remove_stale_files()
+        assert pending.exists()
+        assert writer.stale_files() == [pending]  # its own files it may judge
+        with open_as(vault_path, "admin", clock) as admin, pytest.raises(wb.ConflictError):
+            admin.stale_files()  # and it still holds its lock after doing so
+    finally:
+        writer.close()
+    with open_as(vault_path, "admin", clock) as admin:
+        assert admin.stale_files() == [pending]
+
+
+WEAK = ["demo", "pw", "short-one", "password1234", "aaaaaaaaaaaaaaaa", "123456789012", "qwertyuiopasdf"]
+
+
+@pytest.mark.parametrize("weak", WEAK)
+def test_a_new_vault_refuses_a_weak_passphrase(tmp_path, weak):
+    with pytest.raises(wb.InvalidInput) as err:
+        wb.init_vault(tmp_path / "v", admin="ada", passphrase=weak)
+    assert weak not in str(err.value) and "12 characters" in str(err.value)
+    assert not (tmp_path / "v").exists()
+
+
+def test_new_passphrases_of_users_meet_the_rule_and_old_ones_still_open(vault_path, clock, monkeypatch):
+    with open_as(vault_path, "admin", clock) as v:
+        for weak in WEAK:
+            with pytest.raises(wb.InvalidInput):
+                v.add_user("newbie", "researcher", weak)
+            with pytest.raises(wb.InvalidInput):
+                v.set_passphrase("res", weak)
+        assert "newbie" not in set(v.users()["user"])
+        assert not (vault_path / "users" / "newbie.slot").exists()
+    with open_as(vault_path, "researcher", clock) as v:  # the old passphrase still opens
+        with pytest.raises(wb.InvalidInput):
+            v.set_passphrase("res", "res-res-res-res")  # the user's own name, repeated
+    # a slot made before the rule existed: unlocking never applies it
+    from workbench.vault import _keys
+
+    with monkeypatch.context() as m:
+        m.setattr(_keys, "check_passphrase", lambda passphrase, **_: passphrase)
+        with open_as(vault_path, "admin", clock) as v:
+            v.add_user("old", "researcher", "pw")
+    with wb.open_vault(vault_path, user="old", passphrase="pw", clock=clock) as v:
+        assert v.role == "researcher"

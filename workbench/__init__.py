@@ -8,6 +8,7 @@
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    ConflictError,
     ConsentError,
     DecompressionBomb,
     IntegrityError,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "ConflictError",
     "ConsentError",
     "DecompressionBomb",
     "IntegrityError",

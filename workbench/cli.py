@@ -2,6 +2,8 @@
 
 Every ``WorkbenchError`` becomes a one-line message on stderr and a non-zero
 exit status, never a traceback. Passphrases are asked with a hidden prompt;
+scripts pipe theirs in with ``--passphrase-stdin`` (as ``docker login
+--password-stdin`` does); a passphrase is never read from a pipe without it.
 ``WORKBENCH_PASSPHRASE`` and ``WORKBENCH_NEW_PASSPHRASE`` exist for scripts
 and tests only.
 """
@@ -27,6 +29,9 @@ def _common() -> argparse.ArgumentParser:
                         help="vault folder (default: $WORKBENCH_VAULT)")
     common.add_argument("--user", default=argparse.SUPPRESS, metavar="NAME",
                         help="your user name in the vault (default: $WORKBENCH_USER)")
+    common.add_argument("--passphrase-stdin", action="store_true", default=argparse.SUPPRESS,
+                        help="read your passphrase (for `vault init`, the new admin's) as one line "
+                             "from standard input, for scripts: `workbench ... --passphrase-stdin < FILE`")
     return common
 
 
@@ -47,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = vsub.add_parser("init", help="create a new vault", parents=[common])
     p.add_argument("path", help="a new, empty folder")
     p.add_argument("--admin", required=True, help="user name of the first admin")
-    vsub.add_parser("check", help="check every stored file and the audit chain", parents=[common])
+    p = vsub.add_parser("check", help="check every stored file, stale files and the audit chain",
+                        parents=[common])
+    p.add_argument("--repair", action="store_true",
+                   help="remove stale files (orphan blobs and temporary files an interrupted ingest left)")
     vsub.add_parser("previews", help="render the previews ingest left for later (needs the originals key)",
                     parents=[common])
     p = vsub.add_parser("checkpoint", parents=[common],
@@ -188,7 +196,31 @@ def _user(args) -> str:
 
 
 def _open(args):
-    return open_vault(_vault_path(args), user=_user(args))
+    return open_vault(_vault_path(args), user=_user(args), passphrase=args.passphrase)
+
+
+def _read_passphrase_stdin() -> str:
+    """One line of standard input, without its line ending (``--passphrase-stdin``)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InvalidInput(
+            "--passphrase-stdin reads the passphrase from a pipe or a file, not from a terminal, "
+            "where it would show; at a terminal leave it out and type it at the hidden prompt"
+        )
+    try:
+        line = sys.stdin.buffer.readline().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("--passphrase-stdin read a line that is not UTF-8 text; check the input") from None
+    passphrase = line.rstrip("\r\n")
+    if not passphrase:
+        raise InvalidInput(
+            "--passphrase-stdin read an empty line; send the passphrase as the first line of "
+            "standard input, e.g. `workbench ... --passphrase-stdin < FILE`"
+        )
+    return passphrase
+
+
+#: commands that take no passphrase, so --passphrase-stdin would be read for nothing
+_NO_PASSPHRASE = ("demo", "lab", "phantoms", "evaluate", "key")
 
 
 def _emit(frame, fmt: str) -> None:
@@ -244,8 +276,13 @@ def _filters(pairs: list[str]) -> dict:
 
 def run(args) -> int:
     cmd, action = args.command, getattr(args, "action", None)
+    args.passphrase = None
+    if getattr(args, "passphrase_stdin", False):
+        if cmd in _NO_PASSPHRASE:
+            raise InvalidInput(f"`workbench {cmd}` takes no passphrase; leave out --passphrase-stdin")
+        args.passphrase = _read_passphrase_stdin()
     if cmd == "vault" and action == "init":
-        with init_vault(args.path, admin=args.admin) as vault:
+        with init_vault(args.path, admin=args.admin, passphrase=args.passphrase) as vault:
             print(f"created vault {vault.root} with admin {vault.user}")
         return 0
     if cmd == "demo":
@@ -287,11 +324,7 @@ def run(args) -> int:
             print(f"rendered {vault.render_previews()} previews")
             return 0
         if cmd == "vault" and action == "check":
-            bad = vault.check_files()
-            audit = vault.verify_audit()
-            print(f"files: {'ok' if not bad else f'{len(bad)} damaged or missing'}")
-            print(f"audit: {audit.reason} ({audit.records} records)")
-            return 0 if not bad and audit.ok else 1
+            return _check(vault, repair=args.repair)
         if cmd == "user":
             if action == "add":
                 vault.add_user(args.name, args.role)
@@ -371,7 +404,7 @@ def _run_build(args) -> int:
     vault_path, user = _vault_path(args), _user(args)
     # Unlock once here (prompting if needed) so that a wrong passphrase fails
     # fast; the kernel inherits the environment, never a file or an argument.
-    passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
+    passphrase = args.passphrase or os.environ.get("WORKBENCH_PASSPHRASE")
     if passphrase is None:
         from .vault._vault import _ask_passphrase
 
@@ -393,16 +426,41 @@ def _run_build(args) -> int:
     return 0
 
 
+def _check(vault, *, repair: bool) -> int:
+    """``vault check``: stored files, stale files, audit chain; exit 1 unless all of them are fine."""
+    from .errors import ConflictError
+
+    bad = vault.check_files()
+    print(f"files: {'ok' if not bad else f'{len(bad)} damaged or missing'}")
+    problems = bool(bad)
+    try:
+        if repair:
+            removed = vault.remove_stale_files()
+            print(f"stale files: {removed} removed" if removed else "stale files: none")
+        else:
+            stale = vault.stale_files()
+            problems |= bool(stale)
+            print(f"stale files: {len(stale)} (orphan blobs or temporary files that an interrupted "
+                  "ingest left; `workbench vault check --repair` removes them)" if stale else "stale files: none")
+    except ConflictError as exc:
+        print(f"stale files: not checked: {exc}")
+        problems = True  # a check that could not look is not a pass
+    audit = vault.verify_audit()
+    print(f"audit: {audit.reason} ({audit.records} records)")
+    return 1 if problems or not audit.ok else 0
+
+
 def _ingest(vault, args) -> int:
     from tqdm import tqdm
 
     from .ingest import ingest
 
     def progress(done, total, result):
-        if result.status == "error":
+        if result.status in ("error", "skipped"):
             # The path is the operator's own input, echoed to their terminal only
             # (above the progress bar, which never shows it).
-            tqdm.write(f"[{done}/{total}] {result.source}: {result.error}", file=sys.stderr)
+            what = "skipped" if result.status == "skipped" else type(result.error).__name__
+            tqdm.write(f"[{done}/{total}] {result.source}: {what}: {result.error}", file=sys.stderr)
 
     report = ingest(
         vault, args.paths, patient=args.patient, body_site=args.body_site,

@@ -23,7 +23,9 @@ from .vault import SCOPES, init_vault, open_vault
 
 MARKER = ".workbench-demo"
 ADMIN = "demo"
-DEFAULT_PASSPHRASE = "demo"
+#: every demo user's passphrase, unless WORKBENCH_PASSPHRASE names another (it
+#: meets the strength rule for new passphrases, as any passphrase must)
+DEFAULT_PASSPHRASE = "demo-vault-passphrase"
 
 # (consent story, grants as (scopes, expired?), scopes withdrawn later)
 STORIES = [
@@ -143,7 +145,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
 def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
     """Build the demo vault, review it, build a cohort and a teaching set through papermill."""
     passphrase = os.environ.get("WORKBENCH_PASSPHRASE") or DEFAULT_PASSPHRASE
-    source = "WORKBENCH_PASSPHRASE" if os.environ.get("WORKBENCH_PASSPHRASE") else "the default 'demo'"
+    source = "WORKBENCH_PASSPHRASE" if os.environ.get("WORKBENCH_PASSPHRASE") else f"the default {DEFAULT_PASSPHRASE!r}"
     started = time.perf_counter()
     path = build_demo_vault(workdir, photos=photos, passphrase=passphrase, out=out)
     elapsed = time.perf_counter() - started

@@ -76,6 +76,17 @@ class ModelUnavailable(WorkbenchError):
     """A detector model cannot be prepared or loaded (a broken or incomplete install)."""
 
 
+class ConflictError(WorkbenchError):
+    """What the vault holds or is doing conflicts with the request.
+
+    A file already stored under another patient (``photo_id`` names the
+    stored photo), or stale files looked for while another session may still
+    be writing to the vault.
+    """
+
+    exit_code = 10
+
+
 class NotVerified(WorkbenchError):
     """An output failed verification and may not be exported."""
 
@@ -89,6 +100,7 @@ __all__ = [
     "ConsentError",
     "NotFound",
     "AlreadyExists",
+    "ConflictError",
     "InvalidInput",
     "UnsupportedFormat",
     "DecompressionBomb",

@@ -7,36 +7,73 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ._progress import progress_bar
-from .errors import InvalidInput
+from .errors import InvalidInput, UnsupportedFormat
 from .vault import IngestReport, PhotoResult, Vault
 from .vault._files import read_input
 
-#: extensions picked up when a folder (or a card's DCIM tree) is given
+#: extensions read when a folder (or a card's DCIM tree) is given
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".avif",
      ".cr3", ".cr2", ".dng"}
 )
+#: files that cameras keep beside the photos for themselves: Canon's CANONMSC
+#: catalogue (.CTG), video thumbnails (.THM), DPOF print orders (MISC/AUTPRINT.MRK),
+#: GoPro's low-resolution video copies (.LRV), Nikon's file list, Windows' caches
+CATALOGUE_EXTENSIONS = frozenset({".ctg", ".thm", ".mrk", ".lrv"})
+CATALOGUE_NAMES = frozenset({"nc_fllst.dat", "thumbs.db", "desktop.ini"})
+#: folders an operating system keeps on a card (besides hidden ones such as .Trashes)
+SYSTEM_FOLDERS = frozenset({"system volume information", "$recycle.bin"})
 
 
-def collect(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders into the list of files to ingest, in a stable order.
+def collect(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str | None]]:
+    """Expand files and folders into the files an ingest reports on, in a stable order.
 
-    Files named explicitly are always taken (an unsupported one becomes a
-    per-file error); inside folders only photo extensions are taken, so a
-    card's catalogue files and movies are left alone.
+    Files named explicitly are always read (one the vault cannot take becomes
+    a per-file error). Inside folders, files with a photo extension are read;
+    other files are reported as skipped, with their extension, and never read.
+    Left alone without a report: hidden files (a name starting with ``.``);
+    the catalogue files cameras keep for themselves (``CATALOGUE_EXTENSIONS``
+    and ``CATALOGUE_NAMES``, e.g. ``CANONMSC/*.CTG``, ``*.THM``,
+    ``MISC/AUTPRINT.MRK``); and files other than photos inside hidden or system
+    folders (``.Trashes``, ``.Spotlight-V100``, ``System Volume Information``).
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Files, folders or a memory card's mount point.
+
+    Returns
+    -------
+    list of (pathlib.Path, str or None)
+        Each file with ``None`` when it is to be read, or its lower-case
+        extension (``""`` when it has none) when it is to be skipped.
     """
-    out: list[Path] = []
+    out: list[tuple[Path, str | None]] = []
     for item in paths:
         path = Path(item)
-        if path.is_dir():
-            found = [
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS and not p.name.startswith(".")
-            ]
-            out.extend(sorted(found))
-        else:
-            out.append(path)
+        if not path.is_dir():
+            out.append((path, None))
+            continue
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            ext = file.suffix.lower()
+            if ext in PHOTO_EXTENSIONS:
+                if not file.name.startswith("."):
+                    out.append((file, None))
+                continue
+            folders = file.relative_to(path).parts[:-1]
+            system = any(f.startswith(".") or f.lower() in SYSTEM_FOLDERS for f in folders)
+            if not (file.name.startswith(".") or system or ext in CATALOGUE_EXTENSIONS
+                    or file.name.lower() in CATALOGUE_NAMES):
+                out.append((file, ext))
     return out
+
+
+def _skipped(ext: str) -> PhotoResult:
+    return PhotoResult("skipped", error=UnsupportedFormat(
+        f"not a photo the vault takes ({ext or 'no extension'}): not read or stored, and left "
+        "where it is; if it is a photo with an unusual extension, name the file itself",
+        extension=ext,
+    ))
 
 
 def ingest(
@@ -56,9 +93,12 @@ def ingest(
 
     Each file is read, validated by decoding, encrypted, written, read back
     and compared before it counts; a bad file becomes an ``"error"`` result
-    and the rest go on. With ``remove_source`` a source file is deleted only
-    after its photo is verified in the vault (also for a duplicate that is
-    already there).
+    and the rest go on, and so does a file already stored under another
+    patient (a ``ConflictError``). Files in folders that are not photos are
+    ``"skipped"`` results, never read (see :func:`collect`). With
+    ``remove_source`` a source file is deleted only after its photo is
+    verified in the vault (also for a duplicate already there under the same
+    patient); a failed or skipped file is never removed.
 
     Parameters
     ----------
@@ -83,6 +123,7 @@ def ingest(
     Returns
     -------
     IngestReport
+        One result per file that :func:`collect` reports, in its order.
 
     Raises
     ------
@@ -93,15 +134,17 @@ def ingest(
     vault._require_patient(patient, allow_no_consent)
     files = collect(paths)
     report = IngestReport()
-    items = ((lambda p=path: read_input(p), path.name) for path in files)
-    results = vault.add_photos(
+    items = ((lambda p=path: read_input(p), path.name) for path, skip in files if skip is None)
+    results = iter(vault.add_photos(
         items, patient=patient, body_site=body_site, laterality=laterality,
         diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=workers,
-    )
-    bar = progress_bar(zip(files, results), total=len(files), desc="ingest")
-    for number, (path, result) in enumerate(bar, start=1):
+    ))
+    bar = progress_bar(files, total=len(files), desc="ingest")
+    for number, (path, skip) in enumerate(bar, start=1):
+        result = next(results) if skip is None else _skipped(skip)
         result.source = str(path)
-        if remove_source and result.status != "error" and vault.verify_photo(result.photo_id):
+        if (remove_source and result.status in ("added", "duplicate")
+                and vault.verify_photo(result.photo_id)):
             try:
                 os.unlink(path)
                 result.source_removed = True

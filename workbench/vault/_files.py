@@ -81,3 +81,37 @@ def locked(lock_path: Path):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def hold_shared(lock_path: Path) -> int:
+    """Take a shared advisory lock on ``lock_path``; return its descriptor (close it to let go)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def exclusive_now(lock_path: Path, held: int | None = None):
+    """Take an exclusive lock on ``lock_path`` if no one else holds it; yield whether it was taken.
+
+    ``held`` is this process's own shared lock on the file (a descriptor from
+    :func:`hold_shared`): it is turned exclusive for the block and shared again
+    after (flock converts a lock by dropping and retaking it).
+    """
+    fd = held if held is not None else os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            taken = True
+        except BlockingIOError:
+            taken = False
+        yield taken
+    finally:
+        if held is None:
+            os.close(fd)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_SH)

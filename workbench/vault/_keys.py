@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zxcvbn import zxcvbn
+
 from ..errors import AccessDenied, AlreadyExists, IntegrityError, InvalidInput, NotFound
 from . import _crypto
 from ._files import atomic_write
@@ -153,7 +155,7 @@ def write_slot(
     root: Path, vault_id: str, user: str, slot: Slot, passphrase: str, *, replace: bool
 ) -> None:
     """Wrap ``slot`` for ``user`` under ``passphrase`` and store it atomically."""
-    check_passphrase(passphrase)
+    check_passphrase(passphrase, user=user)
     path = slot_path(root, user)
     if path.exists() and not replace:
         raise AlreadyExists(
@@ -240,7 +242,47 @@ def remove_slot(root: Path, user: str) -> None:
     os.unlink(path)
 
 
-def check_passphrase(passphrase: str) -> str:
-    if not isinstance(passphrase, str) or len(passphrase) < 4:
-        raise InvalidInput("a passphrase must have at least 4 characters")
+#: a new passphrase has at least this many characters ...
+MIN_PASSPHRASE_LENGTH = 12
+#: ... and at least this zxcvbn score: 3 is "safely unguessable" (about 10^8
+#: guesses and more), which Argon2id's cost per guess turns into years offline
+MIN_PASSPHRASE_SCORE = 3
+# zxcvbn refuses longer input; a prefix that scores well is enough
+_SCORED_LENGTH = 72
+
+
+def check_passphrase(passphrase: str, *, user: str | None = None) -> str:
+    """Refuse a new passphrase that is short or easy to guess; return it unchanged.
+
+    The one place the rule lives (:func:`write_slot` applies it to every
+    passphrase it wraps keys under). Opening a vault never applies it, so a
+    passphrase set before the rule existed still opens.
+
+    Parameters
+    ----------
+    passphrase : str
+        The new passphrase.
+    user : str, optional
+        The user it is for: a passphrase built on the user name scores lower.
+
+    Raises
+    ------
+    InvalidInput
+        Fewer than ``MIN_PASSPHRASE_LENGTH`` characters, or a zxcvbn score
+        below ``MIN_PASSPHRASE_SCORE`` (a common password, a keyboard run,
+        repeats, a date). The message never contains the passphrase.
+    """
+    advice = ("choose at least 12 characters, e.g. three or four uncommon words with spaces "
+              "or dashes between them")
+    if not isinstance(passphrase, str) or len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise InvalidInput(f"this passphrase is too short; {advice}")
+    hints = ["workbench", "vault"] + ([user] if user else [])
+    result = zxcvbn(passphrase[:_SCORED_LENGTH], user_inputs=hints)
+    if result["score"] < MIN_PASSPHRASE_SCORE:
+        # zxcvbn's warning is a fixed sentence about the kind of pattern, never the text
+        warning = result["feedback"].get("warning", "").rstrip(".")
+        raise InvalidInput(
+            f"this passphrase is too easy to guess{f' ({warning})' if warning else ''}; {advice}, "
+            "and no common password, name, date or keyboard run"
+        )
     return passphrase

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -23,6 +23,7 @@ from .._progress import progress_bar
 from ..errors import (
     AccessDenied,
     AlreadyExists,
+    ConflictError,
     ConsentError,
     IntegrityError,
     InvalidInput,
@@ -31,10 +32,12 @@ from ..errors import (
     WorkbenchError,
 )
 from . import _consent, _crypto, _index, _keys, _log
-from ._files import TMP_SUFFIX, atomic_write, fsync_dir, locked, read_input
+from ._files import TMP_SUFFIX, atomic_write, exclusive_now, fsync_dir, hold_shared, locked, read_input
 
 FORMAT_NAME = "workbench-vault"
 FORMAT_VERSION = 2
+#: shared by every open vault that wrote blob files; see Vault._hold_blob_lock
+BLOB_LOCK = ".writers.lock"
 
 #: columns every role may see, in the order ``photos()`` returns them
 PHOTO_COLUMNS = [
@@ -134,8 +137,11 @@ def _norm_patient(patient: str) -> bytes:
 class PhotoResult:
     """What happened to one input of :meth:`Vault.add_photo` or an ingest.
 
-    ``status`` is ``"added"``, ``"duplicate"`` or ``"error"``; ``error`` holds the
-    ``WorkbenchError`` when it is ``"error"``.
+    ``status`` is ``"added"``, ``"duplicate"`` (already stored under the same
+    patient), ``"error"`` or ``"skipped"`` (an ingest found the file but does
+    not read files of its kind); ``error`` holds the ``WorkbenchError`` that
+    says why, when it is ``"error"`` or ``"skipped"``. A file already stored
+    under another patient is an ``"error"`` (a ``ConflictError``).
     """
 
     status: str
@@ -180,13 +186,23 @@ class IngestReport:
         return [r for r in self.results if r.status == "error"]
 
     @property
+    def skipped(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    @property
     def ok(self) -> bool:
-        return not self.errors
+        """True when every file found is in the vault (none failed or was skipped)."""
+        return not self.errors and not self.skipped
 
     def summary(self) -> str:
+        """One line of counts, with the kinds of file skipped, e.g. ``1 skipped (not photos: 1 .dcm)``."""
+        kinds = Counter(r.error.data.get("extension") or "no extension" for r in self.skipped if r.error)
+        why = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         return (
             f"{len(self.added)} added, {len(self.duplicates)} duplicate, "
-            f"{len(self.errors)} failed, of {len(self.results)} files"
+            f"{len(self.errors)} failed, {len(self.skipped)} skipped"
+            + (f" (not photos: {why})" if why else "")
+            + f", of {len(self.results)} files"
         )
 
 
@@ -222,8 +238,8 @@ def init_vault(
             "that folder is not empty; choose a new folder for the vault", path=str(root)
         )
     if passphrase is None:
-        passphrase = _ask_new_passphrase()
-    _keys.check_passphrase(passphrase)
+        passphrase = _ask_new_passphrase(admin)
+    _keys.check_passphrase(passphrase, user=admin)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     (root / "blobs").mkdir()
@@ -340,15 +356,25 @@ def _ask_passphrase(prompt: str) -> str:
             pass
     raise NoTerminal(
         "a passphrase is needed and there is no terminal to ask for it; run the command in a "
-        "terminal, or (for scripts and tests only) set WORKBENCH_PASSPHRASE"
+        "terminal, or in a script pipe the passphrase in with --passphrase-stdin (or, for tests "
+        "only, set WORKBENCH_PASSPHRASE)"
     )
 
 
-def _ask_new_passphrase() -> str:
+def _ask_new_passphrase(user: str | None = None) -> str:
     env = os.environ.get("WORKBENCH_NEW_PASSPHRASE") or os.environ.get("WORKBENCH_PASSPHRASE")
     if env:
         return env
-    first = _ask_passphrase("New passphrase: ")
+    try:
+        first = _ask_passphrase("New passphrase: ")
+    except NoTerminal:
+        raise NoTerminal(
+            "a new passphrase is needed and there is no terminal to ask for it; run the command "
+            "in a terminal (`vault init` also takes --passphrase-stdin; for tests only, set "
+            "WORKBENCH_NEW_PASSPHRASE)"
+        ) from None
+    # the strength rule before the repeat, so a weak one is not typed twice
+    _keys.check_passphrase(first, user=user)
     if first != _ask_passphrase("Repeat passphrase: "):
         raise InvalidInput("the two passphrases differ; try again")
     return first
@@ -378,6 +404,7 @@ class Vault:
         self._pending: dict[str, list[tuple]] | None = None
         self._verified: set[str] = set()
         self._data_version: int | None = None
+        self._blob_lock: int | None = None  # see _hold_blob_lock
         self._db = _index.connect(self.root / "index.db", self._keys.get("index", "open the index"))
         try:
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
@@ -417,6 +444,9 @@ class Vault:
             with contextlib.suppress(_index.DatabaseError):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.close()
+        fd, self._blob_lock = getattr(self, "_blob_lock", None), None
+        if fd is not None:
+            os.close(fd)
 
     def now(self) -> datetime:
         """The vault's notion of the current time (its clock)."""
@@ -642,8 +672,8 @@ class Vault:
         if self._registered(name) is not None or _keys.slot_path(self.root, name).exists():
             raise AlreadyExists("a user with this name already exists", user=name)
         if passphrase is None:
-            passphrase = _ask_new_passphrase()
-        _keys.check_passphrase(passphrase)
+            passphrase = _ask_new_passphrase(name)
+        _keys.check_passphrase(passphrase, user=name)
         subset = self._keys.restricted_to(role)
         signing, public = _crypto.generate_signing_key()
         with self._write("user_add", {"target": name, "role": role}):
@@ -665,8 +695,8 @@ class Vault:
         if name != self.user and self.role != "admin":
             raise self._denied("change another user's passphrase", "admin")
         if passphrase is None:
-            passphrase = _ask_new_passphrase()
-        _keys.check_passphrase(passphrase)
+            passphrase = _ask_new_passphrase(name)
+        _keys.check_passphrase(passphrase, user=name)
         if name == self.user:
             slot = _keys.Slot(self._keys, self._signing, self._genesis)
             with self._write("user_passwd", {"target": name}):
@@ -711,6 +741,7 @@ class Vault:
         whose row never committed is an unreachable orphan, never a visible
         half-written photo.
         """
+        self._hold_blob_lock()
         blob_id = _crypto.random_id()
         data_key, file_bytes = _crypto.encrypt_blob(blob_id, kind, plaintext)
         aad = _crypto.blob_aad(blob_id, kind)
@@ -735,6 +766,19 @@ class Vault:
                 "and run the ingest again"
             )
         return (blob_id, photo_id, kind, tier, len(plaintext), _crypto.sha256_hex(stored), wrapped)
+
+    def _hold_blob_lock(self) -> None:
+        """From this vault's first blob write until it closes, hold the writers' lock (shared).
+
+        A blob file is written before the index row that refers to it, so
+        :meth:`stale_files` cannot tell an uncommitted blob of a running
+        ingest from one a killed ingest left; it looks only when no other open
+        vault holds this lock (a killed process holds none).
+        """
+        if self._blob_lock is None:
+            with self._thread_lock:
+                if self._blob_lock is None:
+                    self._blob_lock = hold_shared(self.root / BLOB_LOCK)
 
     def _insert_blob(self, row: tuple) -> None:
         """``row`` as :meth:`_store_blob` returns it; the wrapped key is not signed content."""
@@ -974,7 +1018,9 @@ class Vault:
         Returns
         -------
         PhotoResult
-            ``status`` ``"added"`` or ``"duplicate"`` (the same file is already here).
+            ``status`` ``"added"``, ``"duplicate"`` (the same file is already here,
+            under this patient) or ``"error"`` (its ``error`` says why; a
+            ``ConflictError`` when the file is stored under another patient).
 
         Raises
         ------
@@ -1025,9 +1071,9 @@ class Vault:
                 data = data()
             content_key = _crypto.keyed_digest(lookup_key, "content", data)
             self._check_tables("photos")
-            dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (content_key,))
+            dup = self._query("SELECT photo_id, patient_ref FROM photos WHERE content_key = ?", (content_key,))
             if dup:
-                return PhotoResult("duplicate", photo_id=dup[0][0])
+                return _duplicate(dup[0], ref)
             if pool is None:
                 return self._prepare_photo(data, name, content_key)
             return pool.submit(self._prepare_photo, data, name, content_key)
@@ -1091,12 +1137,12 @@ class Vault:
 
     def _commit_photo(self, p: "_Prepared", patient: str, ref: str | None, fields: tuple) -> tuple[PhotoResult, str]:
         body_site, laterality, diagnosis = fields
-        dup = self._query("SELECT photo_id FROM photos WHERE content_key = ?", (p.content_key,))
-        if dup:  # the same file twice in one batch
+        dup = self._query("SELECT photo_id, patient_ref FROM photos WHERE content_key = ?", (p.content_key,))
+        if dup:  # the same file twice in one batch, or stored meanwhile by another session
             for row in p.rows:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._blob_path(row[0]))
-            return PhotoResult("duplicate", photo_id=dup[0][0]), ref
+            return _duplicate(dup[0], ref), ref
         # the blob files are fsynced; make their directory entries durable
         # before the index refers to them
         for row in p.rows:
@@ -1709,18 +1755,65 @@ class Vault:
                 bad.append(blob_id)
         return bad
 
+    @contextlib.contextmanager
+    def _no_other_writers(self):
+        """Hold the index's write lock and the writers' lock exclusively, or raise ``ConflictError``."""
+        with self._thread_lock, locked(self._lock_path), \
+                exclusive_now(self.root / BLOB_LOCK, self._blob_lock) as alone:
+            if not alone:
+                raise ConflictError(
+                    "another session that wrote files to this vault is still open (an ingest, "
+                    "previews, de-identification or a notebook kernel), so its files cannot be "
+                    "told from stale ones; close it and run the check again"
+                )
+            yield
+
+    def _stale_files(self) -> list[Path]:
+        known = {r[0] for r in self._query("SELECT blob_id FROM blobs")}
+        return sorted(
+            path for path in (self.root / "blobs").glob("*/*")
+            if path.is_file() and (path.name.endswith(TMP_SUFFIX) or path.name not in known)
+        )
+
+    def stale_files(self) -> list[Path]:
+        """Files under ``blobs/`` that no index row refers to, and leftover temporary files.
+
+        A killed ingest leaves them: blob files written before their index
+        row committed, and half-written temporary files. They hold only
+        ciphertext, and nothing reads them. Needs only the index key.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The stale files, sorted; empty when there are none.
+
+        Raises
+        ------
+        ConflictError
+            Another open vault (in this or another process) has written files
+            and may still commit them; close it first.
+        """
+        with self._no_other_writers():
+            return self._stale_files()
+
     def remove_stale_files(self) -> int:
-        """Delete temporary files and orphan blobs that a crash left behind."""
-        with self._thread_lock, locked(self._lock_path):
-            known = {r[0] for r in self._query("SELECT blob_id FROM blobs")}
-            removed = 0
-            for path in (self.root / "blobs").glob("*/*"):
-                if path.name.endswith(TMP_SUFFIX) or path.name not in known:
+        """Delete the files :meth:`stale_files` lists; return how many (audited when any).
+
+        Raises
+        ------
+        ConflictError
+            Another open vault has written files and may still commit them.
+        """
+        with self._no_other_writers():
+            stale = self._stale_files()
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                    removed += 1
-            if removed:
-                fsync_dir(self.root / "blobs")
-        return removed
+            for folder in {path.parent for path in stale}:
+                fsync_dir(folder)
+        if stale:
+            self._record("stale_files_removed", {"files": len(stale)})
+        return len(stale)
 
     def verify_photo(self, photo_id: str) -> bool:
         """True when a photo's files are present and match their recorded digests."""
@@ -1736,6 +1829,24 @@ class Vault:
             except OSError:
                 return False
         return True
+
+
+def _duplicate(stored: tuple, ref: str | None) -> PhotoResult:
+    """The result for a file whose content is stored already as ``stored`` (photo id, patient ref).
+
+    Under the same patient it is a ``"duplicate"``; under another patient
+    (or when this patient has no record yet) it is an ``"error"``: the file
+    is not filed twice, and an ingest keeps its source.
+    """
+    photo_id, stored_ref = stored
+    if stored_ref == ref:
+        return PhotoResult("duplicate", photo_id=photo_id)
+    return PhotoResult("error", error=ConflictError(
+        "this file is already in the vault under another patient, so it was not stored again "
+        "(an ingest keeps its source); check that the patient named is right, and if the "
+        "earlier import filed the photo under the wrong patient, tell an admin",
+        photo_id=photo_id,
+    ))
 
 
 def _check_filters(filters: dict) -> None:
