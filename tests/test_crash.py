@@ -113,3 +113,55 @@ def test_sigkill_during_ingest(template, tmp_path):
         shutil.rmtree(vault)
     # the kills really landed mid-ingest, not only before or after it
     assert any(0 < n < PHOTOS for n in partial_counts), partial_counts
+
+
+@pytest.mark.slow
+def test_sigkill_during_user_removal_and_key_rotation(template, tmp_path):
+    """A removal killed at any moment leaves a vault that every remaining user opens and verifies."""
+    root, card, template_vault, digests = template
+    filled = tmp_path / "filled"
+    shutil.copytree(template_vault, filled)
+    subprocess.run(_ingest_cmd(card, filled), env=_env(filled), check=True, capture_output=True)
+    os.environ["XDG_STATE_HOME"] = f"{filled}-state"
+    with wb.open_vault(filled, user="ada", passphrase=PASS) as v:
+        v.add_user("gone", "researcher", PASS)
+        v.add_user("cli", "clinician", PASS)
+
+    def remove_cmd(vault):
+        return [sys.executable, "-m", "workbench", "--vault", str(vault), "--user", "ada",
+                "user", "remove", "gone"]
+
+    full = tmp_path / "full"
+    shutil.copytree(filled, full)
+    started = time.monotonic()
+    subprocess.run(remove_cmd(full), env=_env(full), check=True, capture_output=True)
+    duration = time.monotonic() - started
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    started = time.monotonic()
+    subprocess.run(_ingest_cmd(empty, full), env=_env(full), capture_output=True)
+    startup = time.monotonic() - started
+    rng = np.random.default_rng(13)
+    outcomes = []
+    for trial in range(6):
+        vault = tmp_path / f"removal{trial}"
+        shutil.copytree(filled, vault)
+        proc = subprocess.Popen(remove_cmd(vault), env=_env(vault),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(startup + float(rng.uniform(0.0, 1.0)) * max(duration - startup, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        os.environ["XDG_STATE_HOME"] = f"{vault}-state"
+        for user in ("ada", "cli"):
+            with wb.open_vault(vault, user=user, passphrase=PASS) as v:
+                assert v.verify_audit().ok
+                removed = "gone" not in set(v.users()["user"])
+                assert len(v.photos("care")) == PHOTOS
+                for photo_id in list(v.photos("care")["photo_id"])[:5]:
+                    assert hashlib.sha256(v.read_original_file(photo_id)).hexdigest() in digests
+        outcomes.append(removed)
+        if not removed:  # running it again completes it
+            subprocess.run(remove_cmd(vault), env=_env(vault), check=True, capture_output=True)
+        with pytest.raises(wb.AccessDenied):
+            wb.open_vault(vault, user="gone", passphrase=PASS)
+        shutil.rmtree(vault)

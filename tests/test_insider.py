@@ -156,7 +156,6 @@ def test_an_older_index_put_back_is_caught(two_patients, clock, tmp_path, monkey
     monkeypatch.setenv(wb.vault.CHECKPOINT_ENV, str(checkpoint))
     with open_as(path, "admin", clock) as v:
         v.withdraw_consent("MRN-0001")  # writes the configured checkpoint
-        v.remove_user("edu")
     assert checkpoint.exists()
     for suffix in ("-wal", "-shm"):
         (path / f"index.db{suffix}").unlink(missing_ok=True)
@@ -172,13 +171,51 @@ def test_an_older_index_put_back_is_caught(two_patients, clock, tmp_path, monkey
         open_as(path, "researcher", clock)
 
 
-def test_a_removed_user_putting_their_slot_back_is_refused(vault_path, clock):
-    slot = (vault_path / "users" / "res.slot").read_bytes()
+def test_a_whole_vault_folder_rolled_back_past_a_removal_is_caught(vault_path, clock, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    with open_as(vault_path, "admin", clock):
+        pass
+    shutil.copytree(vault_path, copy)
+    checkpoint = tmp_path / "cp.txt"
+    monkeypatch.setenv(wb.vault.CHECKPOINT_ENV, str(checkpoint))
     with open_as(vault_path, "admin", clock) as v:
+        v.remove_user("edu")  # writes the configured checkpoint
+    shutil.rmtree(vault_path)
+    shutil.copytree(copy, vault_path)  # slots, grants, index: all as before the removal
+    with pytest.raises(wb.IntegrityError, match="checkpoint"):
+        open_as(vault_path, "educator", clock)
+    monkeypatch.delenv(wb.vault.CHECKPOINT_ENV)
+    with pytest.raises(wb.IntegrityError, match="verified before"):
+        open_as(vault_path, "admin", clock)
+
+
+def test_a_removed_user_putting_their_slot_back_is_refused(vault_path, clock):
+    """Their keys were replaced: the old slot and grant open neither the index nor a new file."""
+    users = vault_path / "users"
+    kept = {name: (users / name).read_bytes() for name in ("res.slot", "res.grant")}
+    _, old = _insider_slot(vault_path, "researcher")
+    with open_as(vault_path, "photographer", clock) as v:
+        before = v.add_photo(jpeg_bytes(7), patient="MRN-0001", body_site="arm").photo_id
+    with open_as(vault_path, "admin", clock) as v:
+        old_wrapped = v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ?", (before,))[0][0]
         v.remove_user("res")
-    (vault_path / "users" / "res.slot").write_bytes(slot)
+        blob = v.put_derivative(before, "deid_jpeg", b"made after the removal")
+        assert v.load_derivative(blob, purpose="research") == b"made after the removal"
+        new_wrapped = v._query("SELECT wrapped_key FROM blobs WHERE blob_id = ?", (blob,))[0][0]
+        assert v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ? AND kind = 'original'",
+                        (before,))[0][0] != old_wrapped  # re-wrapped
+    for name, data in kept.items():
+        (users / name).write_bytes(data)
     with pytest.raises(wb.AccessDenied, match="removed"):
         open_as(vault_path, "researcher", clock)
+    from workbench.vault import _crypto
+
+    with pytest.raises(_crypto.CryptoFailure):  # their old derivatives key opens nothing new
+        _crypto.open_symmetric(old.keyset.keys["derivatives"], new_wrapped,
+                               _crypto.blob_aad(blob, "deid_jpeg"))
+    for role in ("clinician", "educator", "photographer", "analyst"):
+        with open_as(vault_path, role, clock) as v:  # everyone else still opens it
+            assert v.verify_audit().ok
 
 
 def test_a_withdrawn_patients_derivatives_are_not_listed_or_loaded(two_patients, clock):

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS users (
     user TEXT NOT NULL,
     role TEXT NOT NULL,
     sign_pub TEXT NOT NULL,
+    box_pub TEXT NOT NULL,
     status TEXT NOT NULL,
     changed TEXT NOT NULL,
     changed_by TEXT NOT NULL
@@ -132,6 +133,12 @@ def connect(path: Path, index_key: bytes, *, create: bool = False):
         db = sqlcipher.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA cipher_log_level = NONE")
         db.execute(f'PRAGMA key = "{_crypto.index_key_pragma(index_key)}"')
+        if not create:
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlcipher.DatabaseError:
+                db.close()
+                raise WrongKey() from None
         db.execute("PRAGMA cipher_memory_security = ON")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
@@ -162,6 +169,10 @@ def connect(path: Path, index_key: bytes, *, create: bool = False):
     except sqlcipher.Error as exc:
         raise damaged() from exc
     return db
+
+
+class WrongKey(Exception):
+    """The key does not open the index's first page: another key epoch, or a damaged header."""
 
 
 def damaged() -> IntegrityError:

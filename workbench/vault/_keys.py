@@ -5,10 +5,12 @@ the tiers that the user's role grants, under a key derived from the user's
 passphrase. What a role may read is therefore decided by which keys it holds,
 not by a check in Python that a user's own kernel could skip.
 
-A slot also holds the user's own Ed25519 signing key, with which they sign
-every record they add to the vault's log (what a role may *write* is decided
-by whose signature the log accepts, see ``_log``), and the hash of the log's
-genesis record, so that a log rewritten from its first record is refused.
+A slot holds the user's own keys: an Ed25519 signing key, with which they
+sign every record they add to the vault's log (what a role may *write* is
+decided by whose signature the log accepts, see ``_log``), an X25519 box key
+that opens their *grant* (the tier keys, sealed to it by an admin), and the
+hash of the log's genesis record, so that a log rewritten from its first
+record is refused.
 """
 
 from __future__ import annotations
@@ -114,6 +116,20 @@ class KeySet:
         return KeySet(role=role, keys={t: self.keys[t] for t in wanted})
 
 
+#: the tiers a rotation replaces: every key that encrypts. The HMAC keys
+#: (pseudonym, lookup) stay: new ones would unlink every cohort's pseudonyms
+#: and every patient's lookup.
+ROTATED_TIERS = frozenset({"originals", "originals_pub", "identities", "identities_pub",
+                           "derivatives", "index"})
+
+
+def rotated(keyset: KeySet) -> KeySet:
+    """A copy of a complete key set with every :data:`ROTATED_TIERS` key new."""
+    fresh = generate_keyset().keys
+    return KeySet(role=keyset.role, keys={t: fresh[t] if t in ROTATED_TIERS else k
+                                          for t, k in keyset.keys.items()})
+
+
 def generate_keyset() -> KeySet:
     """A complete, fresh key set for a new vault (the admin's)."""
     orig_priv, orig_pub = _crypto.generate_keypair()
@@ -141,20 +157,80 @@ def slot_path(root: Path, user: str) -> Path:
 
 @dataclass(frozen=True, repr=False)
 class Slot:
-    """What a user's passphrase unlocks: tier keys, their signing key, the genesis pin."""
+    """What a user's passphrase unlocks.
 
-    keyset: KeySet
+    The slot file (passphrase-wrapped) holds the user's own keys: an Ed25519
+    signing key, an X25519 *box* key and the genesis pin. The tier keys of
+    their role are in a separate *grant* file, sealed to their box key, so
+    that an admin can hand everyone new tier keys (after removing a user)
+    without knowing anyone's passphrase. A grant holds one key set per key
+    epoch, newest first, while a rotation is in progress.
+    """
+
+    keysets: tuple[tuple[int, KeySet], ...]
     signing: bytes
+    box: bytes
     genesis: str
 
+    @property
+    def keyset(self) -> KeySet:
+        return self.keysets[0][1]
+
+    @property
+    def role(self) -> str:
+        return self.keysets[0][1].role
+
     def __repr__(self) -> str:
-        return f"Slot(role={self.keyset.role!r})"
+        return f"Slot(role={self.role!r}, epochs={[e for e, _ in self.keysets]})"
+
+
+def grant_path(root: Path, user: str) -> Path:
+    return root / "users" / f"{check_user_name(user)}.grant"
+
+
+def _grant_aad(vault_id: str, user: str, role: str, epoch: int) -> bytes:
+    return f"workbench grant v1|{vault_id}|{user}|{role}|{epoch}".encode()
+
+
+def write_grant(
+    root: Path, vault_id: str, user: str, box_pub: bytes, keysets: list[tuple[int, KeySet]]
+) -> None:
+    """Seal ``keysets`` (``(epoch, KeySet)``, newest first) to a user's box key, atomically."""
+    epochs = []
+    for epoch, keyset in keysets:
+        payload = json.dumps({t: _crypto.b64e(k) for t, k in sorted(keyset.keys.items())}).encode()
+        sealed = _crypto.seal_to_public(box_pub, payload, _grant_aad(vault_id, user, keyset.role, epoch))
+        epochs.append({"epoch": epoch, "role": keyset.role, "sealed": _crypto.b64e(sealed)})
+    doc = {"version": 1, "user": user, "epochs": epochs}
+    atomic_write(grant_path(root, user), (json.dumps(doc, indent=1) + "\n").encode(), overwrite=True)
+
+
+def read_grant(root: Path, vault_id: str, user: str, role: str, box: bytes) -> list[tuple[int, KeySet]]:
+    """The key sets a user's grant holds for ``role``, newest first (raises ``CryptoFailure``)."""
+    try:
+        doc = json.loads(grant_path(root, user).read_text("utf-8"))
+        out = []
+        for entry in doc["epochs"]:
+            epoch = int(entry["epoch"])
+            if entry["role"] != role:
+                continue
+            payload = _crypto.open_sealed(box, _crypto.b64d(entry["sealed"]),
+                                          _grant_aad(vault_id, user, role, epoch))
+            keys = {t: _crypto.b64d(v) for t, v in json.loads(payload).items()}
+            if set(keys) == ROLES[role]:
+                out.append((epoch, KeySet(role=role, keys=keys)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _crypto.CryptoFailure() from exc
+    if not out:
+        raise _crypto.CryptoFailure()
+    return sorted(out, key=lambda e: -e[0])
 
 
 def write_slot(
-    root: Path, vault_id: str, user: str, slot: Slot, passphrase: str, *, replace: bool
+    root: Path, vault_id: str, user: str, role: str, *, signing: bytes, box: bytes, genesis: str,
+    passphrase: str, replace: bool,
 ) -> None:
-    """Wrap ``slot`` for ``user`` under ``passphrase`` and store it atomically."""
+    """Wrap a user's own keys under ``passphrase`` and store the slot atomically."""
     check_passphrase(passphrase, user=user)
     path = slot_path(root, user)
     if path.exists() and not replace:
@@ -163,19 +239,18 @@ def write_slot(
             "`workbench user passwd`",
             user=user,
         )
-    keyset = slot.keyset
     salt = _crypto.new_salt()
     kek = _crypto.derive_kek(passphrase, salt)
     payload = json.dumps({
-        "tiers": {t: _crypto.b64e(k) for t, k in sorted(keyset.keys.items())},
-        "signing": _crypto.b64e(slot.signing),
-        "genesis": slot.genesis,
+        "signing": _crypto.b64e(signing),
+        "box": _crypto.b64e(box),
+        "genesis": genesis,
     }).encode()
-    wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, keyset.role))
+    wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, role))
     doc = {
         "version": _SLOT_VERSION,
         "user": user,
-        "role": keyset.role,
+        "role": role,
         "salt": _crypto.b64e(salt),
         "wrapped": _crypto.b64e(wrapped),
     }
@@ -210,14 +285,13 @@ def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
     kek = _crypto.derive_kek(passphrase, salt)
     try:
         payload = json.loads(_crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role)))
-        keys = {t: _crypto.b64d(v) for t, v in payload["tiers"].items()}
         signing = _crypto.b64d(payload["signing"])
+        box = _crypto.b64d(payload["box"])
         genesis = str(payload["genesis"])
+        keysets = read_grant(root, vault_id, user, role, box)
     except (_crypto.CryptoFailure, ValueError, KeyError, TypeError, AttributeError):
         raise _denied() from None
-    if set(keys) != ROLES[role]:
-        raise _denied()
-    return Slot(KeySet(role=role, keys=keys), signing, genesis)
+    return Slot(tuple(keysets), signing, box, genesis)
 
 
 def list_slots(root: Path) -> list[dict]:
@@ -236,10 +310,12 @@ def list_slots(root: Path) -> list[dict]:
 
 
 def remove_slot(root: Path, user: str) -> None:
+    """Delete a user's slot and grant."""
     path = slot_path(root, user)
     if not path.exists():
         raise NotFound("no such user in this vault; `workbench user list` shows them", user=user)
     os.unlink(path)
+    grant_path(root, user).unlink(missing_ok=True)
 
 
 #: a new passphrase has at least this many characters ...

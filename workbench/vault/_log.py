@@ -51,7 +51,7 @@ _EMPTY_HEAD = "0" * 64
 #: (authenticated on its own: the blob id and kind are bound into its
 #: encryption), which shredding erases and key rotation re-wraps.
 TABLES: dict[str, tuple[str, ...]] = {
-    "users": ("user", "role", "sign_pub", "status", "changed", "changed_by"),
+    "users": ("user", "role", "sign_pub", "box_pub", "status", "changed", "changed_by"),
     "patients": ("patient_ref", "lookup", "identity", "created"),
     "consent_events": ("seq", "patient_ref", "action", "scopes", "effective", "expires",
                        "identifiable", "form_blob", "recorded_by", "recorded"),
@@ -109,7 +109,12 @@ RULES: dict[str, Rule] = {
                        "derivatives"),
     "derivative_add": Rule(DERIVATIVE_ROLES, frozenset({"blobs"}), None, "derivatives"),
     "shred": Rule(CONSENT_ROLES, frozenset({"shreds"})),
+    # re-keying re-seals identity records in place; the admin's record states
+    # the new heads of the tables it re-sealed (see ROTATION_TABLES)
+    "key_rotation": Rule(ADMIN_ROLES),
 }
+#: tables whose sealed columns a key rotation re-seals
+ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
 _RESERVED_KINDS = frozenset({"original", "preview", "consent_form", "deid"})
 
@@ -209,7 +214,7 @@ def parse(seq: int, body: bytes, sig: bytes) -> Record:
 class State:
     """What a replay of the log up to ``seq`` established.
 
-    ``registry`` maps user -> ``[role, public key hex, status]``; ``heads``
+    ``registry`` maps user -> ``[role, signing key hex, status, box key hex]``; ``heads``
     maps table -> ``[row count, running hash hex]``.
     """
 
@@ -243,6 +248,10 @@ class State:
     def public_key(self, user: str) -> bytes | None:
         entry = self.registry.get(user)
         return bytes.fromhex(entry[1]) if entry else None
+
+    def box_key(self, user: str) -> bytes | None:
+        entry = self.registry.get(user)
+        return bytes.fromhex(entry[3]) if entry else None
 
 
 class Broken(Exception):
@@ -290,9 +299,17 @@ def apply(state: State, record: Record, vault_id: str) -> None:
             head = fold(head, row_digest(values))
             count += 1
             if table == "users":
-                name, urole, pub, status = values[0], values[1], values[2], values[3]
-                state.registry[name] = [urole, pub, status]
+                name, urole, pub, box, status = values[:5]
+                state.registry[name] = [urole, pub, status, box]
         state.heads[table] = [count, head.hex()]
+    if action == "key_rotation" and seq > 1:
+        heads = c.get("detail", {}).get("heads", {})
+        if set(heads) - set(ROTATION_TABLES):
+            raise Broken(seq, str(user), f"record {seq} resets tables a key rotation does not touch")
+        for table, (count, head) in heads.items():
+            if int(count) != state.head(table)[0]:
+                raise Broken(seq, str(user), f"record {seq} changes the number of {table} rows")
+            state.heads[table] = [int(count), str(head)]
     state.seq = seq
     state.hash = record.hash
     if seq == 1:
@@ -303,7 +320,8 @@ def _genesis(record: Record) -> tuple[str, bytes]:
     c = record.content
     users = record.rows("users")
     if (c.get("action") != "vault_init" or set(c.get("rows", {})) != {"users"} or len(users) != 1
-            or users[0][0] != c.get("user") or users[0][1] != "admin" or users[0][3] != "active"):
+            or len(users[0]) != len(TABLES["users"]) or users[0][0] != c.get("user")
+            or users[0][1] != "admin" or users[0][4] != "active"):
         raise Broken(1, str(c.get("user")), "record 1 is not the vault's genesis record")
     return "admin", bytes.fromhex(users[0][2])
 

@@ -247,23 +247,26 @@ def init_vault(
     vault_id = _crypto.random_id(16)
     keyset = _keys.generate_keyset()
     signing, public = _crypto.generate_signing_key()
+    box, box_pub = _crypto.generate_keypair()
     created = _iso(clock())
     db = _index.connect(root / "index.db", keyset.keys["index"], create=True)
-    # The genesis record: the first admin registers their own key. Every
+    # The genesis record: the first admin registers their own keys. Every
     # slot pins its hash, so a log rewritten from the start is refused.
-    user_row = (admin, "admin", public.hex(), "active", created, admin)
+    user_row = (admin, "admin", public.hex(), box_pub.hex(), "active", created, admin)
     genesis = _log.make_record(
         vault_id=vault_id, seq=1, prev=_log.GENESIS, time=created, user=admin, action="vault_init",
         detail={}, rows={"users": [user_row]}, signing_key=signing,
     )
     db.execute("BEGIN IMMEDIATE")
     db.execute("INSERT INTO meta VALUES ('vault_id', ?)", (vault_id,))
-    db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", user_row)
+    db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?)", user_row)
     db.execute("INSERT INTO log VALUES (?, ?, ?)", (1, genesis.body, genesis.sig))
     db.execute("COMMIT")
     db.close()
-    slot = _keys.Slot(keyset, signing, genesis.hash)
-    _keys.write_slot(root, vault_id, admin, slot, passphrase, replace=False)
+    _keys.write_grant(root, vault_id, admin, box_pub, [(1, keyset)])
+    _keys.write_slot(root, vault_id, admin, "admin", signing=signing, box=box, genesis=genesis.hash,
+                     passphrase=passphrase, replace=False)
+    slot = _keys.Slot(((1, keyset),), signing, box, genesis.hash)
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "vault_id": vault_id, "created": created}
     # Written last: a folder without VAULT.json is not a vault, so a crash
     # during init leaves nothing that looks usable.
@@ -313,7 +316,7 @@ def open_vault(
     slot = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
     vault = Vault(root, user, slot, header["vault_id"], clock=clock)
     try:
-        vault._record("vault_open", {"role": slot.keyset.role})
+        vault._record("vault_open", {"role": slot.role})
     except BaseException:
         vault.close()
         raise
@@ -394,18 +397,19 @@ class Vault:
     def __init__(self, root: Path, user: str, slot: _keys.Slot, vault_id: str, *, clock: Clock):
         self.root = Path(root)
         self.user = user
-        self._keys = slot.keyset
         self._signing = slot.signing
+        self._box = slot.box
         self._genesis = slot.genesis
         self.vault_id = vault_id
         self._clock = clock
         self._lock_path = self.root / ".lock"
         self._thread_lock = threading.RLock()
+        self._lock_held = False
         self._pending: dict[str, list[tuple]] | None = None
         self._verified: set[str] = set()
         self._data_version: int | None = None
         self._blob_lock: int | None = None  # see _hold_blob_lock
-        self._db = _index.connect(self.root / "index.db", self._keys.get("index", "open the index"))
+        self._keys, self._epoch, self._db = self._connect(slot)
         try:
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
             if stored is None or stored[0] != vault_id:
@@ -417,6 +421,40 @@ class Vault:
         except BaseException:
             self.close()
             raise
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold the vault's writer lock (re-entrant within this object)."""
+        with self._thread_lock:
+            if self._lock_held:
+                yield
+                return
+            with locked(self._lock_path):
+                self._lock_held = True
+                try:
+                    yield
+                finally:
+                    self._lock_held = False
+
+    def _connect(self, slot: _keys.Slot):
+        """The newest key set of the user's grant that opens the index, and the open index.
+
+        A grant holds two key sets only while a key rotation is under way;
+        whichever opens the index is the current one.
+        """
+        for epoch, keyset in slot.keysets:
+            try:
+                db = _index.connect(self.root / "index.db", keyset.get("index", "open the index"))
+            except _index.WrongKey:
+                continue
+            self._index_id = _index_identity(self.root)
+            return keyset, epoch, db
+        if max(e for e, _ in slot.keysets) < int(_read_header(self.root).get("epoch", 1)):
+            raise AccessDenied(
+                "your keys no longer open this vault: your account was removed or its keys were "
+                "replaced; ask an admin", user=self.user,
+            )
+        raise _index.damaged()
 
     # -- basics -------------------------------------------------------------
 
@@ -504,7 +542,8 @@ class Vault:
             )
         registered = state.registry.get(self.user)
         if (registered is None or registered[2] != "active" or registered[0] != self.role
-                or registered[1] != _crypto.signing_public(self._signing).hex()):
+                or registered[1] != _crypto.signing_public(self._signing).hex()
+                or registered[3] != _crypto.public_from_private(self._box).hex()):
             raise AccessDenied(
                 "this account was removed from the vault or its key was reset; ask an admin",
                 user=self.user,
@@ -518,6 +557,11 @@ class Vault:
 
     def _sync(self) -> None:
         """Take in what other connections wrote since we last looked (verified)."""
+        if _index_identity(self.root) != self._index_id:
+            raise AccessDenied(
+                "the vault's keys were replaced since you opened it (a user was removed); "
+                "open it again", user=self.user,
+            )
         version = self._pragma_data_version()
         if version == self._data_version:
             return
@@ -590,7 +634,7 @@ class Vault:
         make fails here, as it would for every later reader.
         """
         detail = {} if detail is None else detail
-        with self._thread_lock, locked(self._lock_path):
+        with self._exclusive():
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -674,12 +718,19 @@ class Vault:
         if passphrase is None:
             passphrase = _ask_new_passphrase(name)
         _keys.check_passphrase(passphrase, user=name)
-        subset = self._keys.restricted_to(role)
-        signing, public = _crypto.generate_signing_key()
         with self._write("user_add", {"target": name, "role": role}):
-            self._insert("users", (name, role, public.hex(), "active", _iso(self._clock()), self.user))
-            _keys.write_slot(self.root, self.vault_id, name, _keys.Slot(subset, signing, self._genesis),
-                             passphrase, replace=False)
+            self._new_keys_for(name, role, passphrase, replace=False)
+
+    def _new_keys_for(self, name: str, role: str, passphrase: str, *, replace: bool) -> None:
+        """Inside a write: new own keys for ``name``, registered, slotted and granted the role's tiers."""
+        signing, public = _crypto.generate_signing_key()
+        box, box_pub = _crypto.generate_keypair()
+        self._insert("users", (name, role, public.hex(), box_pub.hex(), "active", _iso(self._clock()),
+                               self.user))
+        _keys.write_grant(self.root, self.vault_id, name, box_pub,
+                          [(self._epoch, self._keys.restricted_to(role))])
+        _keys.write_slot(self.root, self.vault_id, name, role, signing=signing, box=box,
+                         genesis=self._genesis, passphrase=passphrase, replace=replace)
 
     def set_passphrase(self, name: str, passphrase: str | None = None) -> None:
         """Change a user's passphrase: your own, or anyone's if you are an admin.
@@ -698,21 +749,27 @@ class Vault:
             passphrase = _ask_new_passphrase(name)
         _keys.check_passphrase(passphrase, user=name)
         if name == self.user:
-            slot = _keys.Slot(self._keys, self._signing, self._genesis)
             with self._write("user_passwd", {"target": name}):
-                _keys.write_slot(self.root, self.vault_id, name, slot, passphrase, replace=True)
+                _keys.write_slot(self.root, self.vault_id, name, role, signing=self._signing, box=self._box,
+                                 genesis=self._genesis, passphrase=passphrase, replace=True)
             return
-        signing, public = _crypto.generate_signing_key()
-        slot = _keys.Slot(self._keys.restricted_to(role), signing, self._genesis)
         with self._write("user_reset", {"target": name}):
-            self._insert("users", (name, role, public.hex(), "active", _iso(self._clock()), self.user))
-            _keys.write_slot(self.root, self.vault_id, name, slot, passphrase, replace=True)
+            self._new_keys_for(name, role, passphrase, replace=True)
 
     def remove_user(self, name: str) -> None:
-        """Remove a user (admins only): the registry ends their key, their slot is deleted.
+        """Remove a user and replace every key they could unwrap (admins only).
 
-        Records they signed before stay valid; anything signed with their key
-        afterwards is refused by every reader. The last admin cannot be removed.
+        The registry ends their signing key; every encryption tier is given a
+        new key (originals, identities, derivatives and the index itself);
+        every blob's wrapped key and every sealed identity record is re-done
+        under the new keys in a re-keyed copy of the index, which then
+        replaces the old one; each remaining user's grant is re-sealed to
+        their box key. The removed user's slot and grant are deleted, and one
+        put back opens nothing: their tier keys no longer open the index.
+        Records they signed before stay valid. The pseudonym and lookup keys
+        are kept (new ones would unlink every cohort and every patient
+        lookup). Other sessions that have the vault open must open it again.
+        The last admin cannot be removed.
         """
         name = _keys.check_user_name(name)
         if self.role != "admin":
@@ -720,14 +777,72 @@ class Vault:
         entry = self._registered(name)
         if entry is None:
             raise NotFound("no such user in this vault", user=name)
-        admins = sum(1 for r, _, st in self._state.registry.values() if r == "admin" and st == "active")
+        admins = sum(1 for e in self._state.registry.values() if e[0] == "admin" and e[2] == "active")
         if entry[0] == "admin" and admins <= 1:
             raise InvalidInput("refusing to remove the last admin; add another admin first")
-        with self._write("user_remove", {"target": name}):
-            self._insert("users", (name, entry[0], entry[1], "removed", _iso(self._clock()), self.user))
-        with contextlib.suppress(NotFound):
-            _keys.remove_slot(self.root, name)
+        with self._exclusive():
+            self._rotate_keys(name)
         self._auto_checkpoint()
+
+    def _rotate_keys(self, removed: str) -> None:
+        old, new = self._keys, _keys.rotated(self._keys)
+        epoch = self._epoch + 1
+        self._sync()
+        registry = {u: e for u, e in self._state.registry.items() if e[2] == "active" and u != removed}
+        # 1. every remaining user can open the new index before it exists
+        for user, (role, _, _, box_pub) in registry.items():
+            _keys.write_grant(self.root, self.vault_id, user, bytes.fromhex(box_pub),
+                              [(epoch, new.restricted_to(role)), (self._epoch, old.restricted_to(role))])
+        # 2. a re-keyed copy of the index with every wrapped key and sealed record re-done
+        index, rotating = self.root / "index.db", self.root / "index.db.rotating"
+        for path in (rotating, Path(f"{rotating}-wal"), Path(f"{rotating}-shm")):
+            path.unlink(missing_ok=True)
+        db = self._conn()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute(f"ATTACH DATABASE ? AS rotated KEY \"{_crypto.index_key_pragma(new.keys['index'])}\"",
+                   (str(rotating),))
+        db.execute("SELECT sqlcipher_export('rotated')")
+        db.execute("DETACH DATABASE rotated")
+        fresh = _index.connect(rotating, new.keys["index"])
+        try:
+            heads = _rekey_rows(fresh, old, new)
+            self._db, self._keys = fresh, new
+            self._data_version = self._pragma_data_version()
+            entry = self._state.registry[removed]
+            with self._write("user_remove", {"target": removed}):
+                self._insert("users", (removed, entry[0], entry[1], entry[3], "removed",
+                                       _iso(self._clock()), self.user))
+            with self._write("key_rotation", {"epoch": epoch, "heads": heads}):
+                pass
+            fresh.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except BaseException:
+            fresh.close()
+            self._db, self._keys = db, old
+            raise
+        # 3. the new index replaces the old one (its WAL must not outlive it)
+        db.close()
+        fresh.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{index}{suffix}").unlink(missing_ok=True)
+        os.replace(rotating, index)
+        header = _read_header(self.root)
+        header["epoch"] = epoch  # says which keys are current, for a clear error to old ones
+        atomic_write(self.root / "VAULT.json", (json.dumps(header, indent=1) + "\n").encode(),
+                     overwrite=True, sync_dir=False)
+        fsync_dir(self.root)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{rotating}{suffix}").unlink(missing_ok=True)
+        self._db = _index.connect(index, new.keys["index"])
+        self._index_id = _index_identity(self.root)
+        self._data_version = self._pragma_data_version()
+        self._epoch = epoch
+        self._verified.clear()
+        # 4. the old keys go; so do the removed user's slot and grant
+        for user, (role, _, _, box_pub) in registry.items():
+            _keys.write_grant(self.root, self.vault_id, user, bytes.fromhex(box_pub),
+                              [(epoch, new.restricted_to(role))])
+        with contextlib.suppress(NotFound):
+            _keys.remove_slot(self.root, removed)
 
     # -- blobs --------------------------------------------------------------
 
@@ -1758,7 +1873,7 @@ class Vault:
     @contextlib.contextmanager
     def _no_other_writers(self):
         """Hold the index's write lock and the writers' lock exclusively, or raise ``ConflictError``."""
-        with self._thread_lock, locked(self._lock_path), \
+        with self._exclusive(), \
                 exclusive_now(self.root / BLOB_LOCK, self._blob_lock) as alone:
             if not alone:
                 raise ConflictError(
@@ -1847,6 +1962,54 @@ def _duplicate(stored: tuple, ref: str | None) -> PhotoResult:
         "earlier import filed the photo under the wrong patient, tell an admin",
         photo_id=photo_id,
     ))
+
+
+def _index_identity(root: Path) -> tuple[int, int]:
+    """Which file ``index.db`` is: a key rotation replaces it with another."""
+    stat = os.stat(root / "index.db")
+    return stat.st_dev, stat.st_ino
+
+
+def _rekey_rows(db, old: _keys.KeySet, new: _keys.KeySet) -> dict[str, list]:
+    """Re-wrap every blob key and re-seal every identity record of ``db`` under ``new``.
+
+    Returns the new heads of the tables whose signed content changed.
+    """
+    def reseal(tier, sealed, label):
+        plain = _crypto.open_sealed(old.keys[tier], sealed, label.encode())
+        return _crypto.seal_to_public(new.keys[tier + "_pub"], plain, label.encode())
+
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for blob_id, kind, tier, wrapped in db.execute(
+                "SELECT blob_id, kind, tier, wrapped_key FROM blobs WHERE wrapped_key IS NOT NULL").fetchall():
+            aad = _crypto.blob_aad(blob_id, kind)
+            if tier in ("originals", "identities"):
+                data_key = _crypto.open_sealed(old.keys[tier], wrapped, aad)
+                wrapped = _crypto.seal_to_public(new.keys[tier + "_pub"], data_key, aad)
+            else:
+                data_key = _crypto.open_symmetric(old.keys[tier], wrapped, aad)
+                wrapped = _crypto.seal_symmetric(new.keys[tier], data_key, aad)
+            db.execute("UPDATE blobs SET wrapped_key = ? WHERE blob_id = ?", (wrapped, blob_id))
+        for ref, sealed in db.execute("SELECT patient_ref, identity FROM patients").fetchall():
+            db.execute("UPDATE patients SET identity = ? WHERE patient_ref = ?",
+                       (reseal("identities", sealed, "patient:" + ref), ref))
+        for photo_id, sealed in db.execute("SELECT photo_id, identifiers FROM photos").fetchall():
+            db.execute("UPDATE photos SET identifiers = ? WHERE photo_id = ?",
+                       (reseal("identities", sealed, "photo:" + photo_id), photo_id))
+        heads = {}
+        for table in _log.ROTATION_TABLES:
+            columns = ", ".join(_log.TABLES[table])
+            count, head = _log.table_head(db.execute(f"SELECT {columns} FROM {table} ORDER BY rowid"))
+            heads[table] = [count, head.hex()]
+        db.execute("COMMIT")
+    except _crypto.CryptoFailure:
+        db.execute("ROLLBACK")
+        raise IntegrityError(
+            "a wrapped key or identity record did not open during key rotation; nothing was "
+            "changed; run `workbench audit verify` and `workbench vault check`"
+        ) from None
+    return heads
 
 
 def _check_filters(filters: dict) -> None:
