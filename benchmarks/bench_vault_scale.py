@@ -24,24 +24,30 @@ keeps that in the vault folder. Each is repeated ``--repeat`` times (5) and
 the best counts; every run's figures, the first included, are in the JSON.
 
 ``--baseline REV`` checks REV out into a temporary ``git worktree add
---detach`` (removed afterwards). Each side's processes run with the same
-``.venv`` python (the dependencies are the same) and ``PYTHONPATH`` set to
-its code, so ``import workbench`` finds that side's package while the
-measurement functions are this file's. The sides take turns, measurement by
-measurement, so a change in the machine's load falls on both; the table
-shows both and the ratio current / baseline. Results go to
-``benchmarks/results/vault_scale.json``.
+--detach`` (removed afterwards); ``--current REV`` does the same for the
+side measured against it, which is otherwise this checkout as it is. Each
+side's processes run with the same ``.venv`` python (the dependencies are
+the same) and ``PYTHONPATH`` set to its code, so ``import workbench`` finds
+that side's package while the measurement functions are this file's. The
+sides take turns, measurement by measurement, so a change in the machine's
+load falls on both; the table shows both and the ratio current / baseline.
+Results go to ``benchmarks/results/vault_scale.json``.
 
 Building goes through the public API too: one transaction (and fsyncs) per
-photo. On today's code that is about 2-3 ms per tiny photo and 1 ms per
-consent grant (measured on 1,000 and 2,000 photos), so 2-3 minutes for
-50,000 photos. Built vaults are kept in ``benchmarks/.cache/`` (ignored by
-git), one folder per kind, size and code revision: the last commit that
-changed the imported ``workbench`` package, plus a digest of its files when
-they differ from that commit (so a commit that leaves the package alone
-reuses them). Measurements run on copies. ``--no-cache`` builds afresh in
-the run's temporary folder; delete ``benchmarks/.cache/`` to reclaim the
-space (about 350 MB per 50,000-photo vault).
+photo. On today's code that is about 2.7 ms per tiny photo and 1 ms per
+consent grant (measured on 1,000 and 2,000 photos first); 50,000 photos took
+133 s. Built vaults are kept in ``benchmarks/.cache/`` (ignored by git), one
+folder per kind, size and code revision: the last commit that changed the
+imported ``workbench`` package, plus a digest of its files when they differ
+from that commit (so a commit that leaves the package alone reuses them).
+Measurements run on copies. ``--no-cache`` builds afresh in the run's
+temporary folder; delete ``benchmarks/.cache/`` to reclaim the space (about
+450 MB per code revision at the default sizes).
+
+On 2 cores a run with nothing cached takes about 3.5 minutes, about 1
+minute once the vaults are cached; with ``--baseline`` of another revision
+both sides build, about 7 minutes with nothing cached (more if the
+baseline builds slower). The quick check below takes about 1 minute.
 
     .venv/bin/python -m benchmarks.bench_vault_scale                    # current code only
     .venv/bin/python -m benchmarks.bench_vault_scale --baseline main    # against main, in the same run
@@ -58,6 +64,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -478,6 +485,8 @@ def report(rows: list[dict], results: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision, in the same run")
+    parser.add_argument("--current", metavar="REV",
+                        help="measure this git revision as the current side (default: this checkout as it is)")
     parser.add_argument("--photos", type=int, default=50_000, help="photos in the large vault")
     parser.add_argument("--patients", type=int, default=0, help="patients in the large vault (default photos / 10)")
     parser.add_argument("--gallery-photos", type=int, default=500)
@@ -495,22 +504,30 @@ def main(argv=None) -> dict:
     if args.build:
         run_build(args)
         return {}
+    # a stopped run (SIGTERM) still removes its worktree and temporary folder
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     patients = args.patients or max(1, args.photos // 10)
-    assert 1 <= args.repeat and 10 * (args.repeat - 1) < patients, \
-        "--repeat withdraws the research consent of patients 0, 10, ... 10 * (repeat - 1)"
+    if not 1 <= args.repeat or 10 * (args.repeat - 1) >= patients:
+        parser.error("--repeat N withdraws the research consent of patients 0, 10, ... 10 * (N - 1): "
+                     "the large vault needs more patients")
     params = {"photos": args.photos, "patients": patients, "gallery_photos": args.gallery_photos,
               "removal_photos": args.removal_photos, "repeat": args.repeat, "cache": not args.no_cache}
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp, contextlib.ExitStack() as stack:
         # inside the project tree: same filesystem as a real vault would use
         work = Path(tmp)
-        sides = []
-        baseline_rev = None
-        if args.baseline:
-            baseline_rev = _git("-C", str(ROOT), "rev-parse", "--verify", args.baseline + "^{commit}")
-            code = stack.enter_context(worktree(baseline_rev, work / "baseline-code"))
-            sides.append(prepare_side("baseline", code, work, args))
-        sides.append(prepare_side("current", ROOT, work, args))
+        sides, revs = [], {}
+        for label, rev in [("baseline", args.baseline), ("current", args.current)]:
+            if rev is None:
+                continue
+            try:
+                revs[label] = _git("-C", str(ROOT), "rev-parse", "--verify", rev + "^{commit}")
+            except subprocess.CalledProcessError:
+                parser.error(f"--{label} {rev}: not a commit of this repository")
+            code = stack.enter_context(worktree(revs[label], work / f"{label}-code"))
+            sides.append(prepare_side(label, code, work, args))
+        if args.current is None:
+            sides.append(prepare_side("current", ROOT, work, args))
         print("measuring" + (", the two sides in turns" if args.baseline else ""), flush=True)
         results = {side["label"]: {"head": side["head"], "revision": side["revision"], "builds": side["vaults"]}
                    for side in sides}
@@ -519,12 +536,17 @@ def main(argv=None) -> dict:
                 results[label][group] = measured
     rows = compare(results, params)
     result = {
-        "cpu_model": cpu_model(), "baseline": args.baseline, "baseline_rev": baseline_rev, "params": params,
+        "cpu_model": cpu_model(), "baseline": args.baseline, "current": args.current or "this checkout",
+        "revisions": revs, "params": params,
         "rows": rows, "results": results, "run_s": round(time.perf_counter() - started, 1),
+        # other work on the machine shows here (the sides' turns share it alike)
+        "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]},
     }
     path = save("vault_scale", result)
     report(rows, results, path)
-    print(f"  (whole run {result['run_s']:.0f} s)")
+    load = result["load_average_1min"]
+    print(f"  (whole run {result['run_s']:.0f} s; {result['cpu_model']}, {os.cpu_count()} CPUs, "
+          f"load average {load['start']:.2f} at the start, {load['end']:.2f} at the end)")
     return result
 
 
