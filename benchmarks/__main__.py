@@ -1,12 +1,12 @@
 """`python -m benchmarks` (or `make bench`): run every benchmark, print tables, write JSON.
 
-`python -m benchmarks NAME ...` runs only the named ones (vault, deid, lossless, ...).
+`python -m benchmarks NAME ...` runs only the named ones (vault, vault_scale, deid, lossless, ...).
 """
 
 import importlib
 import sys
 
-ALL = ["vault", "deid", "lossless", "pipeline", "cohort"]
+ALL = ["vault", "vault_scale", "deid", "lossless", "pipeline", "cohort"]
 
 wanted = sys.argv[1:] or ALL
 for name in wanted:
