@@ -82,7 +82,7 @@ from ._util import best_of, save, table
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = HERE / ".cache"
-BUILD_VERSION = 1  # part of the cache key: raise it when the generated vaults change
+BUILD_VERSION = 2  # part of the cache key: raise it when the generated vaults change
 
 PASS = "correct-horse-battery-staple-42"
 ADMIN, PHOTOGRAPHER, CLINICIAN, RESEARCHER = "ada", "pho", "cli", "res"
@@ -148,6 +148,10 @@ def build_vault(path: Path, photos: int, patients: int, make_photo, label: str) 
         if photos >= 5000 and done * 10 // photos != (done - count) * 10 // photos:
             print(f"    {label}: {done}/{photos} photos, {time.perf_counter() - started:.0f} s", flush=True)
     pho.close()
+    # each user opens it once, as they would have: the vault may keep what
+    # they verified outside the vault folder (XDG_STATE_HOME, see run_probe)
+    for user in (ADMIN, PHOTOGRAPHER, CLINICIAN, RESEARCHER):
+        wb.open_vault(path, user=user, passphrase=PASS).close()
     return {"photos": photos, "patients": patients, "research_photos": research}
 
 
@@ -184,11 +188,16 @@ def built_vault(kind: str, photos: int, patients: int, build, rev: str, folder: 
     print(f"  building {kind}: {photos} photos of {patients} patients", flush=True)
     partial_path = folder / f"{key}.partial"
     shutil.rmtree(partial_path, ignore_errors=True)
+    shutil.rmtree(state_of(partial_path), ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
+    os.environ["XDG_STATE_HOME"] = str(state_of(partial_path))
     started = time.perf_counter()
     meta = build(partial_path, photos, patients)
     meta["build_s"] = round(time.perf_counter() - started, 2)
     meta["build_per_photo_ms"] = round(1000 * meta["build_s"] / photos, 2)
+    if state_of(partial_path).exists():
+        shutil.rmtree(state_of(path), ignore_errors=True)
+        state_of(partial_path).rename(state_of(path))
     partial_path.rename(path)  # a build cut short never looks finished
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     return path, {**meta, "cached": False}
@@ -254,7 +263,22 @@ def probe_remove(path: Path) -> dict:
 PROBES = {"query": probe_query, "previews": probe_previews, "withdraw": probe_withdraw, "remove": probe_remove}
 
 
+def state_of(vault: Path) -> Path:
+    """What the vault's users keep outside it (their witnesses), per copy: ``XDG_STATE_HOME``."""
+    return vault.with_name(vault.name + "-state")
+
+
+def probe_query_cold(path: Path, expect: int) -> dict:
+    """A user's first open on this machine: nothing verified before."""
+    shutil.rmtree(state_of(path), ignore_errors=True)
+    return probe_query(path, expect)
+
+
+PROBES["query_cold"] = probe_query_cold
+
+
 def run_probe(mode: str, path: str, out: str, *args: str) -> None:
+    os.environ["XDG_STATE_HOME"] = str(state_of(Path(path)))
     result = PROBES[mode](Path(path), *map(int, args))
     Path(out).write_text(json.dumps(result) + "\n")
 
@@ -340,8 +364,12 @@ def in_turns(sides: list[dict], repeat: int, measure) -> dict[str, list]:
 
 def fresh_copy(side: dict, kind: str) -> Path:
     copy = side["work"] / kind
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(side["vaults"][kind]["path"], copy)
+    source = Path(side["vaults"][kind]["path"])
+    for path in (copy, state_of(copy)):
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(source, copy)
+    if state_of(source).exists():
+        shutil.copytree(state_of(source), state_of(copy))
     return copy
 
 
@@ -393,6 +421,7 @@ def measure_scale(sides: list[dict], repeat: int) -> dict:
         return meta["research_photos"] - gone
 
     queries = in_turns(sides, repeat, lambda side: probe(side, "query", copies[side["label"]], expected(side)))
+    cold = in_turns(sides, 1, lambda side: probe(side, "query_cold", copies[side["label"]], expected(side)))
     withdraw = in_turns(sides, 1, lambda side: probe(side, "withdraw", copies[side["label"]], repeat))
     after = in_turns(sides, 1, lambda side: probe(side, "query", copies[side["label"]], expected(side, repeat)))
     removal = in_turns(sides, 1, lambda side: probe(side, "remove", copies[side["label"]]))
@@ -403,6 +432,7 @@ def measure_scale(sides: list[dict], repeat: int) -> dict:
         out[label] = {
             "open_s": best(q, "open_s"), "query_s": best(q, "query_s"), "open_query_s": best(q, "open_query_s"),
             "first_open_query_s": q[0]["open_query_s"], "warm_query_s": best(q, "warm_query_s"),
+            "cold_open_query_s": cold[label][0]["open_query_s"],
             "rows": q[0]["rows"], "withdraw_s": min(w), "first_withdraw_s": w[0],
             "open_query_after_withdraw_s": after[label][0]["open_query_s"],
             "remove_clinician_s": removal[label][0]["remove_clinician_s"],
@@ -427,6 +457,7 @@ def rows_for(params: dict) -> list[tuple]:
         (f"{n}: photos(research), first after open", "scale", "query_s", None),
         (f"{n}: open + photos(research)", "scale", "open_query_s", ("within", 1.0)),
         (f"{n}: same, first process on the copy", "scale", "first_open_query_s", ("within", 1.0)),
+        (f"{n}: same, a user's first open on this machine", "scale", "cold_open_query_s", None),
         (f"{n}: photos(research), warm", "scale", "warm_query_s", None),
         (f"{n}: withdraw_consent", "scale", "withdraw_s", ("within", 1.0)),
         (f"{n}: same, first withdrawal", "scale", "first_withdraw_s", ("within", 1.0)),
