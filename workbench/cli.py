@@ -406,7 +406,7 @@ def _run_build(args) -> int:
     # fast; the kernel inherits the environment, never a file or an argument.
     passphrase = args.passphrase or os.environ.get("WORKBENCH_PASSPHRASE")
     if passphrase is None:
-        from .vault._vault import _ask_passphrase
+        from .vault._base import _ask_passphrase
 
         passphrase = _ask_passphrase(f"Passphrase for {user}: ")
     open_vault(vault_path, user=user, passphrase=passphrase).close()

@@ -178,7 +178,12 @@ class Record:
         return self.content.get("action", "?")
 
     def rows(self, table: str) -> list[tuple]:
-        return [tuple(_decode(v) for v in row) for row in self.content.get("rows", {}).get(table, [])]
+        """The record's rows of ``table`` as SQLite returns them (decoded once)."""
+        cache = self.__dict__.setdefault("_rows", {})
+        if table not in cache:
+            cache[table] = [tuple(_decode(v) for v in row)
+                            for row in self.content.get("rows", {}).get(table, [])]
+        return cache[table]
 
 
 def canonical(content: dict) -> bytes:

@@ -1,0 +1,611 @@
+"""Photos: ingest, consent-filtered queries, originals and their previews."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import _imageio
+from .._progress import progress_bar
+from ..errors import (
+    AccessDenied,
+    ConflictError,
+    ConsentError,
+    InvalidInput,
+    NotFound,
+    WorkbenchError,
+)
+from . import _consent, _crypto
+from ._files import fsync_dir
+from ._base import IDENTIFIER_COLUMNS, PHOTO_COLUMNS, _iso
+
+
+@dataclass
+class PhotoResult:
+    """What happened to one input of :meth:`Vault.add_photo` or an ingest.
+
+    ``status`` is ``"added"``, ``"duplicate"`` (already stored under the same
+    patient), ``"error"`` or ``"skipped"`` (an ingest found the file but does
+    not read files of its kind); ``error`` holds the ``WorkbenchError`` that
+    says why, when it is ``"error"`` or ``"skipped"``. A file already stored
+    under another patient is an ``"error"`` (a ``ConflictError``).
+    """
+
+    status: str
+    photo_id: str | None = None
+    error: WorkbenchError | None = None
+    source: str | None = None
+    source_removed: bool = False
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A photo whose files are written and verified, waiting for its index commit."""
+
+    photo_id: str
+    content_key: str
+    info: "_imageio.ImageInfo"
+    original_row: tuple
+    preview_row: tuple | None
+    sealed_identifiers: bytes
+
+    @property
+    def rows(self) -> list[tuple]:
+        return [self.original_row] + ([self.preview_row] if self.preview_row else [])
+
+
+@dataclass
+class IngestReport:
+    """Per-file results of an ingest, in input order."""
+
+    results: list[PhotoResult] = field(default_factory=list)
+
+    @property
+    def added(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "added"]
+
+    @property
+    def duplicates(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "duplicate"]
+
+    @property
+    def errors(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "error"]
+
+    @property
+    def skipped(self) -> list[PhotoResult]:
+        return [r for r in self.results if r.status == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        """True when every file found is in the vault (none failed or was skipped)."""
+        return not self.errors and not self.skipped
+
+    def summary(self) -> str:
+        """One line of counts, with the kinds of file skipped, e.g. ``1 skipped (not photos: 1 .dcm)``."""
+        kinds = Counter(r.error.data.get("extension") or "no extension" for r in self.skipped if r.error)
+        why = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        return (
+            f"{len(self.added)} added, {len(self.duplicates)} duplicate, "
+            f"{len(self.errors)} failed, {len(self.skipped)} skipped"
+            + (f" (not photos: {why})" if why else "")
+            + f", of {len(self.results)} files"
+        )
+
+
+def _duplicate(stored: tuple, ref: str | None) -> PhotoResult:
+    """The result for a file whose content is stored already as ``stored`` (photo id, patient ref).
+
+    Under the same patient it is a ``"duplicate"``; under another patient
+    (or when this patient has no record yet) it is an ``"error"``: the file
+    is not filed twice, and an ingest keeps its source.
+    """
+    photo_id, stored_ref = stored
+    if stored_ref == ref:
+        return PhotoResult("duplicate", photo_id=photo_id)
+    return PhotoResult("error", error=ConflictError(
+        "this file is already in the vault under another patient, so it was not stored again "
+        "(an ingest keeps its source); check that the patient named is right, and if the "
+        "earlier import filed the photo under the wrong patient, tell an admin",
+        photo_id=photo_id,
+    ))
+
+
+def _check_filters(filters: dict) -> None:
+    for column in filters:
+        if column not in PHOTO_COLUMNS:
+            raise InvalidInput(
+                f"cannot filter on {column!r}; filter on one of: {', '.join(PHOTO_COLUMNS)}"
+            )
+
+
+def _apply_filters(frame: pd.DataFrame, filters: dict) -> pd.DataFrame:
+    """Equality, any-of (list/set) or inclusive range ((low, high) tuple) per column."""
+    for column, wanted in filters.items():
+        values = frame[column]
+        if isinstance(wanted, tuple) and len(wanted) == 2:
+            low, high = wanted
+            mask = pd.Series(True, index=frame.index)
+            if low is not None:
+                mask &= values.notna() & (values.astype(str) >= str(low))
+            if high is not None:
+                mask &= values.notna() & (values.astype(str) <= str(high))
+        elif isinstance(wanted, (list, set, frozenset)):
+            mask = values.isin(list(wanted))
+        else:
+            mask = values == wanted
+        frame = frame[mask]
+    return frame
+
+
+def _clean_field(value: str | None, what: str, required: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"the {what} is required (for example --body-site forearm)")
+        return None
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidInput(f"the {what} must be a short text (at most 64 characters)")
+    return value.strip().lower() if what != "diagnosis" else value.strip()
+
+
+class PhotosMixin:
+    """The :class:`~workbench.vault.Vault` methods that photos."""
+
+    def add_photo(
+        self,
+        data: bytes,
+        *,
+        patient: str,
+        body_site: str,
+        laterality: str | None = None,
+        diagnosis: str | None = None,
+        original_name: str | None = None,
+        allow_no_consent: bool = False,
+    ) -> PhotoResult:
+        """Encrypt one photo (file bytes, in memory) into the vault.
+
+        The original is sealed to the originals tier. The photo counts as
+        added only after its file was read back and decrypted to the same
+        digest, and the index committed. A JPEG or PNG is validated from its
+        structure (end-of-image marker, chunk checksums, header) and its
+        preview is rendered later, by the first reader who may see it (see
+        :meth:`render_previews`); other formats are decoded now, and their
+        preview stored at once.
+
+        Returns
+        -------
+        PhotoResult
+            ``status`` ``"added"``, ``"duplicate"`` (the same file is already here,
+            under this patient) or ``"error"`` (its ``error`` says why; a
+            ``ConflictError`` when the file is stored under another patient).
+
+        Raises
+        ------
+        ConsentError
+            Unknown patient or none consent on record, unless ``allow_no_consent``.
+        InvalidInput
+            Corrupt, truncated or unsupported image, or a decompression bomb.
+        """
+        return next(iter(self.add_photos(
+            [(data, original_name)], patient=patient, body_site=body_site, laterality=laterality,
+            diagnosis=diagnosis, allow_no_consent=allow_no_consent, workers=0,
+        )))
+
+    def add_photos(
+        self,
+        items: Iterable[tuple[bytes | Callable[[], bytes], str | None]],
+        *,
+        patient: str,
+        body_site: str,
+        laterality: str | None = None,
+        diagnosis: str | None = None,
+        allow_no_consent: bool = False,
+        workers: int = 2,
+    ) -> Iterable[PhotoResult]:
+        """Add many photos of one patient, overlapping decoding, encryption and I/O.
+
+        ``items`` yields ``(data, original_name)``, where ``data`` is the file's
+        bytes or a callable returning them. Results come back in input order,
+        one per item; an error in one item is its result (``status="error"``),
+        never the end of the batch. The same checks as :meth:`add_photo` apply.
+        Validation, previews and sealing run on ``workers`` threads (the image
+        decoder and the hashes release the GIL); the index and audit trail are
+        written by the calling thread, one committed transaction per photo.
+        """
+        ref = self._require_patient(patient, allow_no_consent)
+        fields = (
+            _clean_field(body_site, "body site", required=True),
+            _clean_field(laterality, "laterality"),
+            _clean_field(diagnosis, "diagnosis"),
+        )
+        lookup_key = self._keys.get("lookup", "add photos")
+        self._keys.get("originals_pub", "add photos")
+        pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
+        pending: deque = deque()
+
+        def submit(data, name):
+            if callable(data):
+                data = data()
+            content_key = _crypto.keyed_digest(lookup_key, "content", data)
+            self._check_tables("photos")
+            dup = self._query("SELECT photo_id, patient_ref FROM photos WHERE content_key = ?", (content_key,))
+            if dup:
+                return _duplicate(dup[0], ref)
+            if pool is None:
+                return self._prepare_photo(data, name, content_key)
+            return pool.submit(self._prepare_photo, data, name, content_key)
+
+        def finish(entry):
+            nonlocal ref
+            try:
+                prepared = entry.result() if isinstance(entry, Future) else entry
+                if isinstance(prepared, PhotoResult):
+                    return prepared
+                result, ref = self._commit_photo(prepared, patient, ref, fields)
+                return result
+            except WorkbenchError as exc:
+                return PhotoResult("error", error=exc)
+
+        try:
+            for data, name in items:
+                try:
+                    pending.append(submit(data, name))
+                except WorkbenchError as exc:
+                    pending.append(PhotoResult("error", error=exc))
+                # a short window keeps memory bounded (a 20 MP file is ~5 MB)
+                while len(pending) > max(1, 2 * workers):
+                    yield finish(pending.popleft())
+            while pending:
+                yield finish(pending.popleft())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _prepare_photo(self, data: bytes, original_name: str | None, content_key: str) -> "_Prepared":
+        """Validate, seal and write the original (and a preview when one was made); no index access.
+
+        Decoding a JPEG's Huffman data costs three times as much as storing
+        the file, so JPEG and PNG files are validated from their structure
+        and their previews are made later (:meth:`render_previews`); the
+        photographer's role could not look at them anyway.
+        """
+        if _imageio.sniff_format(data) in _imageio.STRUCTURE_CHECKED:
+            preview, info = None, _imageio.check(data)
+        else:
+            preview, info = _imageio.render_preview(data)
+        photo_id = _crypto.random_id()
+        original_row = self._store_blob("original", "originals", data, photo_id)
+        preview_row = None
+        if preview is not None:
+            try:
+                preview_row = self._store_blob("preview", "originals", preview, photo_id)
+            except BaseException:
+                os.unlink(self._blob_path(original_row[0]))
+                raise
+        identifiers = {
+            "original_name": original_name,
+            "capture_time": info.capture_time.isoformat() if info.capture_time else None,
+            "camera_make": info.camera_make,
+            "camera_model": info.camera_model,
+            "camera_serial": info.camera_serial,
+        }
+        sealed = self._seal_record("identities", identifiers, "photo:" + photo_id)
+        return _Prepared(photo_id, content_key, info, original_row, preview_row, sealed)
+
+    def _commit_photo(self, p: "_Prepared", patient: str, ref: str | None, fields: tuple) -> tuple[PhotoResult, str]:
+        body_site, laterality, diagnosis = fields
+        dup = self._query("SELECT photo_id, patient_ref FROM photos WHERE content_key = ?", (p.content_key,))
+        if dup:  # the same file twice in one batch, or stored meanwhile by another session
+            for row in p.rows:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._blob_path(row[0]))
+            return _duplicate(dup[0], ref), ref
+        # the blob files are fsynced; make their directory entries durable
+        # before the index refers to them
+        for row in p.rows:
+            fsync_dir(self._blob_path(row[0]).parent)
+        capture_date = p.info.capture_time.date().isoformat() if p.info.capture_time else None
+        with self._write("ingest", {"photo_id": p.photo_id, "format": p.info.format}) as detail:
+            if ref is None:
+                ref = self._create_patient(patient, None, None)
+            detail["patient_ref"] = ref
+            for row in p.rows:
+                self._insert_blob(row)
+            self._insert("photos", (
+                p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
+                laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
+                p.original_row[0], p.sealed_identifiers))
+        return PhotoResult("added", photo_id=p.photo_id), ref
+
+    def photos(self, purpose: str, *, include_identifiers: bool = False, **filters) -> pd.DataFrame:
+        """Photos consented for ``purpose`` now, as a DataFrame.
+
+        Parameters
+        ----------
+        purpose : str
+            ``care``, ``research``, ``education`` or ``publication``. Only photos
+            whose patient's consent for this purpose is active at the vault's
+            current time are returned. For ``care``, photos of patients with no
+            consent on record at all (ingested with ``allow_no_consent``) are
+            included too.
+        include_identifiers : bool
+            Add identifying columns (patient id, name, birth date, original file
+            name, capture time, camera). Needs the identities key.
+        **filters
+            Equality on any column (``body_site="forearm"``); a list or set means
+            "any of"; a ``(low, high)`` tuple means an inclusive range
+            (``capture_date=("2024-01-01", "2024-06-30")``).
+
+        Raises
+        ------
+        ConsentError
+            ``purpose`` is not a consent scope.
+        AccessDenied
+            ``include_identifiers`` for a role without the identities key.
+        """
+        purpose = _consent.check_purpose(purpose)
+        _check_filters(filters)
+        if include_identifiers:
+            self._need("identities", "see identifiers", {"purpose": purpose})
+        now = self._clock()
+        events = self._consent_events()
+        reviews = self._review_states()
+        rows = self._query(
+            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
+            "format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
+        )
+        records = []
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested, sealed) in rows:
+            review = reviews.get(photo_id, "unreviewed")
+            patient_events = events.get(ref, [])
+            grants = _consent.active_grants(patient_events, now)
+            if purpose in grants:
+                identifiable = grants[purpose].identifiable
+            elif purpose == "care" and not patient_events:
+                identifiable = True
+            else:
+                continue
+            rec = dict(photo_id=photo_id, patient_ref=ref, body_site=site, laterality=lat,
+                       diagnosis=dx, capture_date=cdate, review_state=review, format=fmt,
+                       width=w, height=h, identifiable_use=identifiable, ingested=ingested)
+            if include_identifiers:
+                rec["_sealed"] = sealed
+            records.append(rec)
+        frame = pd.DataFrame.from_records(records, columns=PHOTO_COLUMNS + (["_sealed"] if include_identifiers else []))
+        frame = _apply_filters(frame, filters)
+        frame = frame.reset_index(drop=True)
+        if include_identifiers:
+            frame = self._add_identifiers(frame)
+        self._record("query", {"purpose": purpose, "rows": int(len(frame)),
+                               "identifiers": bool(include_identifiers),
+                               "filters": sorted(filters)})
+        return frame
+
+    def exclusions(self, purpose: str, **filters) -> pd.DataFrame:
+        """Photos a query for ``purpose`` leaves out now, each with its reason.
+
+        Reasons: ``no consent``, ``withdrawn``, ``expired``. ``filters`` as in
+        :meth:`photos` (only photos matching them are considered). Columns:
+        photo_id, patient_ref, reason. The call is audited like a query.
+        """
+        purpose = _consent.check_purpose(purpose)
+        _check_filters(filters)
+        now = self._clock()
+        events = self._consent_events()
+        reviews = self._review_states()
+        out = []
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested) in self._query(
+            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
+            "format, width, height, ingested FROM photos ORDER BY ingested, photo_id"
+        ):
+            review = reviews.get(photo_id, "unreviewed")
+            patient_events = events.get(ref, [])
+            if purpose == "care" and not patient_events:
+                continue
+            reason = _consent.explain(patient_events, purpose, now)
+            if reason != "active":
+                out.append(dict(photo_id=photo_id, patient_ref=ref, body_site=site, laterality=lat,
+                                diagnosis=dx, capture_date=cdate, review_state=review, format=fmt,
+                                width=w, height=h, identifiable_use=False, ingested=ingested,
+                                reason=reason))
+        frame = _apply_filters(pd.DataFrame.from_records(out, columns=PHOTO_COLUMNS + ["reason"]), filters)
+        self._record("query_exclusions", {"purpose": purpose, "rows": int(len(frame)),
+                                          "filters": sorted(filters)})
+        return frame[["photo_id", "patient_ref", "reason"]].reset_index(drop=True)
+
+    def photo_count(self) -> int:
+        """How many photos the vault holds, whatever their consent."""
+        self._check_tables("photos")
+        return int(self._query("SELECT COUNT(*) FROM photos")[0][0])
+
+    def _add_identifiers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self._check_tables("patients")
+        identity_cache: dict[str, dict] = {}
+        extra = []
+        for photo_id, ref, sealed in zip(frame["photo_id"], frame["patient_ref"], frame["_sealed"]):
+            if ref not in identity_cache:
+                row = self._query("SELECT identity FROM patients WHERE patient_ref = ?", (ref,))
+                identity_cache[ref] = self._open_record("identities", row[0][0], "patient:" + ref)
+            person = identity_cache[ref]
+            ids = self._open_record("identities", sealed, "photo:" + photo_id)
+            extra.append({
+                "patient_id": person.get("patient_id"), "patient_name": person.get("name"),
+                "birth_date": person.get("birth_date"), **ids,
+            })
+        ident = pd.DataFrame.from_records(extra, columns=IDENTIFIER_COLUMNS)
+        return pd.concat([frame.drop(columns="_sealed"), ident], axis=1)
+
+    def _photo_row(self, photo_id: str) -> tuple:
+        """``(original blob, preview blob or None, patient_ref)`` of a photo (verified rows)."""
+        self._check_tables("photos", "blobs")
+        rows = self._query(
+            "SELECT original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id AND "
+            "b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
+            "WHERE photo_id = ?", (photo_id,))
+        if not rows:
+            raise NotFound("no photo with that id in this vault", photo_id=photo_id)
+        return rows[0]
+
+    def read_original_file(self, photo_id: str) -> bytes:
+        """The identifiable original file's bytes, metadata and all, decrypted in memory (audited).
+
+        The file holds identifiers in its metadata (camera serial, owner,
+        capture time, sometimes a name), so only roles that may see
+        identities (admin, clinician) may have it; others see pixels through
+        :meth:`load_original`.
+        """
+        original_blob, _, ref = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": ref}
+        self._need("identities", "read original files with their metadata", detail)
+        return self._read_original(photo_id, "read original photos")
+
+    def _read_original(self, photo_id: str, action: str) -> bytes:
+        original_blob, _, ref = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": ref}
+        self._need("originals", action, detail)
+        data = self._open_blob(original_blob, action, detail)
+        self._record("decrypt_original", detail)
+        return data
+
+    def load_original(self, photo_id: str) -> np.ndarray:
+        """Decrypted, identifiable RGB pixels of an original (EXIF orientation applied).
+
+        Never written to disk. Raises ``AccessDenied`` for roles without the
+        originals key (photographer, researcher, educator).
+        """
+        return _imageio.decode(self._read_original(photo_id, "read original photos"))
+
+    def load_previews(self, photo_ids: Iterable[str]) -> dict[str, bytes]:
+        """Small JPEG previews of originals (identifiable), decrypted in memory.
+
+        One audit record covers the whole batch, so a gallery page costs one
+        append, not one per thumbnail. A preview not rendered yet is rendered
+        now from its original and stored (see :meth:`render_previews`).
+
+        Raises
+        ------
+        AccessDenied
+            The role has no originals key.
+        NotFound
+            An unknown photo id.
+        InvalidInput
+            An original whose pixel data cannot be decoded (it stays in the
+            vault byte for byte as it was imported).
+        """
+        photo_ids = list(photo_ids)
+        self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
+        rows = {photo_id: self._photo_row(photo_id) for photo_id in photo_ids}
+        blobs = {photo_id: row[1] for photo_id, row in rows.items()}
+        blobs.update(self._render_previews({p: row for p, row in rows.items() if row[1] is None}))
+        out = {
+            photo_id: self._open_blob(blobs[photo_id], "view previews", {"photo_id": photo_id})
+            for photo_id in photo_ids
+        }
+        self._record("decrypt_previews", {"photo_ids": photo_ids})
+        return out
+
+    def render_previews(self, photo_ids: Iterable[str] | None = None, *, workers: int = 2) -> int:
+        """Render and store the previews that ingest left for later.
+
+        Ingest validates JPEG and PNG files from their structure and does not
+        decode them (that would halve its speed); the first reader who holds
+        the originals key renders the missing previews, either on first view
+        (:meth:`load_previews`) or all at once here, e.g. after a card import.
+
+        Parameters
+        ----------
+        photo_ids : iterable of str, optional
+            Only these photos; by default every photo without a preview.
+        workers : int, default 2
+            Decoding threads (the decoder releases the GIL).
+
+        Returns
+        -------
+        int
+            How many previews were rendered.
+
+        Raises
+        ------
+        AccessDenied
+            The role has no originals key.
+        InvalidInput
+            An original whose pixel data cannot be decoded; previews rendered
+            before it are kept.
+        """
+        if photo_ids is None:
+            self._check_tables("photos", "blobs")
+            todo = {r[0]: (r[1], None, r[2]) for r in self._query(
+                "SELECT photo_id, original_blob, patient_ref FROM photos p WHERE NOT EXISTS (SELECT 1 "
+                "FROM blobs b WHERE b.photo_id = p.photo_id AND b.kind = 'preview') ORDER BY photo_id")}
+        else:
+            rows = {p: self._photo_row(p) for p in dict.fromkeys(photo_ids)}
+            todo = {p: row for p, row in rows.items() if row[1] is None}
+        self._need("originals", "render previews of originals", {"photos": len(todo)})
+        return len(self._render_previews(todo, workers=workers))
+
+    def _render_previews(self, rows: dict[str, tuple], *, workers: int = 2) -> dict[str, str]:
+        """Render previews for ``rows`` (photo id: its ``_photo_row``); return photo id: preview blob id."""
+        if not rows:
+            return {}
+
+        def render(photo_id: str) -> tuple:
+            original_blob, _, ref = rows[photo_id]
+            detail = {"photo_id": photo_id, "patient_ref": ref}
+            data = self._open_blob(original_blob, "render previews", detail)
+            try:
+                preview, _ = _imageio.render_preview(data)
+            except InvalidInput as exc:
+                raise type(exc)(
+                    f"photo {photo_id} was stored as imported but its pixels cannot be decoded "
+                    f"({exc}); read it with read_original_file to inspect it",
+                    photo_id=photo_id,
+                ) from None
+            return self._store_blob("preview", "originals", preview, photo_id)
+
+        done: list[tuple[str, tuple]] = []
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                rendered = progress_bar(zip(rows, pool.map(render, rows)), total=len(rows), desc="previews")
+                for photo_id, row in rendered:
+                    done.append((photo_id, row))
+        finally:  # keep what was rendered before a failure
+            stored = self._commit_previews(done) if done else {}
+        return stored
+
+    def _commit_previews(self, done: list[tuple[str, tuple]]) -> dict[str, str]:
+        for folder in {self._blob_path(row[0]).parent for _, row in done}:
+            fsync_dir(folder)
+        stored = {}
+        with self._write("render_previews", {"photo_ids": [photo_id for photo_id, _ in done]}):
+            for photo_id, row in done:
+                current = self._photo_row(photo_id)[1]
+                if current is not None:  # another reader rendered it meanwhile
+                    os.unlink(self._blob_path(row[0]))
+                    stored[photo_id] = current
+                    continue
+                self._insert_blob(row)
+                stored[photo_id] = row[0]
+        return stored
+
+    def verify_photo(self, photo_id: str) -> bool:
+        """True when a photo's files are present and match their recorded digests."""
+        original_blob, preview_blob, _ = self._photo_row(photo_id)
+        wanted = [b for b in (original_blob, preview_blob) if b is not None]
+        rows = self._query("SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN (?, ?)", (original_blob, preview_blob))
+        if len(rows) != len(wanted):
+            return False
+        for blob_id, digest in rows:
+            try:
+                if _crypto.sha256_hex(self._blob_path(blob_id).read_bytes()) != digest:
+                    return False
+            except OSError:
+                return False
+        return True
