@@ -401,22 +401,17 @@ def _run_build(args) -> int:
     from .cohort import CohortResult, read_cohort
     from .runs import parse_params, run_cohort_notebook
 
-    vault_path, user = _vault_path(args), _user(args)
-    # Unlock once here (prompting if needed) so that a wrong passphrase fails
-    # fast; the kernel inherits the environment, never a file or an argument.
-    passphrase = args.passphrase or os.environ.get("WORKBENCH_PASSPHRASE")
-    if passphrase is None:
-        from .vault._base import _ask_passphrase
+    from .vault import capability
 
-        passphrase = _ask_passphrase(f"Passphrase for {user}: ")
-    open_vault(vault_path, user=user, passphrase=passphrase).close()
-    os.environ.update(WORKBENCH_VAULT=str(vault_path.resolve()), WORKBENCH_USER=user,
-                      WORKBENCH_PASSPHRASE=passphrase)
+    vault_path, user = _vault_path(args), _user(args)
+    # Unlock here (prompting if needed): a wrong passphrase fails fast, and the
+    # kernel gets a capability that expires with the run, never the passphrase.
     params = parse_params(args.param)
     params.setdefault("vault_path", str(vault_path.resolve()))
     params.setdefault("user", user)
     notebook = "40_teaching_set" if args.command == "teaching" else "30_build_cohort"
-    out = run_cohort_notebook(notebook, params, args.out)
+    with open_vault(vault_path, user=user, passphrase=args.passphrase) as vault, capability(vault):
+        out = run_cohort_notebook(notebook, params, args.out)
     prov, _ = read_cohort(out)
     result = CohortResult(out, prov["images"], prov["excluded"], prov["run_id"])
     print(result.headline)

@@ -182,9 +182,12 @@ def run_demo(workdir: Path, *, photos: int = 24, out=sys.stdout) -> int:
         target = datasets / name
         if target.exists():
             shutil.rmtree(target)  # the demo's own output from an earlier run
-        os.environ.update(WORKBENCH_PASSPHRASE=passphrase)
-        built = run_cohort_notebook(notebook, {"name": name, "vault_path": str(path.resolve()),
-                                               "user": user}, target)
+        from .vault import capability
+
+        # the kernel opens the vault with a capability that ends with the run
+        with open_vault(path, user=user, passphrase=passphrase) as vault, capability(vault):
+            built = run_cohort_notebook(notebook, {"name": name, "vault_path": str(path.resolve()),
+                                                   "user": user}, target)
         from .cohort import read_cohort
 
         prov, manifest = read_cohort(built)

@@ -294,6 +294,46 @@ def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
     return Slot(tuple(keysets), signing, box, genesis)
 
 
+# --- capabilities: an unlocked slot handed to a child process ----------------
+
+_CAPABILITY_VERSION = 1
+
+
+def _capability_aad(vault_id: str, user: str) -> bytes:
+    return f"workbench capability v{_CAPABILITY_VERSION}|{vault_id}|{user}".encode()
+
+
+def seal_capability(vault_id: str, user: str, slot: Slot, expires: str) -> tuple[bytes, bytes]:
+    """What ``slot``'s passphrase unlocks, sealed under a fresh one-time key until ``expires``.
+
+    Returns ``(key, sealed)``: the key goes to the child process, the sealed
+    bytes into a file only this account can read, deleted when the child is
+    done. Neither holds the passphrase, and the pair opens nothing once the
+    file is gone or the time has passed.
+    """
+    key = _crypto.random_key()
+    payload = json.dumps({
+        "role": slot.role, "signing": _crypto.b64e(slot.signing), "box": _crypto.b64e(slot.box),
+        "genesis": slot.genesis, "expires": expires,
+    }).encode()
+    return key, _crypto.seal_symmetric(key, payload, _capability_aad(vault_id, user))
+
+
+def open_capability(root: Path, vault_id: str, user: str, key: bytes, sealed: bytes) -> tuple[Slot, str]:
+    """The slot a capability carries and when it expires; any failure is ``AccessDenied``."""
+    try:
+        doc = json.loads(_crypto.open_symmetric(key, sealed, _capability_aad(vault_id, user)))
+        box = _crypto.b64d(doc["box"])
+        keysets = read_grant(root, vault_id, user, doc["role"], box)
+        slot = Slot(tuple(keysets), _crypto.b64d(doc["signing"]), box, str(doc["genesis"]))
+        return slot, str(doc["expires"])
+    except (_crypto.CryptoFailure, ValueError, KeyError, TypeError):
+        raise AccessDenied(
+            "the vault capability handed to this process does not open this vault for this "
+            "user; run the command again"
+        ) from None
+
+
 def list_slots(root: Path) -> list[dict]:
     """User names and roles (slot files are readable without a key)."""
     out = []

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..errors import AccessDenied, AlreadyExists, IntegrityError, InvalidInput, NotFound
@@ -29,6 +31,7 @@ from ._base import (
     _ask_passphrase,
     _index_identity,
     _iso,
+    _parse_time,
     _read_header,
     _utcnow,
 )
@@ -123,8 +126,10 @@ def open_vault(
     user : str
         Your user name in this vault.
     passphrase : str, optional
-        When omitted, ``WORKBENCH_PASSPHRASE`` is used if set (for scripts and
-        tests only), else a hidden prompt asks for it.
+        When omitted: a capability handed down by the process that started
+        this one (``WORKBENCH_CAPABILITY``, see :func:`capability`), else
+        ``WORKBENCH_PASSPHRASE`` if set (for scripts and tests only), else a
+        hidden prompt.
     clock : callable, optional
         Returns the current time; consent is evaluated at this time.
 
@@ -142,11 +147,15 @@ def open_vault(
     """
     root = Path(path)
     header = _read_header(root)
-    if passphrase is None:
+    slot = None
+    if passphrase is None and os.environ.get(CAPABILITY_ENV):
+        slot = _open_capability(root, header["vault_id"], user, clock)
+    if slot is None and passphrase is None:
         passphrase = os.environ.get("WORKBENCH_PASSPHRASE")
-    if passphrase is None:
+    if slot is None and passphrase is None:
         passphrase = _ask_passphrase(f"Passphrase for {user}: ")
-    slot = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
+    if slot is None:
+        slot = _keys.unlock_slot(root, header["vault_id"], user, passphrase)
     vault = Vault(root, user, slot, header["vault_id"], clock=clock)
     try:
         vault._record("vault_open", {"role": slot.role})
@@ -154,6 +163,56 @@ def open_vault(
         vault.close()
         raise
     return vault
+
+
+#: ``FILE:KEY`` of a capability (an unlocked slot, sealed, expiring) for a child process
+CAPABILITY_ENV = "WORKBENCH_CAPABILITY"
+
+
+@contextlib.contextmanager
+def capability(vault: "Vault", *, minutes: int = 240):
+    """Let child processes (papermill kernels) open ``vault`` as its user, without the passphrase.
+
+    Within the block, ``WORKBENCH_CAPABILITY`` in this process's environment
+    (which children inherit) names a file, readable only by this account,
+    that holds the user's unlocked slot sealed under a one-time key, and the
+    key. The file is deleted when the block ends, and the capability expires
+    after ``minutes`` by the vault's clock anyway: it never outlives the run.
+    """
+    expires = _iso(vault.now() + timedelta(minutes=minutes))
+    slot = _keys.Slot(((vault._epoch, vault._keys),), vault._signing, vault._box, vault._genesis)
+    key, sealed = _keys.seal_capability(vault.vault_id, vault.user, slot, expires)
+    folder = Path(tempfile.mkdtemp(prefix="workbench-capability-"))
+    path = folder / "capability"
+    previous = os.environ.get(CAPABILITY_ENV)
+    try:
+        atomic_write(path, sealed)
+        os.environ[CAPABILITY_ENV] = f"{path}:{_crypto.b64e(key)}"
+        vault._record("capability_issued", {"minutes": minutes})
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(CAPABILITY_ENV, None)
+        else:
+            os.environ[CAPABILITY_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _open_capability(root: Path, vault_id: str, user: str, clock: Clock) -> "_keys.Slot | None":
+    """The slot a parent process handed down, if it is for this vault and user and still valid."""
+    path, _, key = os.environ[CAPABILITY_ENV].rpartition(":")
+    try:
+        sealed = Path(path).read_bytes()
+        key_bytes = _crypto.b64d(key)
+    except (OSError, _crypto.CryptoFailure):
+        raise AccessDenied(
+            "the vault capability handed to this process is gone (its run ended); open the "
+            "vault with a passphrase"
+        ) from None
+    slot, expires = _keys.open_capability(root, vault_id, user, key_bytes, sealed)
+    if _parse_time(expires) < clock():
+        raise AccessDenied("the vault capability handed to this process has expired; run it again")
+    return slot
 
 
 class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
