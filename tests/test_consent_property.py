@@ -1,15 +1,17 @@
 """Property: a photo is returned for a purpose iff consent for it is active at query time.
 
 Random histories of grants (some with expiry), withdrawals (some of all
-scopes) and query moments are played into a real vault; the answer of
-``photos(purpose)`` is compared with a direct reading of the rule: the most
-recent consent event for that scope at or before the query time is a grant
-whose expiry day has not passed.
+scopes) and query moments are played into a real vault; the answer of every
+public method that returns photos, previews, originals, derivatives,
+de-identified results or identifiers, for each purpose, is compared with a
+direct reading of the rule: the most recent consent event for that scope at
+or before the query time is a grant whose expiry day has not passed.
 """
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -55,7 +57,7 @@ def shared(tmp_path_factory):
     vault.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     history=st.lists(event, min_size=1, max_size=6),
     query_day=st.integers(min_value=0, max_value=70),
@@ -83,7 +85,26 @@ def test_photo_returned_iff_consent_active(shared, history, query_day, query_hou
                if h[0] == "grant" or any(x[0] == "grant" for x in history[:i])]
     photo = vault.add_photo(jpeg_bytes(100_000 + n, size=(16, 16)), patient=patient,
                             body_site="skin", allow_no_consent=True).photo_id
+    blob = vault.put_derivative(photo, "deid_jpeg", b"derivative %d" % n)
+    result = SimpleNamespace(data=b"deid %d" % n, regions=[], ext="jpg", width=16, height=16,
+                             verified=True, warnings=[])
+    vault.store_deid(photo, result, "policy")
     clock.moment = BASE + timedelta(days=query_day, hours=query_hour)
     for scope in SCOPES:
-        returned = photo in set(vault.photos(scope)["photo_id"])
-        assert returned == expected_active(applied, scope, clock.moment), (scope, applied)
+        active = expected_active(applied, scope, clock.moment)
+        assert (photo in set(vault.photos(scope)["photo_id"])) == active, (scope, applied)
+        with_ids = vault.photos(scope, include_identifiers=True)
+        assert (photo in set(with_ids["photo_id"])) == active
+        assert (photo in set(vault.exclusions(scope)["photo_id"])) == (not active)
+        assert (not vault.derivatives(photo, purpose=scope).empty) == active
+        assert (photo in set(vault.deid_results(purpose=scope)["photo_id"])) == active
+        reads = [lambda: vault.load_derivative(blob, purpose=scope),
+                 lambda: vault.load_previews([photo], purpose=scope),
+                 lambda: vault.read_original_file(photo, purpose=scope),
+                 lambda: vault.load_original(photo, purpose=scope)]
+        for read in reads:
+            if active:
+                read()
+            else:
+                with pytest.raises(wb.ConsentError):
+                    read()

@@ -183,7 +183,7 @@ def prepare_derivatives(
     todo = [p for p in photo_ids if p not in current and p in allowed]
     manual_regions = manual_regions or {}
     if todo:
-        results = _run_parallel(vault, todo, policy, workers, scheduler, manual_regions)
+        results = _run_parallel(vault, todo, policy, workers, scheduler, manual_regions, purpose)
         for photo_id, result in progress_bar(zip(todo, results), total=len(todo), desc="de-identify"):
             vault.store_deid(photo_id, result, digest)
     return vault.deid_results(photo_ids, purpose=purpose)
@@ -232,9 +232,9 @@ def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
     }
 
 
-def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions):
+def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions, purpose):
     def payload(photo_id):
-        return vault._read_original(photo_id, "de-identify photos"), manual_regions.get(photo_id, [])
+        return vault._read_original(photo_id, "de-identify photos", purpose), manual_regions.get(photo_id, [])
 
     if scheduler is not None:
         from distributed import Client

@@ -197,6 +197,36 @@ class PatientsMixin:
                            "FROM consent_events ORDER BY seq")
         return _crypto.sha256_hex(json.dumps(rows).encode())
 
+    def _require_consent(self, patient_refs: dict[str, str], purpose: str, action: str) -> None:
+        """Raise ``ConsentError`` (audited) unless every photo's patient is consented for ``purpose`` now.
+
+        ``patient_refs`` maps photo id -> patient_ref. ``care`` also covers
+        photos stored with ``allow_no_consent`` (no consent on record at all).
+        """
+        for photo_id, ref in patient_refs.items():
+            if self._consent_holds(ref, purpose):
+                continue
+            self._record("denied", {"attempt": action, "photo_id": photo_id, "purpose": purpose})
+            raise ConsentError(
+                f"this photo's patient is not consented for {purpose} now (withdrawn, expired or never "
+                "given); choose photos with vault.photos(purpose=...)",
+                purpose=purpose, photo_id=photo_id,
+            )
+
+    def _consent_holds(self, patient_ref: str, purpose: str) -> bool:
+        """Whether one patient's consent for ``purpose`` is active now (``care``: or none on record)."""
+        purpose = _consent.check_purpose(purpose)
+        self._check_tables("consent_events")
+        events = [
+            _consent.ConsentEvent(seq=seq, patient_ref=patient_ref, action=act,
+                                  scopes=frozenset(scopes.split(",")), effective=_parse_time(eff),
+                                  expires=date.fromisoformat(exp) if exp else None)
+            for seq, act, scopes, eff, exp in self._query(
+                "SELECT seq, action, scopes, effective, expires FROM consent_events WHERE patient_ref = ?",
+                (patient_ref,))
+        ]
+        return purpose in _consent.active_grants(events, self._clock()) or (purpose == "care" and not events)
+
     def _consented(self, purpose: str) -> dict[str, str]:
         """photo_id -> patient_ref of the photos whose patient's consent holds for ``purpose`` now."""
         purpose = _consent.check_purpose(purpose)

@@ -454,8 +454,12 @@ class PhotosMixin:
             raise NotFound("no photo with that id in this vault", photo_id=photo_id)
         return rows[0]
 
-    def read_original_file(self, photo_id: str) -> bytes:
+    def read_original_file(self, photo_id: str, *, purpose: str = "care") -> bytes:
         """The identifiable original file's bytes, metadata and all, decrypted in memory (audited).
+
+        Refused (``ConsentError``) when the patient is not consented for
+        ``purpose`` now; ``care`` by default, which also covers photos stored
+        without consent.
 
         The file holds identifiers in its metadata (camera serial, owner,
         capture time, sometimes a name), so only roles that may see
@@ -465,35 +469,43 @@ class PhotosMixin:
         original_blob, _, ref = self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "patient_ref": ref}
         self._need("identities", "read original files with their metadata", detail)
-        return self._read_original(photo_id, "read original photos")
+        return self._read_original(photo_id, "read original photos", purpose)
 
-    def _read_original(self, photo_id: str, action: str) -> bytes:
+    def _read_original(self, photo_id: str, action: str, purpose: str = "care") -> bytes:
         original_blob, _, ref = self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "patient_ref": ref}
         self._need("originals", action, detail)
+        self._require_consent({photo_id: ref}, purpose, action)
         data = self._open_blob(original_blob, action, detail)
         self._record("decrypt_original", detail)
         return data
 
-    def load_original(self, photo_id: str) -> np.ndarray:
+    def load_original(self, photo_id: str, *, purpose: str = "care") -> np.ndarray:
         """Decrypted, identifiable RGB pixels of an original (EXIF orientation applied).
 
         Never written to disk. Raises ``AccessDenied`` for roles without the
         originals key (photographer, researcher, educator).
         """
-        return _imageio.decode(self._read_original(photo_id, "read original photos"))
+        return _imageio.decode(self._read_original(photo_id, "read original photos", purpose))
 
-    def load_previews(self, photo_ids: Iterable[str]) -> dict[str, bytes]:
+    def load_previews(self, photo_ids: Iterable[str], *, purpose: str = "care") -> dict[str, bytes]:
         """Small JPEG previews of originals (identifiable), decrypted in memory.
 
         One audit record covers the whole batch, so a gallery page costs one
         append, not one per thumbnail. A preview not rendered yet is rendered
         now from its original and stored (see :meth:`render_previews`).
 
+        ``purpose`` is why you look (``care`` by default: reviewing the
+        patient's own record, which also covers photos stored without
+        consent); a photo whose patient is not consented for it now is
+        refused, never shown.
+
         Raises
         ------
         AccessDenied
             The role has no originals key.
+        ConsentError
+            A photo's patient is not consented for ``purpose`` now.
         NotFound
             An unknown photo id.
         InvalidInput
@@ -503,6 +515,7 @@ class PhotosMixin:
         photo_ids = list(photo_ids)
         self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
         rows = {photo_id: self._photo_row(photo_id) for photo_id in photo_ids}
+        self._require_consent({p: row[2] for p, row in rows.items()}, purpose, "view previews of originals")
         blobs = {photo_id: row[1] for photo_id, row in rows.items()}
         blobs.update(self._render_previews({p: row for p, row in rows.items() if row[1] is None}))
         out = {

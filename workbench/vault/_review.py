@@ -59,8 +59,7 @@ class ReviewMixin:
         A photo whose patient's consent for ``purpose`` is not active now
         (never given, withdrawn or expired) has none to list.
         """
-        self._photo_row(photo_id)
-        if photo_id not in self._consented(purpose):
+        if not self._consent_holds(self._photo_row(photo_id)[2], purpose):
             return pd.DataFrame([], columns=["blob_id", "kind", "size"])
         shredded = self._shredded()
         rows = self._query("SELECT blob_id, kind, size FROM blobs WHERE photo_id = ? AND tier = 'derivatives' "
@@ -80,13 +79,7 @@ class ReviewMixin:
         if not rows or blob_id in self._shredded():
             raise NotFound("no de-identified file with that id (it may have been shredded)", blob_id=blob_id)
         detail = {"blob_id": blob_id, "photo_id": rows[0][0], "purpose": purpose}
-        if rows[0][0] not in self._consented(purpose):
-            self._record("denied", {"attempt": "read derivatives", **detail})
-            raise ConsentError(
-                f"this photo's patient is not consented for {purpose} now (withdrawn, expired or "
-                "never given); choose photos with vault.photos(purpose=...)",
-                purpose=purpose, photo_id=rows[0][0],
-            )
+        self._require_consent({rows[0][0]: self._photo_row(rows[0][0])[2]}, purpose, "read derivatives")
         data = self._open_blob(blob_id, "read derivatives", detail)
         self._record("decrypt_derivative", detail)
         return data
