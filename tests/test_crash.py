@@ -115,31 +115,43 @@ def test_sigkill_during_ingest(template, tmp_path):
     assert any(0 < n < PHOTOS for n in partial_counts), partial_counts
 
 
-@pytest.mark.slow
-def test_sigkill_during_user_removal_and_key_rotation(template, tmp_path):
-    """A removal killed at any moment leaves a vault that every remaining user opens and verifies."""
+def _filled(template, tmp_path, users):
+    """A copy of the template with the card ingested and ``users`` ({name: role}) added."""
     root, card, template_vault, digests = template
     filled = tmp_path / "filled"
     shutil.copytree(template_vault, filled)
     subprocess.run(_ingest_cmd(card, filled), env=_env(filled), check=True, capture_output=True)
     os.environ["XDG_STATE_HOME"] = f"{filled}-state"
     with wb.open_vault(filled, user="ada", passphrase=PASS) as v:
-        v.add_user("gone", "researcher", PASS)
-        v.add_user("cli", "clinician", PASS)
+        for name, role in users.items():
+            v.add_user(name, role, PASS)
+    return filled
 
-    def remove_cmd(vault):
-        return [sys.executable, "-m", "workbench", "--vault", str(vault), "--user", "ada",
-                "user", "remove", "gone"]
 
+def _run_time(command, filled, tmp_path) -> float:
+    """How long ``command + [vault]`` takes, uninterrupted, on a copy of ``filled``."""
     full = tmp_path / "full"
     shutil.copytree(filled, full)
     started = time.monotonic()
-    subprocess.run(remove_cmd(full), env=_env(full), check=True, capture_output=True)
-    duration = time.monotonic() - started
+    subprocess.run(command + [str(full)], env=_env(full), check=True, capture_output=True)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_sigkill_during_user_removal_and_key_rotation(template, tmp_path):
+    """A removal killed at any moment leaves a vault that every remaining user opens and verifies."""
+    digests = template[3]
+    filled = _filled(template, tmp_path, {"gone": "researcher", "cli": "clinician"})
+
+    def remove_cmd(vault):
+        return [sys.executable, "-m", "workbench", "--user", "ada", "user", "remove", "gone",
+                "--vault", str(vault)]
+
+    duration = _run_time(remove_cmd(filled)[:-1], filled, tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     started = time.monotonic()
-    subprocess.run(_ingest_cmd(empty, full), env=_env(full), capture_output=True)
+    subprocess.run(_ingest_cmd(empty, filled), env=_env(filled), capture_output=True)
     startup = time.monotonic() - started
     rng = np.random.default_rng(13)
     outcomes = []
@@ -165,3 +177,37 @@ def test_sigkill_during_user_removal_and_key_rotation(template, tmp_path):
         with pytest.raises(wb.AccessDenied):
             wb.open_vault(vault, user="gone", passphrase=PASS)
         shutil.rmtree(vault)
+
+
+REVIEW = """
+import sys, workbench as wb
+with wb.open_vault(sys.argv[1], user="ana") as v:
+    for n, photo_id in enumerate(sorted(v.photos("care")["photo_id"])):
+        v.set_review_state(photo_id, "approved" if n % 2 else "rejected", reason="trial")
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_review(template, tmp_path):
+    """Review decisions killed mid-way: every decision made is whole, signed and readable."""
+    filled = _filled(template, tmp_path, {"ana": "analyst"})
+    command = [sys.executable, "-c", REVIEW]
+    duration = _run_time(command, filled, tmp_path)
+    rng = np.random.default_rng(17)
+    decided = []
+    for trial in range(5):
+        vault = tmp_path / f"review{trial}"
+        shutil.copytree(filled, vault)
+        proc = subprocess.Popen(command + [str(vault)], env=_env(vault),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.3, 1.0)) * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        os.environ["XDG_STATE_HOME"] = f"{vault}-state"
+        with wb.open_vault(vault, user="ada", passphrase=PASS) as v:
+            assert v.verify_audit().ok
+            states = v.photos("care")["review_state"]
+            assert set(states) <= {"unreviewed", "approved", "rejected"}
+            decided.append(int((states != "unreviewed").sum()))
+        shutil.rmtree(vault)
+    assert max(decided) <= PHOTOS
