@@ -263,3 +263,17 @@ def test_an_analyst_gets_pixels_but_not_the_file_with_its_metadata(vault_path, c
         assert v.load_original(photo_id).shape[:2] == (64, 96)
     with open_as(vault_path, "clinician", clock) as v:
         assert b"ZZTEST Artist Name" in v.read_original_file(photo_id)
+
+
+def test_a_table_put_back_as_a_reader_last_verified_it_is_still_caught(vault_path, clock):
+    """Readers skip re-hashing rows they verified against the same head; a newer head needs the new rows."""
+    with open_as(vault_path, "researcher", clock) as v:
+        v.photos("research")  # the researcher's witness now remembers the photos table it checked
+    with open_as(vault_path, "photographer", clock) as v:
+        added = v.add_photo(jpeg_bytes(9), patient="MRN-0001", body_site="arm").photo_id
+    db = insider_index(vault_path, "researcher")
+    db.execute("DELETE FROM photos WHERE photo_id = ?", (added,))  # back to what was verified
+    db.close()
+    with open_as(vault_path, "researcher", clock) as v:
+        with pytest.raises(wb.IntegrityError, match="photos"):
+            v.photos("research")

@@ -143,6 +143,11 @@ def fold(head: bytes, digest: bytes) -> bytes:
     return hashlib.sha256(head + digest).digest()
 
 
+def table_digest(rows: list[tuple]) -> str:
+    """One fast digest of a whole table's rows (not incremental: see :attr:`State.verified`)."""
+    return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()
+
+
 def table_head(rows) -> tuple[int, bytes]:
     """``(count, running hash)`` over rows in insertion order."""
     head = bytes(32)
@@ -220,7 +225,12 @@ class State:
     """What a replay of the log up to ``seq`` established.
 
     ``registry`` maps user -> ``[role, signing key hex, status, box key hex]``; ``heads``
-    maps table -> ``[row count, running hash hex]``.
+    maps table -> ``[row count, running hash hex]``. ``verified`` maps table ->
+    ``[running hash hex, table digest hex]``: a table whose rows were checked
+    against that head, and a fast digest of those rows (:func:`table_digest`),
+    so that a reader who finds the same rows again need not re-hash them one
+    by one. It is only as good as the witness that carries it, which is
+    sealed with the user's own key.
     """
 
     seq: int = 0
@@ -228,16 +238,18 @@ class State:
     genesis: str | None = None
     registry: dict[str, list] = field(default_factory=dict)
     heads: dict[str, list] = field(default_factory=dict)
+    verified: dict[str, list] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"seq": self.seq, "hash": self.hash, "genesis": self.genesis,
-                "registry": self.registry, "heads": self.heads}
+                "registry": self.registry, "heads": self.heads, "verified": self.verified}
 
     @classmethod
     def from_json(cls, doc: dict) -> "State":
         return cls(int(doc["seq"]), str(doc["hash"]), doc.get("genesis"),
                    {k: list(v) for k, v in doc["registry"].items()},
-                   {k: list(v) for k, v in doc["heads"].items()})
+                   {k: list(v) for k, v in doc["heads"].items()},
+                   {k: list(v) for k, v in doc.get("verified", {}).items()})
 
     def copy(self) -> "State":
         return State.from_json(json.loads(json.dumps(self.to_json())))

@@ -203,8 +203,11 @@ class PatientsMixin:
         ``patient_refs`` maps photo id -> patient_ref. ``care`` also covers
         photos stored with ``allow_no_consent`` (no consent on record at all).
         """
+        holds: dict[str, bool] = {}  # a page of photos comes from a few patients
         for photo_id, ref in patient_refs.items():
-            if self._consent_holds(ref, purpose):
+            if ref not in holds:
+                holds[ref] = self._consent_holds(ref, purpose)
+            if holds[ref]:
                 continue
             self._record("denied", {"attempt": action, "photo_id": photo_id, "purpose": purpose})
             raise ConsentError(

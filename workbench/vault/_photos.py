@@ -445,14 +445,24 @@ class PhotosMixin:
 
     def _photo_row(self, photo_id: str) -> tuple:
         """``(original blob, preview blob or None, patient_ref)`` of a photo (verified rows)."""
+        return self._photo_rows([photo_id])[photo_id]
+
+    def _photo_rows(self, photo_ids: list[str]) -> dict[str, tuple]:
+        """:meth:`_photo_row` of many photos in one query; ``NotFound`` for an unknown one."""
         self._check_tables("photos", "blobs")
-        rows = self._query(
-            "SELECT original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id AND "
-            "b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
-            "WHERE photo_id = ?", (photo_id,))
-        if not rows:
-            raise NotFound("no photo with that id in this vault", photo_id=photo_id)
-        return rows[0]
+        wanted = list(dict.fromkeys(photo_ids))
+        found: dict[str, tuple] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for photo_id, *row in self._query(
+                "SELECT photo_id, original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id "
+                "AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
+                f"WHERE photo_id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
+                found[photo_id] = tuple(row)
+        for photo_id in wanted:
+            if photo_id not in found:
+                raise NotFound("no photo with that id in this vault", photo_id=photo_id)
+        return found
 
     def read_original_file(self, photo_id: str, *, purpose: str = "care") -> bytes:
         """The identifiable original file's bytes, metadata and all, decrypted in memory (audited).
@@ -514,14 +524,12 @@ class PhotosMixin:
         """
         photo_ids = list(photo_ids)
         self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
-        rows = {photo_id: self._photo_row(photo_id) for photo_id in photo_ids}
+        rows = self._photo_rows(photo_ids)
         self._require_consent({p: row[2] for p, row in rows.items()}, purpose, "view previews of originals")
         blobs = {photo_id: row[1] for photo_id, row in rows.items()}
         blobs.update(self._render_previews({p: row for p, row in rows.items() if row[1] is None}))
-        out = {
-            photo_id: self._open_blob(blobs[photo_id], "view previews", {"photo_id": photo_id})
-            for photo_id in photo_ids
-        }
+        files = self._open_blobs([blobs[p] for p in photo_ids], "view previews", {"photos": len(photo_ids)})
+        out = {photo_id: files[blobs[photo_id]] for photo_id in photo_ids}
         self._record("decrypt_previews", {"photo_ids": photo_ids})
         return out
 
