@@ -189,6 +189,7 @@ class ChecksMixin:
             yield
 
     def _stale_files(self) -> list[Path]:
+        self._check_tables("blobs")  # a row deleted by hand must not make its file look stale
         known = {r[0] for r in self._query("SELECT blob_id FROM blobs")}
         return sorted(
             path for path in (self.root / "blobs").glob("*/*")

@@ -358,6 +358,7 @@ class PhotosMixin:
         now = self._clock()
         events = self._consent_events()
         reviews = self._review_states()
+        self._check_tables("photos")
         rows = self._query(
             "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
             "format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
@@ -401,6 +402,7 @@ class PhotosMixin:
         now = self._clock()
         events = self._consent_events()
         reviews = self._review_states()
+        self._check_tables("photos")
         out = []
         for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested) in self._query(
             "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
