@@ -156,11 +156,8 @@ class PatientsMixin:
         return row[0]
 
     def _consent_events(self) -> dict[str, list[_consent.ConsentEvent]]:
-        self._check_tables("consent_events")
         events: dict[str, list[_consent.ConsentEvent]] = {}
-        for seq, ref, action, scopes, effective, expires, identifiable in self._query(
-            "SELECT seq, patient_ref, action, scopes, effective, expires, identifiable FROM consent_events"
-        ):
+        for seq, ref, action, scopes, effective, expires, identifiable, *_ in self._table_rows("consent_events"):
             events.setdefault(ref, []).append(
                 _consent.ConsentEvent(
                     seq=seq, patient_ref=ref, action=action, scopes=frozenset(scopes.split(",")),

@@ -23,7 +23,7 @@ from ..errors import (
     NotFound,
     WorkbenchError,
 )
-from . import _consent, _crypto
+from . import _consent, _crypto, _log
 from ._files import fsync_dir
 from ._base import IDENTIFIER_COLUMNS, PHOTO_COLUMNS, _iso
 
@@ -358,13 +358,8 @@ class PhotosMixin:
         now = self._clock()
         events = self._consent_events()
         reviews = self._review_states()
-        self._check_tables("photos")
-        rows = self._query(
-            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
-            "format, width, height, ingested, identifiers FROM photos ORDER BY ingested, photo_id"
-        )
         records = []
-        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested, sealed) in rows:
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested, sealed) in self._photo_listing():
             review = reviews.get(photo_id, "unreviewed")
             patient_events = events.get(ref, [])
             grants = _consent.active_grants(patient_events, now)
@@ -402,12 +397,8 @@ class PhotosMixin:
         now = self._clock()
         events = self._consent_events()
         reviews = self._review_states()
-        self._check_tables("photos")
         out = []
-        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested) in self._query(
-            "SELECT photo_id, patient_ref, body_site, laterality, diagnosis, capture_date, "
-            "format, width, height, ingested FROM photos ORDER BY ingested, photo_id"
-        ):
+        for (photo_id, ref, site, lat, dx, cdate, fmt, w, h, ingested, _) in self._photo_listing():
             review = reviews.get(photo_id, "unreviewed")
             patient_events = events.get(ref, [])
             if purpose == "care" and not patient_events:
@@ -444,6 +435,15 @@ class PhotosMixin:
             })
         ident = pd.DataFrame.from_records(extra, columns=IDENTIFIER_COLUMNS)
         return pd.concat([frame.drop(columns="_sealed"), ident], axis=1)
+
+    def _photo_listing(self) -> list[tuple]:
+        """Every photo as ``(photo_id, patient_ref, body_site, laterality, diagnosis, capture_date,
+        format, width, height, ingested, sealed identifiers)``, by ingest time (verified rows)."""
+        c = {name: n for n, name in enumerate(_log.TABLES["photos"])}
+        rows = sorted(self._table_rows("photos"), key=lambda r: (r[c["ingested"]], r[c["photo_id"]]))
+        keys = [c[k] for k in ("photo_id", "patient_ref", "body_site", "laterality", "diagnosis",
+                               "capture_date", "format", "width", "height", "ingested", "identifiers")]
+        return [tuple(r[k] for k in keys) for r in rows]
 
     def _photo_row(self, photo_id: str) -> tuple:
         """``(original blob, preview blob or None, patient_ref)`` of a photo (verified rows)."""

@@ -34,9 +34,7 @@ class ReviewMixin:
 
     def _review_states(self) -> dict[str, str]:
         """photo_id -> its latest review decision (photos never reviewed are absent)."""
-        self._check_tables("reviews")
-        return {photo_id: state for photo_id, state in
-                self._query("SELECT photo_id, state FROM reviews ORDER BY rowid")}
+        return {photo_id: state for photo_id, state, *_ in self._table_rows("reviews")}
 
     def put_derivative(self, photo_id: str, kind: str, data: bytes) -> str:
         """Store a de-identified derivative of a photo, encrypted with the derivatives tier."""

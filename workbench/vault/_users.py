@@ -208,6 +208,7 @@ class UsersMixin:
         self._data_version = self._pragma_data_version()
         self._epoch = epoch
         self._verified.clear()
+        self._rows.clear()
         # 4. the old keys go; so do the removed user's slot and grant
         for user, (role, _, _, box_pub) in registry.items():
             _keys.write_grant(self.root, self.vault_id, user, bytes.fromhex(box_pub),

@@ -239,6 +239,7 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
         self._lock_held = False
         self._pending: dict[str, list[tuple]] | None = None
         self._verified: set[str] = set()
+        self._rows: dict[str, list[tuple]] = {}  # verified rows of a table, while it stays verified
         self._data_version: int | None = None
         self._blob_lock: int | None = None  # see _hold_blob_lock
         self._keys, self._epoch, self._db = self._connect(slot)
@@ -406,6 +407,7 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
             )
         self._state = self._replay(state)
         self._verified.clear()
+        self._rows.clear()
         self._data_version = version
         if self._state.seq != state.seq:
             _log.save_witness(self.vault_id, self.user, self._signing, self._state)
@@ -427,12 +429,28 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
                 if not pending and self._state.verified.get(table) == [head.hex(), digest] \
                         and len(rows) == count:
                     self._verified.add(table)  # the very rows this user checked against this head
+                    self._rows[table] = rows
                     continue
                 if _log.table_head(rows) != (count, head):
                     raise self._tampered(table, rows)
                 if not pending:
                     self._state.verified[table] = [head.hex(), digest]
+                    self._rows[table] = rows
                 self._verified.add(table)
+
+    def _table_rows(self, table: str) -> list[tuple]:
+        """Every row of ``table`` (its signed columns, in insertion order), checked against the log."""
+        with self._thread_lock:
+            self._check_tables(table)
+            if table in self._rows:
+                return self._rows[table]
+            # verified, and since changed only by this object's own writes (or
+            # being changed by the current one): what is there now is trusted
+            columns = ", ".join(_log.TABLES[table])
+            rows = self._query(f"SELECT {columns} FROM {table} ORDER BY rowid")
+            if not (self._pending or {}).get(table):
+                self._rows[table] = rows
+            return rows
 
     def _tampered(self, table: str, rows: list[tuple]) -> IntegrityError:
         """Name the first row of ``table`` that differs from what the log added."""
@@ -500,6 +518,9 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
                 db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
                 db.execute("COMMIT")
                 self._state = new_state
+                for table, rows in self._pending.items():  # exactly what this write added
+                    if table in self._rows:
+                        self._rows[table] = self._rows[table] + rows
             except BaseException as exc:
                 with contextlib.suppress(_index.DatabaseError):
                     db.execute("ROLLBACK")
