@@ -147,3 +147,27 @@ def test_a_truncated_log_is_caught_by_the_users_who_saw_it(filled, clock):
     with pytest.raises(wb.IntegrityError) as err:
         open_as(path, "researcher", clock)
     assert f"({seen} records)" in str(err.value)
+
+
+def test_audit_verify_names_every_broken_record_and_its_signer(filled, clock):
+    """Records edited behind a reader's witness: opening checks only what is new, `audit verify` all."""
+    path, _ = filled
+    with open_as(path, "admin", clock):
+        pass  # the admin's witness now covers every record
+    db = insider_index(path, "researcher")
+    users = {}
+    for seq in (4, 7):
+        (body,) = db.execute("SELECT body FROM log WHERE seq = ?", (seq,)).fetchone()
+        record = json.loads(body)
+        users[seq] = record["user"]
+        record["detail"] = {"edited": True}
+        db.execute("UPDATE log SET body = ? WHERE seq = ?",
+                   (json.dumps(record, sort_keys=True, separators=(",", ":")).encode(), seq))
+    db.close()
+    with open_as(path, "admin", clock) as v:
+        check = v.verify_audit()
+    assert not check.ok and check.first_bad == 4 and check.signer == users[4]
+    named = {seq: (user, reason) for seq, user, reason in check.breaks}
+    assert set(named) >= {4, 7}
+    assert named[4][0] == users[4] and named[7][0] == users[7]
+    assert "signature" in named[4][1] and "signature" in named[7][1]

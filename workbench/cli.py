@@ -382,6 +382,8 @@ def run(args) -> int:
                 signer = f" (signed as {check.signer})" if check.signer else ""
                 where = f" at record {check.first_bad}" if check.first_bad else ""
                 print(f"audit log BROKEN{where}{signer}: {check.reason}", file=sys.stderr)
+                for seq, user, reason in check.breaks[1:]:
+                    print(f"  also record {seq} (signed as {user}): {reason}", file=sys.stderr)
                 return 1
             frame = vault.audit_records(since=args.since)
             if args.format == "table":

@@ -41,10 +41,13 @@ class AuditCheck:
     first_bad: int | None
     reason: str
     signer: str | None = None
+    breaks: tuple = ()
+    """Every bad record found, as ``(record, signer, reason)``: after a bad
+    record the check carries on from it, so that each break is named."""
 
 
 class ChecksMixin:
-    """The :class:`~workbench.vault.Vault` methods that checks."""
+    """The :class:`~workbench.vault.Vault` methods that check the whole vault."""
 
     def verify_audit(self, checkpoint: str | os.PathLike | None = None) -> "AuditCheck":
         """Check the whole log and every table against it (and a checkpoint, when given).
@@ -62,12 +65,17 @@ class ChecksMixin:
             _index.check_pages(self._conn())
         state = _log.State()
         count = 0
-        try:
-            for record in self._log_records(0):
-                count = record.seq
+        breaks = []
+        for record in self._log_records(0):
+            count = record.seq
+            try:
                 _log.apply(state, record, self.vault_id)
-        except _log.Broken as exc:
-            return AuditCheck(False, count, exc.seq, exc.reason, exc.user)
+            except _log.Broken as exc:
+                breaks.append((exc.seq, exc.user, exc.reason))
+                state.seq, state.hash = record.seq, record.hash  # carry on from it
+        if breaks:
+            seq, user, reason = breaks[0]
+            return AuditCheck(False, count, seq, reason, user, tuple(breaks))
         if state.genesis != self._genesis:
             return AuditCheck(False, count, 1, "the log does not start with the genesis record "
                                                "your key slot pins: it was replaced", None)
