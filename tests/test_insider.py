@@ -277,3 +277,26 @@ def test_a_table_put_back_as_a_reader_last_verified_it_is_still_caught(vault_pat
     with open_as(vault_path, "researcher", clock) as v:
         with pytest.raises(wb.IntegrityError, match="photos"):
             v.photos("research")
+
+
+def test_a_restored_backup_is_refused_until_its_user_forgets_their_witness(vault_path, clock, tmp_path):
+    backup = tmp_path / "backup"
+    shutil.copytree(vault_path, backup)
+    with open_as(vault_path, "admin", clock) as v:
+        v.add_consent("MRN-0009", "care")
+    shutil.rmtree(vault_path)
+    shutil.copytree(backup, vault_path)  # the disk failed; the last backup comes back
+    with pytest.raises(wb.IntegrityError, match="verified before"):
+        open_as(vault_path, "admin", clock)
+    assert wb.vault.forget_witness(vault_path, user=ROLE_USERS["admin"])
+    assert not wb.vault.forget_witness(vault_path, user=ROLE_USERS["admin"])
+    with open_as(vault_path, "admin", clock) as v:
+        assert v.verify_audit().ok
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "workbench", "--vault", str(vault_path), "--user",
+                          ROLE_USERS["admin"], "vault", "forget-witness"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, env={**os.environ, "WORKBENCH_PASSPHRASE": ""})
+    assert out.returncode == 0 and "forgot" in out.stdout, out.stderr  # opening above made a new one

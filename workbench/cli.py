@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write a signed checkpoint of the log to a file outside the vault folder")
     p.add_argument("--to", required=True, metavar="FILE",
                    help="a file outside the vault folder (a removable drive, your own folder)")
+    vsub.add_parser("forget-witness", parents=[common],
+                    help="after restoring a backup on purpose: forget what you verified of this vault "
+                         "on this machine (your next open verifies the whole log)")
 
     user = add("user", "manage users and their roles")
     usub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -308,6 +311,16 @@ def run(args) -> int:
         return run_evaluate(args.phantom_dir, args.report, workers=args.workers)
     if cmd in ("teaching",) or (cmd == "cohort" and action == "build"):
         return _run_build(args)
+    if cmd == "vault" and action == "forget-witness":
+        from .vault import forget_witness
+
+        if forget_witness(_vault_path(args), user=_user(args)):
+            print("forgot what you verified of this vault on this machine; the next open checks the "
+                  "whole log again. Do this only for a backup you restored on purpose, and compare "
+                  "it with a checkpoint (`workbench audit verify --checkpoint FILE`)")
+        else:
+            print("nothing to forget: you have no witness of this vault on this machine")
+        return 0
     if cmd == "key":
         from .deid import generate_key, save_key
 

@@ -18,11 +18,12 @@ from ._keys import ROLE_HELP, ROLES
 from ._base import CHECKPOINT_ENV, IDENTIFIER_COLUMNS, PHOTO_COLUMNS, REVIEW_STATES
 from ._checks import AuditCheck
 from ._photos import IngestReport, PhotoResult
-from ._vault import CAPABILITY_ENV, Vault, capability, init_vault, open_vault
+from ._vault import CAPABILITY_ENV, Vault, capability, forget_witness, init_vault, open_vault
 
 __all__ = [
     "CAPABILITY_ENV",
     "capability",
+    "forget_witness",
     "AuditCheck",
     "CHECKPOINT_ENV",
     "IDENTIFIER_COLUMNS",

@@ -421,9 +421,13 @@ def _witness_key(signing_key: bytes) -> bytes:
     return _crypto.sha256(b"workbench witness key v1\x00" + signing_key)
 
 
+def witness_path(vault_id: str, user: str) -> Path:
+    return state_dir() / vault_id / f"{user}.json"
+
+
 def load_witness(vault_id: str, user: str, signing_key: bytes) -> State | None:
     """The last state this user verified, or None (first open on this account and machine)."""
-    path = state_dir() / vault_id / f"{user}.json"
+    path = witness_path(vault_id, user)
     try:
         doc = json.loads(path.read_text("utf-8"))
         mac = doc.pop("mac")
@@ -441,7 +445,7 @@ def save_witness(vault_id: str, user: str, signing_key: bytes, state: State) -> 
     doc = {"state": state.to_json()}
     doc["mac"] = _crypto.keyed_digest(_witness_key(signing_key), _WITNESS_DOMAIN,
                                       vault_id.encode() + b"|" + canonical(doc))
-    path = state_dir() / vault_id / f"{user}.json"
+    path = witness_path(vault_id, user)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(path, canonical(doc) + b"\n", overwrite=True, sync_dir=False)

@@ -215,6 +215,23 @@ def _open_capability(root: Path, vault_id: str, user: str, clock: Clock) -> "_ke
     return slot
 
 
+def forget_witness(path: str | os.PathLike, *, user: str) -> bool:
+    """Delete ``user``'s witness of the vault at ``path`` on this machine; True if there was one.
+
+    A witness refuses a log shorter than what its user verified, which is
+    also what a backup restored after a disk failure looks like. Forgetting it
+    accepts the restored vault as it is: compare it with a checkpoint first.
+    Needs no passphrase: the witness is the user's own file, outside the vault.
+    """
+    header = _read_header(Path(path))
+    witness = _log.witness_path(header["vault_id"], _keys.check_user_name(user))
+    try:
+        witness.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
     """An opened vault. Create with :func:`init_vault` or :func:`open_vault`.
 
