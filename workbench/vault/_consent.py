@@ -101,6 +101,16 @@ def active_grants(events: Iterable[ConsentEvent], now: datetime) -> dict[str, Co
     }
 
 
+def holds(events: Iterable[ConsentEvent], purpose: str, now: datetime) -> bool:
+    """Whether a patient's ``events`` allow ``purpose`` at ``now``.
+
+    ``care`` also holds for a patient with no consent on record at all
+    (photos stored with ``allow_no_consent`` are for care only).
+    """
+    events = list(events)
+    return purpose in active_grants(events, now) or (purpose == "care" and not events)
+
+
 def explain(events: Iterable[ConsentEvent], scope: str, now: datetime) -> str:
     """Why a scope is or is not active at ``now``.
 

@@ -10,7 +10,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..errors import ConsentError, InvalidInput, NotFound
-from . import _consent, _crypto
+from . import _consent, _crypto, _log
 from ._files import read_input
 from ._base import _as_date, _iso, _parse_time
 
@@ -20,6 +20,16 @@ def _norm_patient(patient: str) -> bytes:
         raise InvalidInput("a patient id (MRN) must be a non-empty string")
     return patient.strip().upper().encode("utf-8")
 
+
+
+def _event(row: tuple) -> _consent.ConsentEvent:
+    """A ``consent_events`` row (its signed columns, in order) as a :class:`ConsentEvent`."""
+    seq, ref, action, scopes, effective, expires, identifiable = row[:7]
+    return _consent.ConsentEvent(
+        seq=seq, patient_ref=ref, action=action, scopes=frozenset(scopes.split(",")),
+        effective=_parse_time(effective), expires=date.fromisoformat(expires) if expires else None,
+        identifiable=bool(identifiable),
+    )
 
 class PatientsMixin:
     """The :class:`~workbench.vault.Vault` methods that patients and consent."""
@@ -157,15 +167,8 @@ class PatientsMixin:
 
     def _consent_events(self) -> dict[str, list[_consent.ConsentEvent]]:
         events: dict[str, list[_consent.ConsentEvent]] = {}
-        for seq, ref, action, scopes, effective, expires, identifiable, *_ in self._table_rows("consent_events"):
-            events.setdefault(ref, []).append(
-                _consent.ConsentEvent(
-                    seq=seq, patient_ref=ref, action=action, scopes=frozenset(scopes.split(",")),
-                    effective=_parse_time(effective),
-                    expires=date.fromisoformat(expires) if expires else None,
-                    identifiable=bool(identifiable),
-                )
-            )
+        for row in self._table_rows("consent_events"):
+            events.setdefault(row[1], []).append(_event(row))
         return events
 
     def consent_history(self, patient_ref: str | None = None) -> pd.DataFrame:
@@ -217,15 +220,9 @@ class PatientsMixin:
         """Whether one patient's consent for ``purpose`` is active now (``care``: or none on record)."""
         purpose = _consent.check_purpose(purpose)
         self._check_tables("consent_events")
-        events = [
-            _consent.ConsentEvent(seq=seq, patient_ref=patient_ref, action=act,
-                                  scopes=frozenset(scopes.split(",")), effective=_parse_time(eff),
-                                  expires=date.fromisoformat(exp) if exp else None)
-            for seq, act, scopes, eff, exp in self._query(
-                "SELECT seq, action, scopes, effective, expires FROM consent_events WHERE patient_ref = ?",
-                (patient_ref,))
-        ]
-        return purpose in _consent.active_grants(events, self._clock()) or (purpose == "care" and not events)
+        columns = ", ".join(_log.TABLES["consent_events"])
+        rows = self._query(f"SELECT {columns} FROM consent_events WHERE patient_ref = ?", (patient_ref,))
+        return _consent.holds(map(_event, rows), purpose, self._clock())
 
     def _consented(self, purpose: str) -> dict[str, str]:
         """photo_id -> patient_ref of the photos whose patient's consent holds for ``purpose`` now."""
@@ -235,9 +232,7 @@ class PatientsMixin:
         now = self._clock()
         out = {}
         for photo_id, ref in self._query("SELECT photo_id, patient_ref FROM photos"):
-            patient_events = events.get(ref, [])
-            if purpose in _consent.active_grants(patient_events, now) or (
-                    purpose == "care" and not patient_events):
+            if _consent.holds(events.get(ref, []), purpose, now):
                 out[photo_id] = ref
         return out
 

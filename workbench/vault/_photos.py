@@ -453,14 +453,10 @@ class PhotosMixin:
         """:meth:`_photo_row` of many photos in one query; ``NotFound`` for an unknown one."""
         self._check_tables("photos", "blobs")
         wanted = list(dict.fromkeys(photo_ids))
-        found: dict[str, tuple] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for photo_id, *row in self._query(
-                "SELECT photo_id, original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id "
-                "AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
-                f"WHERE photo_id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
-                found[photo_id] = tuple(row)
+        found = self._query_in(
+            "SELECT photo_id, original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id "
+            "AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
+            "WHERE photo_id IN ({})", wanted)
         for photo_id in wanted:
             if photo_id not in found:
                 raise NotFound("no photo with that id in this vault", photo_id=photo_id)

@@ -623,6 +623,16 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
         """``row`` as :meth:`_store_blob` returns it; the wrapped key is not signed content."""
         self._insert("blobs", row[:6], (row[6],))
 
+    def _query_in(self, sql: str, keys: list[str]) -> dict[str, tuple]:
+        """Rows of ``sql`` (whose ``IN ({})`` takes ``keys``) by their first column, in chunks
+        that stay below SQLite's limit on parameters."""
+        found: dict[str, tuple] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for key, *row in self._query(sql.format(", ".join("?" * len(chunk))), tuple(chunk)):
+                found[key] = tuple(row)
+        return found
+
     def _open_blob(self, blob_id: str, action: str, detail: dict) -> bytes:
         return self._open_blobs([blob_id], action, detail)[blob_id]
 
@@ -630,13 +640,8 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
         """Decrypt files of the vault in memory (one index query for all of them)."""
         self._check_tables("blobs")
         wanted = list(dict.fromkeys(blob_ids))
-        rows: dict[str, tuple] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for blob_id, *row in self._query(
-                    "SELECT blob_id, kind, tier, wrapped_key, file_sha256 FROM blobs "
-                    f"WHERE blob_id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
-                rows[blob_id] = tuple(row)
+        rows = self._query_in("SELECT blob_id, kind, tier, wrapped_key, file_sha256 FROM blobs "
+                              "WHERE blob_id IN ({})", wanted)
         out = {}
         for blob_id in wanted:
             row = rows.get(blob_id)
