@@ -71,25 +71,28 @@ def _check(vault, digests):
         return len(frame)
 
 
+def _wait_for_first_blob(proc, vault) -> float:
+    """Wait until the ingest in ``proc`` wrote its first file into ``vault``; return when."""
+    blobs = vault / "blobs"
+    while proc.poll() is None and not any(blobs.glob("*/*")):
+        time.sleep(0.002)
+    return time.monotonic()
+
+
 @pytest.mark.slow
 def test_sigkill_during_ingest(template, tmp_path):
     root, card, template_vault, digests = template
-    # one uninterrupted run tells how long an ingest takes here
+    # one uninterrupted run tells how long an ingest's writing takes here:
+    # from its first file in blobs/ (after the interpreter started and the
+    # vault opened, which take longer than the writing itself) to its end
     full = tmp_path / "full"
     shutil.copytree(template_vault, full)
-    started = time.monotonic()
-    subprocess.run(_ingest_cmd(card, full), env=_env(full), check=True, capture_output=True)
-    duration = time.monotonic() - started
+    proc = subprocess.Popen(_ingest_cmd(card, full), env=_env(full),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    writing = _wait_for_first_blob(proc, full)
+    assert proc.wait() == 0
+    work = max(time.monotonic() - writing, 0.05)
     assert _check(full, digests) == PHOTOS
-
-    # the start of a run is the interpreter starting and the vault opening:
-    # a run with nothing to ingest times it, and the kills land after it
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    started = time.monotonic()
-    subprocess.run(_ingest_cmd(empty, full), env=_env(full), capture_output=True)
-    startup = time.monotonic() - started
-    work = max(duration - startup, 0.05)
 
     rng = np.random.default_rng(11)
     partial_counts = []
@@ -98,7 +101,8 @@ def test_sigkill_during_ingest(template, tmp_path):
         shutil.copytree(template_vault, vault)
         proc = subprocess.Popen(_ingest_cmd(card, vault), env=_env(vault),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(startup + float(rng.uniform(0.05, 0.95)) * work)
+        _wait_for_first_blob(proc, vault)
+        time.sleep(float(rng.uniform(0.0, 0.9)) * work)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         partial_counts.append(_check(vault, digests))
