@@ -54,7 +54,8 @@ def test_no_plaintext_at_rest(tmp_path):
     original_blocks = {o[i:i + WINDOW] for o in originals for i in range(0, len(o) - WINDOW + 1, WINDOW)}
 
     stored = [p for p in vault_dir.rglob("*") if p.is_file()]
-    assert len([p for p in stored if "blobs" in p.parts]) == 2 * len(files) + 1
+    # each file as imported, its pixels and its preview, and the form
+    assert len([p for p in stored if "blobs" in p.parts]) == 3 * len(files) + 1
     for path in stored + [p for p in tmpdir.rglob("*") if p.is_file()]:
         data = path.read_bytes()
         for text in planted:

@@ -145,7 +145,7 @@ def test_dask_cluster_path_matches_local_pool(cohort_vault, clock, tmp_path):
     with open_as(path, "admin", clock) as v:
         local = prepare_derivatives(v, photo_ids, policy, purpose="research", workers=2)
         local_bytes = {p: v.load_derivative(b, purpose="research") for p, b in zip(local["photo_id"], local["blob_id"])}
-        v.shred_derivatives(v._photo_row(photo_ids[0])[2])
+        v.shred_derivatives(v._photo_row(photo_ids[0]).patient_ref)
         assert v.deid_results(photo_ids, purpose="research").empty
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:

@@ -773,3 +773,74 @@ def test_preview_speed_20mp_jpeg():
     )
     preview, _ = imageio.render_preview(data)
     assert max(Image.open(io.BytesIO(preview)).size) == 512
+
+
+# --------------------------------------------------------------------------
+# pixels_only: what a role without identities gets of an original
+# --------------------------------------------------------------------------
+
+
+def _exiftool_groups(data: bytes, tmp_path) -> dict[str, set[str]]:
+    import shutil
+    import subprocess
+
+    exiftool = shutil.which("exiftool")
+    if exiftool is None:
+        pytest.skip("exiftool is not installed (Debian: libimage-exiftool-perl)")
+    path = tmp_path / "probe.bin"
+    path.write_bytes(data)
+    out = subprocess.run([exiftool, "-a", "-G1", "-s", "-u", "-U", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    groups: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        group, rest = line.split("]", 1)
+        groups.setdefault(group.strip("[ "), set()).add(rest.split(":", 1)[0].strip())
+    return groups
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+@pytest.mark.parametrize("name", ["JPEG", "PNG", "TIFF", "WEBP", "HEIF"])
+def test_pixels_only_decodes_to_the_same_upright_pixels_without_the_camera(name, orientation):
+    data = encode(name, photo(), canon_exif(orientation))
+    pixels = imageio.pixels_only(data)
+    assert np.array_equal(imageio.decode(pixels), imageio.decode(data))
+    info = imageio.probe(pixels)
+    assert (info.width, info.height) == (imageio.probe(data).width, imageio.probe(data).height)
+    assert (info.camera_make, info.camera_model, info.camera_serial, info.capture_time) == (None,) * 4
+    assert info.format == ("jpeg" if name == "JPEG" else "png")
+    for text in ("Canon", SERIAL, CAPTURE):
+        assert text.encode() not in pixels
+
+
+@pytest.mark.parametrize("kw", [{"progressive": True}, {"restart_marker_blocks": 1}, {"subsampling": 2}])
+def test_pixels_only_copies_a_jpegs_coded_image_byte_for_byte(kw):
+    data = encode("JPEG", photo(640, 480), canon_exif(6), **kw)
+    pixels = imageio.pixels_only(data)
+    first_table = data.index(b"\xff\xdb")
+    assert data[first_table:data.rindex(b"\xff\xd9")] in pixels  # tables, frame and scans untouched
+    assert np.array_equal(imageio.decode(pixels), imageio.decode(data))
+
+
+def test_pixels_only_keeps_the_colour_profile(tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    for name in ("JPEG", "PNG"):
+        data = encode(name, photo(), canon_exif(8), icc_profile=icc)
+        kept = Image.open(io.BytesIO(imageio.pixels_only(data))).info.get("icc_profile")
+        assert kept == icc, name
+
+
+def test_exiftool_finds_nothing_but_orientation_in_a_jpegs_pixels(tmp_path):
+    original = encode("JPEG", photo(), canon_exif(6), comment=b"ZZTEST ward")
+    groups = _exiftool_groups(original, tmp_path)
+    assert "ExifIFD" in groups and "Comment" in groups.get("File", set())  # the check can fail
+    groups = _exiftool_groups(imageio.pixels_only(original), tmp_path)
+    assert groups.get("IFD0") == {"Orientation"}
+    assert set(groups) <= {"ExifTool", "System", "File", "JFIF", "IFD0", "Composite"}, groups
+    assert "Comment" not in groups["File"]
+
+
+@pytest.mark.parametrize("cut", [10, 200, -3])
+def test_pixels_only_refuses_a_truncated_file(cut):
+    data = encode("JPEG", photo(), canon_exif(6))
+    with pytest.raises(InvalidInput):
+        imageio.pixels_only(data[:cut])

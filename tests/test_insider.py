@@ -19,7 +19,7 @@ import pytest
 import workbench as wb
 from workbench.vault import _keys, _log
 
-from conftest import ROLE_USERS, insider_index, jpeg_bytes, open_as, passphrase
+from conftest import ROLE_USERS, insider_index, jpeg_bytes, open_as, passphrase, png_bytes
 
 
 @pytest.fixture
@@ -300,3 +300,204 @@ def test_a_restored_backup_is_refused_until_its_user_forgets_their_witness(vault
                           ROLE_USERS["admin"], "vault", "forget-witness"], capture_output=True, text=True,
                          stdin=subprocess.DEVNULL, env={**os.environ, "WORKBENCH_PASSPHRASE": ""})
     assert out.returncode == 0 and "forgot" in out.stdout, out.stderr  # opening above made a new one
+
+
+# --- every byte a role can obtain --------------------------------------------
+
+#: identifiers planted in every place a camera or a hospital system writes them
+PLANTED = {
+    "patient name": b"ZZPLANT Ngata",
+    "patient number": b"ZZMRN-4242",
+    "birth date": b"1931-07-19",
+    "camera serial": b"ZZSERIAL-0731",
+    "camera model": b"ZZMODEL-R6",
+    "artist": b"ZZARTIST Koru",
+    "description": b"ZZDESC ward 9",
+    "xmp": b"ZZXMP Moana",
+    "iptc": b"ZZIPTC Tane",
+    "comment": b"ZZCOMMENT bed 4",
+    "application segment": b"ZZAPP15 Rangi",
+    "after the image": b"ZZTRAILER Papa",
+    "png text": b"ZZPNGTEXT Hine",
+    "png compressed text": b"ZZPNGZTXT Tama",
+    "png international text": b"ZZPNGITXT Aroha",
+    "file name": b"ZZFILENAME Wiremu",
+}
+
+
+def _segment(code: int, body: bytes) -> bytes:
+    return bytes((0xFF, code)) + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def _planted_jpeg(seed: int) -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0110] = PLANTED["camera model"].decode()
+    exif[0x013B] = PLANTED["artist"].decode()
+    exif[0x010E] = PLANTED["description"].decode()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA431] = PLANTED["camera serial"].decode()
+    plain = jpeg_bytes(seed, exif=exif)
+    xmp = _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>" + PLANTED["xmp"] + b"</x:xmpmeta>")
+    iptc = _segment(0xED, b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x10\x1c\x02\x05\x00\x0b"
+                    + PLANTED["iptc"])
+    extra = xmp + iptc + _segment(0xEF, PLANTED["application segment"]) + _segment(0xFE, PLANTED["comment"])
+    return plain[:2] + extra + plain[2:] + PLANTED["after the image"]
+
+
+def _planted_png(seed: int) -> bytes:
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", PLANTED["png text"].decode())
+    info.add_text("Comment", PLANTED["png compressed text"].decode() * 20, zip=True)
+    info.add_itxt("Description", PLANTED["png international text"].decode(), zip=True)
+    exif = Image.Exif()
+    exif[0x013B] = PLANTED["artist"].decode()
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(seed))).save(out, "PNG", pnginfo=info, exif=exif)
+    return out.getvalue()
+
+
+def _planted_webp(seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x013B] = PLANTED["artist"].decode()
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(seed))).save(out, "WEBP", lossless=True, exif=exif)
+    return out.getvalue()
+
+
+def _expanded(data: bytes) -> list[bytes]:
+    """``data``, and the inflated content of every compressed PNG chunk in it (text hides there)."""
+    import zlib
+
+    out = [data]
+    for start in range(len(data)):
+        if data[start:start + 4] in (b"zTXt", b"iTXt", b"iCCP") and start >= 4:
+            end = start + 4 + int.from_bytes(data[start - 4:start], "big")
+            for offset in range(start + 4, min(end, start + 120)):
+                try:
+                    out.append(zlib.decompress(data[offset:end]))
+                    break
+                except zlib.error:
+                    continue
+    return out
+
+
+def _everything_obtainable(path, role: str) -> list[bytes]:
+    """Every byte ``role``'s account can reach: each file of the vault folder as it is, every row
+    of the index (opened with their own index key), and whatever their own keys of every epoch
+    decrypt: files and sealed records, tried with every key they hold."""
+    from workbench.vault import _crypto
+
+    vault_id, slot = _insider_slot(path, role)
+    keys = [key for _, keyset in slot.keysets for key in keyset.keys.values()]
+    found = [p.read_bytes() for p in path.rglob("*") if p.is_file()]
+
+    def opened(sealed: bytes, aad: bytes):
+        for key in keys:
+            for attempt in (_crypto.open_sealed, _crypto.open_symmetric):
+                try:
+                    return attempt(key, sealed, aad)
+                except Exception:  # noqa: BLE001 - any failure is "this key does not open it"
+                    continue
+        return None
+
+    db = insider_index(path, role)
+    try:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            found += [repr(row).encode() for row in db.execute(f"SELECT * FROM {table}")]
+        for blob_id, kind, wrapped in db.execute("SELECT blob_id, kind, wrapped_key FROM blobs"):
+            data_key = opened(wrapped, _crypto.blob_aad(blob_id, kind)) if wrapped else None
+            if data_key is not None:
+                stored = (path / "blobs" / blob_id[:2] / blob_id).read_bytes()
+                found.append(_crypto.decrypt_blob(data_key, blob_id, kind, stored))
+        for label, sealed in [("patient:" + r, s) for r, s in db.execute("SELECT patient_ref, identity FROM patients")] \
+                + [("photo:" + p, s) for p, s in db.execute("SELECT photo_id, identifiers FROM photos")]:
+            found.append(opened(sealed, label.encode()) or b"")
+    finally:
+        db.close()
+    return [part for data in found for part in _expanded(data)]
+
+
+@pytest.fixture
+def planted(vault_path, clock):
+    """A vault whose photos, patient, consent form and file names carry every :data:`PLANTED` identifier."""
+    with open_as(vault_path, "photographer", clock) as v:
+        v.add_consent(PLANTED["patient number"].decode(), "care,research", name=PLANTED["patient name"].decode(),
+                      birth_date=PLANTED["birth date"].decode(),
+                      form=b"%PDF-1.4 consent of " + PLANTED["patient name"])
+        ids = [v.add_photo(make(seed), patient=PLANTED["patient number"].decode(), body_site="arm",
+                           original_name=PLANTED["file name"].decode() + ext).photo_id
+               for seed, make, ext in ((1, _planted_jpeg, ".jpg"), (2, _planted_png, ".png"),
+                                       (3, _planted_webp, ".webp"))]
+    with open_as(vault_path, "analyst", clock) as v:
+        v.render_previews()
+        for photo_id in ids:
+            v.put_derivative(photo_id, "deid_png", v.load_previews([photo_id], purpose="research")[photo_id])
+    return vault_path, ids
+
+
+@pytest.mark.parametrize("role", ["analyst", "researcher", "educator", "photographer"])
+def test_no_identifier_in_any_byte_a_role_without_identities_can_obtain(planted, clock, role):
+    """The analyst's originals key opens pixels, never the file with its metadata: searched in
+    every byte each role can reach around the workbench (and through it, for the analyst)."""
+    path, ids = planted
+    reachable = _everything_obtainable(path, role)
+    if role == "analyst":
+        with open_as(path, role, clock) as v:
+            for photo_id in ids:
+                pixels = v._read_pixels_file(photo_id, "test")
+                assert pixels in reachable  # the search covers what the workbench gives them
+                assert v.load_original(photo_id).shape[2] == 3
+    leaks = sorted(name for name, value in PLANTED.items() if any(value in data for data in reachable))
+    assert leaks == []
+
+
+def test_the_search_for_identifiers_finds_them_where_identities_are_held(planted, clock):
+    """The same search, as a clinician, finds every identifier: it can fail."""
+    path, ids = planted
+    reachable = _everything_obtainable(path, "clinician")
+    missed = sorted(name for name, value in PLANTED.items() if not any(value in data for data in reachable))
+    assert missed == []
+    with open_as(path, "analyst", clock) as v, open_as(path, "clinician", clock) as c:
+        for photo_id in ids:  # the same upright pixels, whichever file they come from
+            from workbench import _imageio
+
+            assert (_imageio.decode(c.read_original_file(photo_id)) == v.load_original(photo_id)).all()
+
+
+def test_a_photographer_cannot_file_a_photo_whose_original_the_originals_key_opens(vault_path, clock):
+    """An ingest record signed with a photographer's own key that seals the file as imported to the
+    originals tier (so that analysts could read its metadata) breaks the log at the next open."""
+    photo_id = "f" * 24
+    data = _planted_jpeg(7)
+    with open_as(vault_path, "photographer", clock) as v:
+        blobs = [v._store_blob(kind, "originals", data, photo_id) for kind in ("original", "pixels")]
+        ref = v._require_patient("MRN-0001", False)
+        sealed = v._seal_record("identities", {}, "photo:" + photo_id)
+    when = "2026-06-01T00:00:00+00:00"
+    photo = (photo_id, ref, "k" * 64, "jpeg", 96, 64, "arm", None, None, None, when, "pho",
+             blobs[0][0], blobs[1][0], sealed)
+    vault_id, slot = _insider_slot(vault_path, "photographer")
+    db = insider_index(vault_path, "photographer")
+    seq, body, sig = db.execute("SELECT seq, body, sig FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+    record = _log.make_record(vault_id=vault_id, seq=seq + 1, prev=_log.parse(seq, body, sig).hash,
+                              time=when, user="pho", action="ingest", detail={"photo_id": photo_id},
+                              rows={"blobs": [b[:6] for b in blobs], "photos": [photo]},
+                              signing_key=slot.signing)
+    for b in blobs:
+        db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?)", b)
+    db.execute(f"INSERT INTO photos VALUES ({', '.join('?' * len(photo))})", photo)
+    db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
+    db.close()
+    with pytest.raises(wb.IntegrityError, match="original file of the originals tier"):
+        open_as(vault_path, "analyst", clock)

@@ -29,6 +29,7 @@ def filled(vault_path, clock):
 def _read_everything(v, ids):
     for photo_id in ids:
         v.read_original_file(photo_id)
+        v.load_original(photo_id)
     v.load_previews(ids)
     for photo_id in ids:
         for blob_id in v.derivatives(photo_id, purpose="research")["blob_id"]:
@@ -41,7 +42,7 @@ def _read_everything(v, ids):
 def test_flipped_byte_in_every_blob_is_caught(filled, clock):
     path, ids = filled
     blobs = sorted((path / "blobs").glob("*/*"))
-    assert len(blobs) == 3 * 2 + 2  # originals, previews, one form, one derivative
+    assert len(blobs) == 3 * 3 + 2  # originals, their pixels, previews, one form, one derivative
     with open_as(path, "admin", clock) as v:
         _read_everything(v, ids)  # untouched: all fine
         assert v.check_files() == []
@@ -58,16 +59,18 @@ def test_flipped_byte_in_every_blob_is_caught(filled, clock):
         _read_everything(v, ids)
 
 
-def test_swapped_blobs_are_caught(filled, clock):
+@pytest.mark.parametrize("which, read", [("original", "read_original_file"), ("pixels", "load_original")])
+def test_swapped_blobs_are_caught(filled, clock, which, read):
     path, ids = filled
     with open_as(path, "admin", clock) as v:
-        a, b = (v._blob_path(v._photo_row(i)[0]) for i in ids[:2])
+        a, b = (v._blob_path(getattr(v._photo_row(i), which)) for i in ids[:2])
         tmp = a.with_name("swap")
         a.rename(tmp), b.rename(a), tmp.rename(b)
         for photo_id in ids[:2]:
             with pytest.raises(wb.IntegrityError):
-                v.load_original(photo_id)
+                getattr(v, read)(photo_id)
         assert v.load_original(ids[2]).shape == (64, 96, 3)
+        assert v.read_original_file(ids[2])[:2] == b"\xff\xd8"
 
 
 @pytest.mark.parametrize("offset", [100, 4096 + 100, -50])

@@ -240,7 +240,7 @@ def test_user_management(vault_path, clock):
 
 
 def _preview_blobs(v) -> dict:
-    return {photo_id: v._photo_row(photo_id)[1] for (photo_id,) in v._query("SELECT photo_id FROM photos")}
+    return {photo_id: v._photo_row(photo_id).preview for (photo_id,) in v._query("SELECT photo_id FROM photos")}
 
 
 def test_previews_are_rendered_once_by_the_first_reader(vault_path, clock):
@@ -272,7 +272,7 @@ def test_previews_are_rendered_once_by_the_first_reader(vault_path, clock):
         actions = list(ana.audit_records()["action"])
         assert actions.count("render_previews") == 2
     files = sorted((vault_path / "blobs").glob("*/*"))
-    assert len(files) == 2 * len(ids)  # no stray copies
+    assert len(files) == 3 * len(ids)  # each file as imported, its pixels, its preview: no stray copies
 
 
 def test_preview_of_undecodable_original_fails_closed_and_keeps_it(vault_path, clock):
@@ -289,7 +289,11 @@ def test_preview_of_undecodable_original_fails_closed_and_keeps_it(vault_path, c
     with open_as(vault_path, "analyst", clock) as ana:
         with pytest.raises(wb.InvalidInput, match="stored as imported"):
             ana.load_previews([photo_id])
-        assert ana._read_original(photo_id, "test") == bad
+        with pytest.raises(wb.AccessDenied):  # the file as imported is for roles that see identities
+            ana.read_original_file(photo_id)
+    with open_as(vault_path, "clinician", clock) as cli:
+        assert cli.read_original_file(photo_id) == bad
+    with open_as(vault_path, "analyst", clock) as ana:
         assert _preview_blobs(ana)[photo_id] is None
 
 

@@ -28,6 +28,7 @@ DNG or CR3 file.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import threading
 import zlib
@@ -356,6 +357,146 @@ def render_preview(data: bytes, max_side: int = 512) -> tuple[bytes, ImageInfo]:
         return _encode_jpeg(_rgb_array(small)), info
 
     return _run(work)
+
+
+def pixels_only(data: bytes) -> bytes:
+    """The image with nothing but what its pixels need: for roles that may not see identifiers.
+
+    A camera's file carries identifiers beside its pixels (the body's serial
+    number, the owner's name, capture time and place, a hospital system's
+    comments, a second image after the end). This returns a file that
+    decodes to exactly the same upright pixels as ``data`` and holds none of
+    that.
+
+    - JPEG: the coded image copied byte for byte (quantisation and Huffman
+      tables, frame and scans), with the JFIF header (no thumbnail), Adobe's
+      colour-transform flag and the ICC colour profile; no EXIF, XMP, IPTC,
+      comment, other application segment or data after the end. An EXIF
+      block holding the orientation alone is written when it is not upright.
+    - PNG: the image chunks and those that say how to show its colours
+      (palette, transparency, gamma, chromaticities, sRGB, ICC profile under
+      a neutral name, significant bits, pixel size); no text, time, EXIF or
+      unknown chunks. An ``eXIf`` chunk holding the orientation alone is
+      written when it is not upright.
+    - Everything else (TIFF, WebP, HEIF, AVIF, camera raw): decoded upright
+      and written as a lossless PNG (with the ICC profile, if any).
+
+    Neither a JPEG's nor a PNG's coded image is decoded, so this costs a
+    copy of the file; the result is checked (:func:`check`) before it is
+    returned.
+
+    Raises
+    ------
+    UnsupportedFormat, DecompressionBomb, InvalidInput
+        As :func:`check` (and :func:`decode` for the other formats).
+    """
+
+    def work() -> bytes:
+        data_ = _as_bytes(data)
+        fmt = _sniff(data_)
+        if fmt in ("jpeg", "png"):
+            _check_structure(data_, fmt)
+            _, meta, _ = _open_pillow(data_, fmt)
+            out = (_jpeg_pixels if fmt == "jpeg" else _png_pixels)(data_, meta.orientation)
+            _header_info(out, structure=True)
+            return out
+        image, _, icc = open_upright(data_)
+        buffer = io.BytesIO()
+        image.info = {}
+        image.save(buffer, "PNG", compress_level=1, **({"icc_profile": icc} if icc else {}))
+        return buffer.getvalue()
+
+    return _run(work)
+
+
+def _orientation_tiff(orientation: int) -> bytes:
+    """A TIFF structure with one directory holding one entry: Orientation."""
+    return b"MM\x00\x2a\x00\x00\x00\x08" + struct.pack(">HHHIHHI", 1, 0x0112, 3, 1, orientation, 0, 0)
+
+
+#: JPEG markers a decoder needs: frames, Huffman and arithmetic tables,
+#: quantisation tables, restart interval, scans, line count
+_JPEG_PIXEL_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF,
+     0xC4, 0xCC, 0xDB, 0xDD, 0xDA, 0xDC}
+)
+# the end of a scan's entropy-coded data: a marker that is neither a stuffed
+# 0xFF byte nor a restart marker
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def _jpeg_pixels(data: bytes, orientation: int) -> bytes:
+    head: list[bytes] = []   # JFIF, then the orientation
+    body: list[bytes] = []
+    pos, n = 2, len(data)
+    while True:
+        if pos >= n or data[pos] != 0xFF:
+            raise InvalidInput(_MSG_CORRUPT)
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise InvalidInput(_MSG_TRUNCATED)
+        code = data[pos]
+        pos += 1
+        if code == 0xD9:
+            break  # whatever follows the end of the image is dropped
+        if 0xD0 <= code <= 0xD7 or code == 0x01:
+            continue  # stand-alone markers outside a scan carry nothing
+        if pos + 2 > n:
+            raise InvalidInput(_MSG_TRUNCATED)
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        end = pos + length
+        if length < 2 or end > n:
+            raise InvalidInput(_MSG_TRUNCATED)
+        segment = data[pos:end]
+        if code in _JPEG_PIXEL_MARKERS:
+            if code == 0xDA:
+                found = _SCAN_END.search(data, end)
+                if found is None:
+                    raise InvalidInput(_MSG_TRUNCATED)
+                segment, end = data[pos:found.start()], found.start()
+            body.append(bytes((0xFF, code)) + segment)
+        elif code == 0xE0 and segment[2:7] == b"JFIF\x00" and len(segment) >= 16 and not head:
+            head.append(b"\xff\xe0\x00\x10" + segment[2:14] + b"\x00\x00")  # no thumbnail
+        elif code == 0xEE and segment[2:7] == b"Adobe" and len(segment) >= 14:
+            body.append(b"\xff\xee\x00\x0e" + segment[2:14])
+        elif code == 0xE2 and segment[2:14] == b"ICC_PROFILE\x00":
+            body.append(b"\xff\xe2" + segment)
+        pos = end
+    if orientation != 1:
+        exif = b"Exif\x00\x00" + _orientation_tiff(orientation)
+        head.append(b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif)
+    return b"".join([b"\xff\xd8", *head, *body, b"\xff\xd9"])
+
+
+#: PNG chunks that hold the image or say how to show its colours
+_PNG_PIXEL_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"pHYs"}
+)
+
+
+def _png_chunk(kind: bytes, content: bytes) -> bytes:
+    return (len(content).to_bytes(4, "big") + kind + content
+            + zlib.crc32(kind + content).to_bytes(4, "big"))
+
+
+def _png_pixels(data: bytes, orientation: int) -> bytes:
+    out = [data[:8]]
+    pos = 8
+    while True:  # the structure was checked: every chunk fits and IEND ends it
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if kind == b"iCCP":  # the profile's name is free text: give it a neutral one
+            content = data[pos + 8:end - 4]
+            out.append(_png_chunk(kind, b"ICC profile\x00" + content[content.find(b"\x00") + 1:]))
+        elif kind in _PNG_PIXEL_CHUNKS:
+            out.append(data[pos:end])
+        if kind == b"IHDR" and orientation != 1:
+            out.append(_png_chunk(b"eXIf", _orientation_tiff(orientation)))
+        if kind == b"IEND":
+            return b"".join(out)
+        pos = end
 
 
 # --------------------------------------------------------------------------

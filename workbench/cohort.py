@@ -234,7 +234,7 @@ def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
 
 def _run_parallel(vault, todo, policy, workers, scheduler, manual_regions, purpose):
     def payload(photo_id):
-        return vault._read_original(photo_id, "de-identify photos", purpose), manual_regions.get(photo_id, [])
+        return vault._read_pixels_file(photo_id, "de-identify photos", purpose), manual_regions.get(photo_id, [])
 
     if scheduler is not None:
         from distributed import Client

@@ -15,7 +15,7 @@ from sqlcipher3 import dbapi2 as sqlcipher
 from ..errors import IntegrityError
 from . import _crypto
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The tables other than ``meta`` and ``log`` are a materialised view of the
 # signed log (see ``_log``): rows are only ever added, in the same
@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS photos (
     capture_date TEXT,
     ingested TEXT NOT NULL,
     ingested_by TEXT NOT NULL,
-    original_blob TEXT NOT NULL REFERENCES blobs(blob_id),
+    original_blob TEXT NOT NULL REFERENCES blobs(blob_id),   -- the file as imported (identities tier)
+    pixels_blob TEXT NOT NULL REFERENCES blobs(blob_id),     -- its pixels alone (originals tier)
     identifiers BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);

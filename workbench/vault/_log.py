@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "blobs": ("blob_id", "photo_id", "kind", "tier", "size", "file_sha256"),
     "photos": ("photo_id", "patient_ref", "content_key", "format", "width", "height", "body_site",
                "laterality", "diagnosis", "capture_date", "ingested", "ingested_by",
-               "original_blob", "identifiers"),
+               "original_blob", "pixels_blob", "identifiers"),
     "reviews": ("photo_id", "state", "reason", "reviewed_by", "reviewed"),
     "deid_results": ("blob_id", "photo_id", "policy_digest", "ext", "width", "height", "regions",
                      "verified", "warnings", "created", "created_by"),
@@ -85,12 +86,23 @@ ADMIN_ROLES = frozenset({"admin"})
 
 @dataclass(frozen=True)
 class Rule:
-    """Who may sign an action, and which rows it may add (table -> allowed blob kinds/tiers)."""
+    """Who may sign an action, and which rows it may add.
+
+    ``files`` names the kinds of file the action may add, each with the tier
+    its key must be sealed to; ``other_files`` is the tier for any kind not
+    reserved to an action (None: no other kind).
+    """
 
     roles: frozenset[str]
     tables: frozenset[str] = frozenset()
-    blob_kinds: frozenset[str] | None = None   # None: any kind
-    blob_tier: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    other_files: str | None = None
+
+    def file_tier(self, kind: str) -> str | None:
+        """The tier a file of ``kind`` added by this action must be sealed to (None: not allowed)."""
+        if kind in self.files:
+            return self.files[kind]
+        return self.other_files if kind not in _RESERVED_KINDS else None
 
 
 #: what each action may write, and who may sign it. Actions not listed add no
@@ -100,15 +112,16 @@ RULES: dict[str, Rule] = {
     "user_remove": Rule(ADMIN_ROLES, frozenset({"users"})),
     "user_reset": Rule(ADMIN_ROLES, frozenset({"users"})),
     "consent_grant": Rule(CONSENT_ROLES, frozenset({"patients", "consent_events", "blobs"}),
-                          frozenset({"consent_form"}), "identities"),
+                          {"consent_form": "identities"}),
     "consent_withdraw": Rule(CONSENT_ROLES, frozenset({"patients", "consent_events"})),
+    # the file as imported holds identifiers in its metadata: only the roles
+    # that may see identities can open it; the originals tier gets its pixels
     "ingest": Rule(INGEST_ROLES, frozenset({"patients", "blobs", "photos"}),
-                   frozenset({"original", "preview"}), "originals"),
-    "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), frozenset({"preview"}), "originals"),
+                   {"original": "identities", "pixels": "originals", "preview": "originals"}),
+    "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), {"preview": "originals"}),
     "review_state": Rule(REVIEW_ROLES, frozenset({"reviews"})),
-    "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), frozenset({"deid"}),
-                       "derivatives"),
-    "derivative_add": Rule(DERIVATIVE_ROLES, frozenset({"blobs"}), None, "derivatives"),
+    "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), {"deid": "derivatives"}),
+    "derivative_add": Rule(DERIVATIVE_ROLES, frozenset({"blobs"}), other_files="derivatives"),
     "shred": Rule(CONSENT_ROLES, frozenset({"shreds"})),
     # re-keying re-seals identity records in place; the admin's record states
     # the new heads of the tables it re-sealed (see ROTATION_TABLES)
@@ -117,7 +130,7 @@ RULES: dict[str, Rule] = {
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
-_RESERVED_KINDS = frozenset({"original", "preview", "consent_form", "deid"})
+_RESERVED_KINDS = frozenset({"original", "pixels", "preview", "consent_form", "deid"})
 
 
 # --- rows --------------------------------------------------------------------
@@ -370,21 +383,20 @@ def _authorise(seq: int, user: str, role: str, action: str, record: Record, stat
             if author and row[author] != user:
                 raise Broken(seq, user, f"record {seq} adds a {table} row in another user's name")
             if table == "blobs":
-                kind_ok = (row["kind"] in rule.blob_kinds if rule.blob_kinds is not None
-                           else row["kind"] not in _RESERVED_KINDS)
-                if not kind_ok or (rule.blob_tier and row["tier"] != rule.blob_tier):
+                if row["tier"] != rule.file_tier(row["kind"]):
                     raise Broken(seq, user, f"record {seq} ({action}) adds a {row['kind']} file "
                                             f"of the {row['tier']} tier, which it may not")
             if table == "users":
                 _check_user_row(seq, user, action, row, state)
     photos = record.rows("photos")
-    if photos:  # a photo's original must be a file added by the same record, for that photo
+    if photos:  # a photo's files must be added by the same record, for that photo
         blobs = {b[0]: b for b in record.rows("blobs")}
         for values in photos:
             photo = dict(zip(TABLES["photos"], values))
-            blob = blobs.get(photo["original_blob"])
-            if blob is None or blob[1] != photo["photo_id"] or blob[2] != "original":
-                raise Broken(seq, user, f"record {seq} links a photo to a file it did not add")
+            for column, kind in (("original_blob", "original"), ("pixels_blob", "pixels")):
+                blob = blobs.get(photo[column])
+                if blob is None or blob[1] != photo["photo_id"] or blob[2] != kind:
+                    raise Broken(seq, user, f"record {seq} links a photo to a file it did not add")
 
 
 def _check_user_row(seq: int, user: str, action: str, row: dict, state: State) -> None:

@@ -8,7 +8,7 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,12 +54,22 @@ class _Prepared:
     content_key: str
     info: "_imageio.ImageInfo"
     original_row: tuple
+    pixels_row: tuple
     preview_row: tuple | None
     sealed_identifiers: bytes
 
     @property
     def rows(self) -> list[tuple]:
-        return [self.original_row] + ([self.preview_row] if self.preview_row else [])
+        return [self.original_row, self.pixels_row] + ([self.preview_row] if self.preview_row else [])
+
+
+class _PhotoFiles(NamedTuple):
+    """A photo's files (blob ids) and its patient, from verified rows."""
+
+    original: str          # the file as imported, metadata and all (identities tier)
+    pixels: str            # its pixels alone (originals tier): see _imageio.pixels_only
+    preview: str | None    # None until rendered
+    patient_ref: str
 
 
 @dataclass
@@ -172,7 +182,10 @@ class PhotosMixin:
     ) -> PhotoResult:
         """Encrypt one photo (file bytes, in memory) into the vault.
 
-        The original is sealed to the originals tier. The photo counts as
+        The file as imported is sealed to the identities tier (its metadata
+        can name the patient, the camera and the clinic), and a copy holding
+        its pixels alone (:func:`workbench._imageio.pixels_only`) to the
+        originals tier, which roles that review redactions hold. The photo counts as
         added only after its file was read back and decrypted to the same
         digest, and the index committed. A JPEG or PNG is validated from its
         structure (end-of-image marker, chunk checksums, header) and its
@@ -228,6 +241,7 @@ class PhotosMixin:
         )
         lookup_key = self._keys.get("lookup", "add photos")
         self._keys.get("originals_pub", "add photos")
+        self._keys.get("identities_pub", "add photos")
         pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
         pending: deque = deque()
 
@@ -281,15 +295,19 @@ class PhotosMixin:
             preview, info = None, _imageio.check(data)
         else:
             preview, info = _imageio.render_preview(data)
+        pixels = _imageio.pixels_only(data)
         photo_id = _crypto.random_id()
-        original_row = self._store_blob("original", "originals", data, photo_id)
-        preview_row = None
-        if preview is not None:
-            try:
-                preview_row = self._store_blob("preview", "originals", preview, photo_id)
-            except BaseException:
-                os.unlink(self._blob_path(original_row[0]))
-                raise
+        stored: list[tuple] = []
+        try:
+            for kind, tier, plaintext in (("original", "identities", data), ("pixels", "originals", pixels),
+                                          ("preview", "originals", preview)):
+                if plaintext is not None:
+                    stored.append(self._store_blob(kind, tier, plaintext, photo_id))
+        except BaseException:
+            for row in stored:
+                os.unlink(self._blob_path(row[0]))
+            raise
+        original_row, pixels_row, preview_row = stored + [None] * (3 - len(stored))
         identifiers = {
             "original_name": original_name,
             "capture_time": info.capture_time.isoformat() if info.capture_time else None,
@@ -298,7 +316,7 @@ class PhotosMixin:
             "camera_serial": info.camera_serial,
         }
         sealed = self._seal_record("identities", identifiers, "photo:" + photo_id)
-        return _Prepared(photo_id, content_key, info, original_row, preview_row, sealed)
+        return _Prepared(photo_id, content_key, info, original_row, pixels_row, preview_row, sealed)
 
     def _commit_photo(self, p: "_Prepared", patient: str, ref: str | None, fields: tuple) -> tuple[PhotoResult, str]:
         body_site, laterality, diagnosis = fields
@@ -322,7 +340,7 @@ class PhotosMixin:
             self._insert("photos", (
                 p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
                 laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
-                p.original_row[0], p.sealed_identifiers))
+                p.original_row[0], p.pixels_row[0], p.sealed_identifiers))
         return PhotoResult("added", photo_id=p.photo_id), ref
 
     def photos(self, purpose: str, *, include_identifiers: bool = False, **filters) -> pd.DataFrame:
@@ -445,22 +463,22 @@ class PhotosMixin:
                                "capture_date", "format", "width", "height", "ingested", "identifiers")]
         return [tuple(r[k] for k in keys) for r in rows]
 
-    def _photo_row(self, photo_id: str) -> tuple:
-        """``(original blob, preview blob or None, patient_ref)`` of a photo (verified rows)."""
+    def _photo_row(self, photo_id: str) -> _PhotoFiles:
+        """A photo's files and patient (verified rows)."""
         return self._photo_rows([photo_id])[photo_id]
 
-    def _photo_rows(self, photo_ids: list[str]) -> dict[str, tuple]:
+    def _photo_rows(self, photo_ids: list[str]) -> dict[str, _PhotoFiles]:
         """:meth:`_photo_row` of many photos in one query; ``NotFound`` for an unknown one."""
         self._check_tables("photos", "blobs")
         wanted = list(dict.fromkeys(photo_ids))
         found = self._query_in(
-            "SELECT photo_id, original_blob, (SELECT blob_id FROM blobs b WHERE b.photo_id = p.photo_id "
-            "AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), patient_ref FROM photos p "
-            "WHERE photo_id IN ({})", wanted)
+            "SELECT photo_id, original_blob, pixels_blob, (SELECT blob_id FROM blobs b "
+            "WHERE b.photo_id = p.photo_id AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), "
+            "patient_ref FROM photos p WHERE photo_id IN ({})", wanted)
         for photo_id in wanted:
             if photo_id not in found:
                 raise NotFound("no photo with that id in this vault", photo_id=photo_id)
-        return found
+        return {photo_id: _PhotoFiles(*row) for photo_id, row in found.items()}
 
     def read_original_file(self, photo_id: str, *, purpose: str = "care") -> bytes:
         """The identifiable original file's bytes, metadata and all, decrypted in memory (audited).
@@ -470,21 +488,23 @@ class PhotosMixin:
         without consent.
 
         The file holds identifiers in its metadata (camera serial, owner,
-        capture time, sometimes a name), so only roles that may see
-        identities (admin, clinician) may have it; others see pixels through
-        :meth:`load_original`.
+        capture time, sometimes a name), so it is sealed to the identities
+        tier: only roles that may see identities (admin, clinician) can
+        open it, through the workbench or around it. Others see its pixels
+        through :meth:`load_original`.
         """
-        original_blob, _, ref = self._photo_row(photo_id)
-        detail = {"photo_id": photo_id, "patient_ref": ref}
-        self._need("identities", "read original files with their metadata", detail)
-        return self._read_original(photo_id, "read original photos", purpose)
+        return self._read_file(photo_id, "original", "read original files with their metadata", purpose)
 
-    def _read_original(self, photo_id: str, action: str, purpose: str = "care") -> bytes:
-        original_blob, _, ref = self._photo_row(photo_id)
-        detail = {"photo_id": photo_id, "patient_ref": ref}
-        self._need("originals", action, detail)
-        self._require_consent({photo_id: ref}, purpose, action)
-        data = self._open_blob(original_blob, action, detail)
+    def _read_pixels_file(self, photo_id: str, action: str, purpose: str = "care") -> bytes:
+        """The original's pixels-only file (a JPEG or PNG that decodes to the same upright pixels)."""
+        return self._read_file(photo_id, "pixels", action, purpose)
+
+    def _read_file(self, photo_id: str, which: str, action: str, purpose: str) -> bytes:
+        files = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
+        self._need("identities" if which == "original" else "originals", action, detail)
+        self._require_consent({photo_id: files.patient_ref}, purpose, action)
+        data = self._open_blob(getattr(files, which), action, detail)
         self._record("decrypt_original", detail)
         return data
 
@@ -494,7 +514,7 @@ class PhotosMixin:
         Never written to disk. Raises ``AccessDenied`` for roles without the
         originals key (photographer, researcher, educator).
         """
-        return _imageio.decode(self._read_original(photo_id, "read original photos", purpose))
+        return _imageio.decode(self._read_pixels_file(photo_id, "read original photos", purpose))
 
     def load_previews(self, photo_ids: Iterable[str], *, purpose: str = "care") -> dict[str, bytes]:
         """Small JPEG previews of originals (identifiable), decrypted in memory.
@@ -523,9 +543,9 @@ class PhotosMixin:
         photo_ids = list(photo_ids)
         self._need("originals", "view previews of originals", {"photos": len(photo_ids)})
         rows = self._photo_rows(photo_ids)
-        self._require_consent({p: row[2] for p, row in rows.items()}, purpose, "view previews of originals")
-        blobs = {photo_id: row[1] for photo_id, row in rows.items()}
-        blobs.update(self._render_previews({p: row for p, row in rows.items() if row[1] is None}))
+        self._require_consent({p: row.patient_ref for p, row in rows.items()}, purpose, "view previews of originals")
+        blobs = {photo_id: row.preview for photo_id, row in rows.items()}
+        blobs.update(self._render_previews({p: row for p, row in rows.items() if row.preview is None}))
         files = self._open_blobs([blobs[p] for p in photo_ids], "view previews", {"photos": len(photo_ids)})
         out = {photo_id: files[blobs[photo_id]] for photo_id in photo_ids}
         self._record("decrypt_previews", {"photo_ids": photo_ids})
@@ -561,24 +581,24 @@ class PhotosMixin:
         """
         if photo_ids is None:
             self._check_tables("photos", "blobs")
-            todo = {r[0]: (r[1], None, r[2]) for r in self._query(
-                "SELECT photo_id, original_blob, patient_ref FROM photos p WHERE NOT EXISTS (SELECT 1 "
-                "FROM blobs b WHERE b.photo_id = p.photo_id AND b.kind = 'preview') ORDER BY photo_id")}
+            todo = {r[0]: _PhotoFiles(r[1], r[2], None, r[3]) for r in self._query(
+                "SELECT photo_id, original_blob, pixels_blob, patient_ref FROM photos p WHERE NOT EXISTS "
+                "(SELECT 1 FROM blobs b WHERE b.photo_id = p.photo_id AND b.kind = 'preview') ORDER BY photo_id")}
         else:
             rows = {p: self._photo_row(p) for p in dict.fromkeys(photo_ids)}
-            todo = {p: row for p, row in rows.items() if row[1] is None}
+            todo = {p: row for p, row in rows.items() if row.preview is None}
         self._need("originals", "render previews of originals", {"photos": len(todo)})
         return len(self._render_previews(todo, workers=workers))
 
-    def _render_previews(self, rows: dict[str, tuple], *, workers: int = 2) -> dict[str, str]:
+    def _render_previews(self, rows: dict[str, _PhotoFiles], *, workers: int = 2) -> dict[str, str]:
         """Render previews for ``rows`` (photo id: its ``_photo_row``); return photo id: preview blob id."""
         if not rows:
             return {}
 
         def render(photo_id: str) -> tuple:
-            original_blob, _, ref = rows[photo_id]
-            detail = {"photo_id": photo_id, "patient_ref": ref}
-            data = self._open_blob(original_blob, "render previews", detail)
+            files = rows[photo_id]
+            detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
+            data = self._open_blob(files.pixels, "render previews", detail)
             try:
                 preview, _ = _imageio.render_preview(data)
             except InvalidInput as exc:
@@ -605,7 +625,7 @@ class PhotosMixin:
         stored = {}
         with self._write("render_previews", {"photo_ids": [photo_id for photo_id, _ in done]}):
             for photo_id, row in done:
-                current = self._photo_row(photo_id)[1]
+                current = self._photo_row(photo_id).preview
                 if current is not None:  # another reader rendered it meanwhile
                     os.unlink(self._blob_path(row[0]))
                     stored[photo_id] = current
@@ -616,9 +636,10 @@ class PhotosMixin:
 
     def verify_photo(self, photo_id: str) -> bool:
         """True when a photo's files are present and match their recorded digests."""
-        original_blob, preview_blob, _ = self._photo_row(photo_id)
-        wanted = [b for b in (original_blob, preview_blob) if b is not None]
-        rows = self._query("SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN (?, ?)", (original_blob, preview_blob))
+        files = self._photo_row(photo_id)
+        wanted = [b for b in (files.original, files.pixels, files.preview) if b is not None]
+        rows = self._query(f"SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN ({', '.join('?' * len(wanted))})",
+                           tuple(wanted))
         if len(rows) != len(wanted):
             return False
         for blob_id, digest in rows:

@@ -40,7 +40,7 @@ class ReviewMixin:
         """Store a de-identified derivative of a photo, encrypted with the derivatives tier."""
         if not kind.isidentifier():
             raise InvalidInput("a derivative kind is a short name such as 'deid_jpeg'")
-        _, _, ref = self._photo_row(photo_id)
+        ref = self._photo_row(photo_id).patient_ref
         self._need("derivatives", "store derivatives", {"photo_id": photo_id})
         row = self._store_blob(kind, "derivatives", data, photo_id)
         with self._write("derivative_add", {"photo_id": photo_id, "kind": kind, "blob_id": row[0]}):
@@ -57,7 +57,7 @@ class ReviewMixin:
         A photo whose patient's consent for ``purpose`` is not active now
         (never given, withdrawn or expired) has none to list.
         """
-        if not self._consent_holds(self._photo_row(photo_id)[2], purpose):
+        if not self._consent_holds(self._photo_row(photo_id).patient_ref, purpose):
             return pd.DataFrame([], columns=["blob_id", "kind", "size"])
         shredded = self._shredded()
         rows = self._query("SELECT blob_id, kind, size FROM blobs WHERE photo_id = ? AND tier = 'derivatives' "
@@ -77,7 +77,7 @@ class ReviewMixin:
         if not rows or blob_id in self._shredded():
             raise NotFound("no de-identified file with that id (it may have been shredded)", blob_id=blob_id)
         detail = {"blob_id": blob_id, "photo_id": rows[0][0], "purpose": purpose}
-        self._require_consent({rows[0][0]: self._photo_row(rows[0][0])[2]}, purpose, "read derivatives")
+        self._require_consent({rows[0][0]: self._photo_row(rows[0][0]).patient_ref}, purpose, "read derivatives")
         data = self._open_blob(blob_id, "read derivatives", detail)
         self._record("decrypt_derivative", detail)
         return data
@@ -97,7 +97,7 @@ class ReviewMixin:
         index, so that review and cohort builds can use them. Only roles that
         review redactions (admin, clinician, analyst) may store them.
         """
-        _, _, ref = self._photo_row(photo_id)
+        ref = self._photo_row(photo_id).patient_ref
         self._need("derivatives", "store de-identified photos", {"photo_id": photo_id})
         if self.role not in _log.REVIEW_ROLES:
             raise self._denied("store de-identified photos", "originals", {"photo_id": photo_id})
