@@ -21,14 +21,9 @@ import pytest
 
 from workbench.lab import KERNEL_NAME, SETTINGS_OVERRIDES, write_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+from _browser import ROOT, chromium_page, free_port, http_get, running_lab
+
 TOKEN = "lab-test-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _outside_address() -> str | None:
@@ -43,53 +38,13 @@ def _outside_address() -> str | None:
 
 
 def _get(url: str, token: str | None = TOKEN):
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kw):
-        return None
+    return http_get(url, token)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    home = tmp_path_factory.mktemp("labhome")
-    port = _free_port()
-    env = dict(os.environ, JUPYTER_TOKEN=TOKEN, HOME=str(home),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTER_CONFIG_DIR=str(home / "config"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
-    log = open(home / "lab.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench", "lab", "--port", str(port), "--no-browser", "--allow-root"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _get(f"{base}/api/status")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"workbench lab did not start:\n{log.read()[-3000:]}")
-            time.sleep(0.2)
-        yield base, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with running_lab(tmp_path_factory.mktemp("labhome"), TOKEN) as server:
+        yield server
 
 
 def test_lab_listens_on_loopback_only_and_wants_the_token(lab):
@@ -162,3 +117,22 @@ def test_write_settings_keeps_other_settings_and_refuses_a_broken_file(tmp_path)
     with pytest.raises(AlreadyExists, match="overrides.json"):
         write_settings(tmp_path)
     assert path.read_text() == "[]"
+
+
+def test_a_notebook_opens_in_a_real_browser_with_the_kernel_chosen_and_no_popup(lab):
+    """Chromium opens a notebook: its kernel (the project's) starts without a "Select Kernel"
+    dialog, and no popup asks about Jupyter news, in the first seconds a person would see."""
+    base, _ = lab
+    with chromium_page() as page:
+        page.goto(f"{base}/lab/tree/00_tour.ipynb?token={TOKEN}")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        # the kernel's name shows once it is connected; a dialog would block that
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Toolbar-kernelName')]"
+            ".some(e => e.textContent.trim() === 'Workbench (Python 3)')"
+            " || document.querySelector('.jp-Dialog') !== null", timeout=60_000)
+        page.wait_for_timeout(3000)  # a news question or kernel dialog would be up by now
+        assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").first.inner_text()
+        body = page.locator("body").inner_text()
+        assert "news" not in body.lower() and "Select Kernel" not in body
+        page.screenshot(path=str(ROOT / "tests" / "artifacts" / "lab-notebook.png"))

@@ -1,0 +1,112 @@
+"""A real JupyterLab and a real Chromium for the tests that need them.
+
+JupyterLab is started the way the README says (``workbench lab``), headless
+on a free port behind a token, with its own home so that nothing of the
+developer's settings leaks in. Chromium is Debian's (``/usr/bin/chromium``),
+driven by Playwright's Python package; nothing is ever downloaded
+(``playwright install`` is never run). Without Chromium or Playwright the
+browser tests skip with the reason, except under CI (``CI=true``), where
+they fail: CI installs both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
+#: what the machine's closed network needs: no background connections, no GPU, no sandbox as root
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kw):
+        return None
+
+
+def http_get(url: str, token: str | None):
+    """``(status, body)`` of a GET, redirects not followed."""
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextlib.contextmanager
+def running_lab(home: Path, token: str, env: dict | None = None):
+    """``workbench lab`` on a free port; yields ``(base_url, port)``; stopped on exit."""
+    port = free_port()
+    environment = dict(os.environ, JUPYTER_TOKEN=token, HOME=str(home),
+                       JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTER_CONFIG_DIR=str(home / "config"),
+                       JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+                       JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), **(env or {}))
+    log = open(home / "lab.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "lab", "--port", str(port), "--no-browser", "--allow-root"],
+        env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http_get(f"{base}/api/status", token)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"workbench lab did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        yield base, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must install it (.ci/run)")
+    pytest.skip(f"{reason}: install Debian's chromium and `pip install -e .[test]` to run the browser tests")
+
+
+@contextlib.contextmanager
+def chromium_page(viewport=(1400, 1000)):
+    """A page of a fresh headless Chromium (its own empty profile)."""
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright's Python package is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            yield page
+        finally:
+            browser.close()
