@@ -54,8 +54,11 @@ def http_get(url: str, token: str | None):
 
 
 @contextlib.contextmanager
-def running_lab(home: Path, token: str, env: dict | None = None):
-    """``workbench lab`` on a free port; yields ``(base_url, port)``; stopped on exit."""
+def running_lab(home: Path, token: str, env: dict | None = None, notebook_dir: Path | None = None):
+    """``workbench lab`` on a free port; yields ``(base_url, port)``; stopped on exit.
+
+    ``notebook_dir``: serve copies (a test that saves a notebook must not
+    touch the project's own files)."""
     port = free_port()
     environment = dict(os.environ, JUPYTER_TOKEN=token, HOME=str(home),
                        JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTER_CONFIG_DIR=str(home / "config"),
@@ -63,7 +66,8 @@ def running_lab(home: Path, token: str, env: dict | None = None):
                        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), **(env or {}))
     log = open(home / "lab.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench", "lab", "--port", str(port), "--no-browser", "--allow-root"],
+        [sys.executable, "-m", "workbench", "lab", "--port", str(port), "--no-browser", "--allow-root",
+         *(["--notebook-dir", str(notebook_dir)] if notebook_dir else [])],
         env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -110,3 +114,40 @@ def chromium_page(viewport=(1400, 1000)):
             yield page
         finally:
             browser.close()
+
+
+def open_notebook(page, base: str, token: str, name: str, *, kernel: str = "Workbench (Python 3)"):
+    """Open ``name`` in JupyterLab and wait until its kernel is connected."""
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    page.wait_for_function(
+        "k => [...document.querySelectorAll('.jp-NotebookPanel .jp-Toolbar-kernelName')]"
+        ".some(e => e.textContent.trim() === k) || document.querySelector('.jp-Dialog') !== null",
+        arg=kernel, timeout=60_000)
+
+
+def menu(page, top: str, item: str):
+    """Click a menu of JupyterLab's menu bar, then one of its items, as a person would."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=top).first.click()
+    page.locator(".lm-Menu-itemLabel").filter(has_text=item).first.click()
+
+
+def run_all_cells(page, timeout_s: float = 300):
+    """Run > Run All Cells, then wait until no cell is queued or running and the kernel is idle."""
+    menu(page, "Run", "Run All Cells")
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => { const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-InputPrompt')];"
+        " const busy = document.querySelector(\".jp-NotebookPanel .jp-Notebook-ExecutionIndicator\");"
+        " return prompts.every(p => !p.textContent.includes('*'))"
+        " && (!busy || busy.getAttribute('data-status') === 'idle'); }",
+        timeout=timeout_s * 1000)
+
+
+def save_notebook(page):
+    """Ctrl+S, as a person saves, and wait until JupyterLab says it is saved."""
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => document.querySelector('.jp-NotebookPanel.jp-mod-dirty') === null"
+                           " && document.querySelector('.jp-mod-dirty') === null", timeout=30_000)
+    page.wait_for_timeout(500)

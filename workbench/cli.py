@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="default: 8888 or the next free port")
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     p.add_argument("--allow-root", action="store_true", help="run as root (containers only)")
+    p.add_argument("--notebook-dir", metavar="DIR",
+                   help="serve the notebooks of DIR (default: the project's notebooks/)")
 
     p = add("demo", "build a demo vault from generated photos and show what it holds")
     p.add_argument("--workdir", default="demo", metavar="DIR", help="default: ./demo")
@@ -298,7 +300,8 @@ def run(args) -> int:
         from .lab import run_lab
 
         return run_lab(port=args.port, open_browser=not args.no_browser, allow_root=args.allow_root,
-                       vault=getattr(args, "vault", None), user=getattr(args, "user", None))
+                       vault=getattr(args, "vault", None), user=getattr(args, "user", None),
+                       notebook_dir=args.notebook_dir)
     if cmd == "phantoms":
         from .phantoms import run_phantoms
 

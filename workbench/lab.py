@@ -105,9 +105,10 @@ def write_settings(prefix: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def lab_argv(*, port: int | None = None, open_browser: bool = True, allow_root: bool = False) -> list[str]:
+def lab_argv(*, port: int | None = None, open_browser: bool = True, allow_root: bool = False,
+             notebook_dir: str | os.PathLike | None = None) -> list[str]:
     """The ``jupyter lab`` arguments :func:`run_lab` starts the server with."""
-    argv = [*SERVER_ARGS, f"--ServerApp.root_dir={NOTEBOOKS}"]
+    argv = [*SERVER_ARGS, f"--ServerApp.root_dir={Path(notebook_dir or NOTEBOOKS).resolve()}"]
     if port is not None:
         argv += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
     if not open_browser:
@@ -118,7 +119,8 @@ def lab_argv(*, port: int | None = None, open_browser: bool = True, allow_root: 
 
 
 def run_lab(*, port: int | None = None, open_browser: bool = True, allow_root: bool = False,
-            vault: str | os.PathLike | None = None, user: str | None = None) -> int:
+            vault: str | os.PathLike | None = None, user: str | None = None,
+            notebook_dir: str | os.PathLike | None = None) -> int:
     """Install the kernel and settings, then run JupyterLab until it is stopped.
 
     Parameters
@@ -133,6 +135,8 @@ def run_lab(*, port: int | None = None, open_browser: bool = True, allow_root: b
     vault, user : optional
         Given to the notebooks' kernels as ``WORKBENCH_VAULT`` and
         ``WORKBENCH_USER`` (the notebooks' defaults otherwise).
+    notebook_dir : path, optional
+        The folder to serve; default the project's ``notebooks/``.
 
     Returns
     -------
@@ -147,5 +151,6 @@ def run_lab(*, port: int | None = None, open_browser: bool = True, allow_root: b
         os.environ["WORKBENCH_USER"] = user
     from jupyterlab.labapp import LabApp
 
-    LabApp.launch_instance(argv=lab_argv(port=port, open_browser=open_browser, allow_root=allow_root))
+    LabApp.launch_instance(argv=lab_argv(port=port, open_browser=open_browser, allow_root=allow_root,
+                                         notebook_dir=notebook_dir))
     return 0
