@@ -143,6 +143,10 @@ def test_a_file_stored_under_another_patient_is_refused_and_its_source_kept(vaul
     assert not report.ok and "1 failed" in report.summary()
     message = str(result.error)
     assert "another patient" in message and "MRN" not in message and "copy.jpg" not in message
+    with open_as(vault_path, "admin", clock) as v:  # the refusal is on the record, naming no one
+        refused = v.audit_records().query("action == 'ingest_refused'")
+        assert list(refused["user"]) == ["pho"]
+        assert "MRN" not in refused.to_csv() and "copy.jpg" not in refused.to_csv()
     assert len(_photos_of(vault_path, clock, "MRN-0002")) == 0, "filed under the second patient"
     assert len(_photos_of(vault_path, clock, "MRN-0001")) == 1
     # under the same patient it is still a duplicate, removed once verified

@@ -262,11 +262,15 @@ class PhotosMixin:
             try:
                 prepared = entry.result() if isinstance(entry, Future) else entry
                 if isinstance(prepared, PhotoResult):
-                    return prepared
-                result, ref = self._commit_photo(prepared, patient, ref, fields)
-                return result
+                    result = prepared
+                else:
+                    result, ref = self._commit_photo(prepared, patient, ref, fields)
             except WorkbenchError as exc:
                 return PhotoResult("error", error=exc)
+            if isinstance(result.error, ConflictError):  # someone may be filing under the wrong patient
+                self._record("ingest_refused", {"photo_id": result.error.data.get("photo_id"),
+                                                "reason": "stored under another patient"})
+            return result
 
         try:
             for data, name in items:
