@@ -844,3 +844,19 @@ def test_pixels_only_refuses_a_truncated_file(cut):
     data = encode("JPEG", photo(), canon_exif(6))
     with pytest.raises(InvalidInput):
         imageio.pixels_only(data[:cut])
+
+
+@pytest.mark.parametrize("name", ["JPEG", "PNG", "TIFF", "WEBP", "HEIF"])
+def test_split_metadata_joins_back_to_the_file_byte_for_byte(name):
+    data = encode(name, photo(640, 480), canon_exif(6))
+    if name == "JPEG":
+        data += b"ZZTEST a second image or a trailer"
+    pixels, rest = imageio.split_metadata(data)
+    assert imageio.join_metadata(pixels, rest) == data
+    assert SERIAL.encode() not in pixels and SERIAL.encode() in rest
+    if name in ("JPEG", "PNG"):  # the coded image is stored once, in the pixels file
+        assert len(rest) < len(data) // 4, (len(rest), len(data))
+        with pytest.raises(InvalidInput):
+            imageio.join_metadata(pixels[:-100], rest)  # a rest that refers past the pixels' end
+    with pytest.raises(InvalidInput):
+        imageio.join_metadata(pixels, b"not a split")

@@ -107,7 +107,7 @@ def test_duplicate_with_remove_source_removes_only_after_verifying(vault_path, c
     copy.write_bytes(files[0]["path"].read_bytes())
     with open_as(vault_path, "photographer", clock) as v:
         wb.ingest(v, [files[0]["path"]], patient="MRN-0001", body_site="arm")
-        blob = v._blob_path(v._photo_row(v.photos("care")["photo_id"][0]).original)
+        blob = v._blob_path(v._photo_row(v.photos("care")["photo_id"][0]).metadata)
         blob.write_bytes(b"damaged")  # the stored copy is no longer good
         report = wb.ingest(v, [copy], patient="MRN-0001", body_site="arm", remove_source=True)
     assert report.results[0].status == "duplicate"

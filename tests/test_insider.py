@@ -61,10 +61,10 @@ def test_deleting_a_withdrawal_row_is_caught_by_the_next_query(two_patients, clo
 def test_swapping_originals_between_patients_is_caught(two_patients, clock):
     path, ids = two_patients
     db = insider_index(path, "researcher")
-    (blob_a,) = db.execute("SELECT original_blob FROM photos WHERE photo_id = ?", (ids["a"],)).fetchone()
-    (blob_b,) = db.execute("SELECT original_blob FROM photos WHERE photo_id = ?", (ids["b"],)).fetchone()
-    db.execute("UPDATE photos SET original_blob = ? WHERE photo_id = ?", (blob_b, ids["a"]))
-    db.execute("UPDATE photos SET original_blob = ? WHERE photo_id = ?", (blob_a, ids["b"]))
+    (blob_a,) = db.execute("SELECT pixels_blob FROM photos WHERE photo_id = ?", (ids["a"],)).fetchone()
+    (blob_b,) = db.execute("SELECT pixels_blob FROM photos WHERE photo_id = ?", (ids["b"],)).fetchone()
+    db.execute("UPDATE photos SET pixels_blob = ? WHERE photo_id = ?", (blob_b, ids["a"]))
+    db.execute("UPDATE photos SET pixels_blob = ? WHERE photo_id = ?", (blob_a, ids["b"]))
     db.close()
     with open_as(path, "clinician", clock) as v:
         with pytest.raises(wb.IntegrityError, match="photos"):
@@ -197,12 +197,12 @@ def test_a_removed_user_putting_their_slot_back_is_refused(vault_path, clock):
     with open_as(vault_path, "photographer", clock) as v:
         before = v.add_photo(jpeg_bytes(7), patient="MRN-0001", body_site="arm").photo_id
     with open_as(vault_path, "admin", clock) as v:
-        old_wrapped = v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ?", (before,))[0][0]
+        old_wrapped = v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ? AND kind = 'pixels'", (before,))[0][0]
         v.remove_user("res")
         blob = v.put_derivative(before, "deid_jpeg", b"made after the removal")
         assert v.load_derivative(blob, purpose="research") == b"made after the removal"
         new_wrapped = v._query("SELECT wrapped_key FROM blobs WHERE blob_id = ?", (blob,))[0][0]
-        assert v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ? AND kind = 'original'",
+        assert v._query("SELECT wrapped_key FROM blobs WHERE photo_id = ? AND kind = 'pixels'",
                         (before,))[0][0] != old_wrapped  # re-wrapped
     for name, data in kept.items():
         (users / name).write_bytes(data)
@@ -481,7 +481,7 @@ def test_a_photographer_cannot_file_a_photo_whose_original_the_originals_key_ope
     photo_id = "f" * 24
     data = _planted_jpeg(7)
     with open_as(vault_path, "photographer", clock) as v:
-        blobs = [v._store_blob(kind, "originals", data, photo_id) for kind in ("original", "pixels")]
+        blobs = [v._store_blob(kind, "originals", data, photo_id) for kind in ("metadata", "pixels")]
         ref = v._require_patient("MRN-0001", False)
         sealed = v._seal_record("identities", {}, "photo:" + photo_id)
     when = "2026-06-01T00:00:00+00:00"
@@ -499,5 +499,5 @@ def test_a_photographer_cannot_file_a_photo_whose_original_the_originals_key_ope
     db.execute(f"INSERT INTO photos VALUES ({', '.join('?' * len(photo))})", photo)
     db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
     db.close()
-    with pytest.raises(wb.IntegrityError, match="original file of the originals tier"):
+    with pytest.raises(wb.IntegrityError, match="metadata file of the originals tier"):
         open_as(vault_path, "analyst", clock)

@@ -59,7 +59,7 @@ def test_flipped_byte_in_every_blob_is_caught(filled, clock):
         _read_everything(v, ids)
 
 
-@pytest.mark.parametrize("which, read", [("original", "read_original_file"), ("pixels", "load_original")])
+@pytest.mark.parametrize("which, read", [("metadata", "read_original_file"), ("pixels", "load_original")])
 def test_swapped_blobs_are_caught(filled, clock, which, read):
     path, ids = filled
     with open_as(path, "admin", clock) as v:

@@ -102,7 +102,7 @@ def test_refusal_is_cryptographic(vault_path, clock, role):
     with open_as(vault_path, role, clock) as v:
         (blob_id, wrapped, kind), = v._query(
             "SELECT b.blob_id, b.wrapped_key, b.kind FROM blobs b JOIN photos p "
-            "ON b.blob_id = p.original_blob WHERE p.photo_id = ?", (photo_id,))
+            "ON b.blob_id = p.pixels_blob WHERE p.photo_id = ?", (photo_id,))
         aad = _crypto.blob_aad(blob_id, kind)
         file_bytes = v._blob_path(blob_id).read_bytes()
         assert "originals" not in v._keys.keys

@@ -359,31 +359,36 @@ def render_preview(data: bytes, max_side: int = 512) -> tuple[bytes, ImageInfo]:
     return _run(work)
 
 
-def pixels_only(data: bytes) -> bytes:
-    """The image with nothing but what its pixels need: for roles that may not see identifiers.
+def split_metadata(data: bytes) -> tuple[bytes, bytes]:
+    """Split an image file into its pixels and the rest: for roles that may not see identifiers.
 
     A camera's file carries identifiers beside its pixels (the body's serial
     number, the owner's name, capture time and place, a hospital system's
-    comments, a second image after the end). This returns a file that
-    decodes to exactly the same upright pixels as ``data`` and holds none of
-    that.
+    comments, a second image after the end). This returns
 
-    - JPEG: the coded image copied byte for byte (quantisation and Huffman
-      tables, frame and scans), with the JFIF header (no thumbnail), Adobe's
-      colour-transform flag and the ICC colour profile; no EXIF, XMP, IPTC,
-      comment, other application segment or data after the end. An EXIF
-      block holding the orientation alone is written when it is not upright.
-    - PNG: the image chunks and those that say how to show its colours
-      (palette, transparency, gamma, chromaticities, sRGB, ICC profile under
-      a neutral name, significant bits, pixel size); no text, time, EXIF or
-      unknown chunks. An ``eXIf`` chunk holding the orientation alone is
-      written when it is not upright.
-    - Everything else (TIFF, WebP, HEIF, AVIF, camera raw): decoded upright
-      and written as a lossless PNG (with the ICC profile, if any).
+    - ``pixels``: a file that decodes to exactly the same upright pixels as
+      ``data`` and holds none of that;
+    - ``rest``: everything else, with how to put ``data`` back together
+      from the two (:func:`join_metadata`).
 
-    Neither a JPEG's nor a PNG's coded image is decoded, so this costs a
-    copy of the file; the result is checked (:func:`check`) before it is
-    returned.
+    JPEG: the coded image copied byte for byte (quantisation and Huffman
+    tables, frame and scans), with the JFIF header (no thumbnail), Adobe's
+    colour-transform flag and the ICC colour profile; no EXIF, XMP, IPTC,
+    comment, other application segment or data after the end. An EXIF
+    block holding the orientation alone is written when it is not upright.
+    PNG: the image chunks and those that say how to show its colours
+    (palette, transparency, gamma, chromaticities, sRGB, ICC profile under a
+    neutral name, significant bits, pixel size); no text, time, EXIF or
+    unknown chunks; an ``eXIf`` chunk holding the orientation alone when it
+    is not upright. For these two, ``rest`` refers to the bytes the two
+    files share instead of repeating them, so the pair costs little more
+    than the file. Every other format (TIFF, WebP, HEIF, AVIF, camera raw)
+    is decoded upright and written as a lossless PNG (with the ICC profile,
+    if any), and ``rest`` holds the whole file.
+
+    Neither a JPEG's nor a PNG's coded image is decoded, so splitting costs
+    about a copy of the file; ``pixels`` is checked (:func:`check`) and the
+    two are joined again and compared before they are returned.
 
     Raises
     ------
@@ -391,22 +396,88 @@ def pixels_only(data: bytes) -> bytes:
         As :func:`check` (and :func:`decode` for the other formats).
     """
 
-    def work() -> bytes:
+    def work() -> tuple[bytes, bytes]:
         data_ = _as_bytes(data)
         fmt = _sniff(data_)
         if fmt in ("jpeg", "png"):
             _check_structure(data_, fmt)
             _, meta, _ = _open_pillow(data_, fmt)
-            out = (_jpeg_pixels if fmt == "jpeg" else _png_pixels)(data_, meta.orientation)
-            _header_info(out, structure=True)
-            return out
-        image, _, icc = open_upright(data_)
-        buffer = io.BytesIO()
-        image.info = {}
-        image.save(buffer, "PNG", compress_level=1, **({"icc_profile": icc} if icc else {}))
-        return buffer.getvalue()
+            pieces = (_jpeg_pixels if fmt == "jpeg" else _png_pixels)(data_, meta.orientation)
+            pixels = b"".join(piece for piece, _ in pieces)
+            _header_info(pixels, structure=True)
+            rest = _recipe(data_, pieces)
+        else:
+            image, _, icc = open_upright(data_)
+            buffer = io.BytesIO()
+            image.info = {}
+            image.save(buffer, "PNG", compress_level=1, **({"icc_profile": icc} if icc else {}))
+            pixels, rest = buffer.getvalue(), _RECIPE_MAGIC + _literal(data_)
+        if _join(pixels, rest) != data_:
+            raise InvalidInput(_MSG_CORRUPT)
+        return pixels, rest
 
     return _run(work)
+
+
+def pixels_only(data: bytes) -> bytes:
+    """The ``pixels`` part of :func:`split_metadata`."""
+    return split_metadata(data)[0]
+
+
+def join_metadata(pixels: bytes, rest: bytes) -> bytes:
+    """The file :func:`split_metadata` split, byte for byte.
+
+    Raises
+    ------
+    InvalidInput
+        ``rest`` is not a split's rest, or it refers past the end of ``pixels``.
+    """
+    return _run(lambda: _join(_as_bytes(pixels), _as_bytes(rest)))
+
+
+# The rest of a split: a magic, then operations in the original file's order,
+# each a byte (C: copy ``length`` bytes of the pixels file from ``start``;
+# L: ``length`` literal bytes follow) and big-endian 32-bit numbers.
+_RECIPE_MAGIC = b"WBSPLIT1"
+
+
+def _literal(chunk: bytes) -> bytes:
+    return b"L" + len(chunk).to_bytes(4, "big") + chunk
+
+
+def _recipe(data: bytes, pieces: list[tuple[bytes, int | None]]) -> bytes:
+    """``pieces``: the pixels file in order, each with its offset in ``data`` when copied from it."""
+    ops, taken, at = [_RECIPE_MAGIC], 0, 0
+    for piece, source in pieces:
+        if source is not None:
+            if source > taken:
+                ops.append(_literal(data[taken:source]))
+            ops.append(b"C" + at.to_bytes(4, "big") + len(piece).to_bytes(4, "big"))
+            taken = source + len(piece)
+        at += len(piece)
+    if taken < len(data):
+        ops.append(_literal(data[taken:]))
+    return b"".join(ops)
+
+
+def _join(pixels: bytes, rest: bytes) -> bytes:
+    if not rest.startswith(_RECIPE_MAGIC):
+        raise InvalidInput(_MSG_CORRUPT)
+    out, pos, n = [], len(_RECIPE_MAGIC), len(rest)
+    while pos < n:
+        op, first = rest[pos:pos + 1], int.from_bytes(rest[pos + 1:pos + 5], "big")
+        if op == b"C" and pos + 9 <= n:
+            length = int.from_bytes(rest[pos + 5:pos + 9], "big")
+            if first + length > len(pixels):
+                raise InvalidInput(_MSG_CORRUPT)
+            out.append(pixels[first:first + length])
+            pos += 9
+        elif op == b"L" and pos + 5 + first <= n:
+            out.append(rest[pos + 5:pos + 5 + first])
+            pos += 5 + first
+        else:
+            raise InvalidInput(_MSG_CORRUPT)
+    return b"".join(out)
 
 
 def _orientation_tiff(orientation: int) -> bytes:
@@ -425,9 +496,10 @@ _JPEG_PIXEL_MARKERS = frozenset(
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
-def _jpeg_pixels(data: bytes, orientation: int) -> bytes:
-    head: list[bytes] = []   # JFIF, then the orientation
-    body: list[bytes] = []
+def _jpeg_pixels(data: bytes, orientation: int) -> list[tuple[bytes, int | None]]:
+    """The pixels-only JPEG as pieces, each with its offset in ``data`` if copied from it."""
+    head: list[tuple[bytes, int | None]] = []   # JFIF, then the orientation
+    body: list[tuple[bytes, int | None]] = []
     pos, n = 2, len(data)
     while True:
         if pos >= n or data[pos] != 0xFF:
@@ -448,25 +520,24 @@ def _jpeg_pixels(data: bytes, orientation: int) -> bytes:
         end = pos + length
         if length < 2 or end > n:
             raise InvalidInput(_MSG_TRUNCATED)
-        segment = data[pos:end]
         if code in _JPEG_PIXEL_MARKERS:
             if code == 0xDA:
                 found = _SCAN_END.search(data, end)
                 if found is None:
                     raise InvalidInput(_MSG_TRUNCATED)
-                segment, end = data[pos:found.start()], found.start()
-            body.append(bytes((0xFF, code)) + segment)
-        elif code == 0xE0 and segment[2:7] == b"JFIF\x00" and len(segment) >= 16 and not head:
-            head.append(b"\xff\xe0\x00\x10" + segment[2:14] + b"\x00\x00")  # no thumbnail
-        elif code == 0xEE and segment[2:7] == b"Adobe" and len(segment) >= 14:
-            body.append(b"\xff\xee\x00\x0e" + segment[2:14])
-        elif code == 0xE2 and segment[2:14] == b"ICC_PROFILE\x00":
-            body.append(b"\xff\xe2" + segment)
+                end = found.start()
+            body.append((data[pos - 2:end], pos - 2))  # marker, segment (and scan) verbatim
+        elif code == 0xE0 and data[pos + 2:pos + 7] == b"JFIF\x00" and length >= 16 and not head:
+            head.append((b"\xff\xe0\x00\x10" + data[pos + 2:pos + 14] + b"\x00\x00", None))  # no thumbnail
+        elif code == 0xEE and data[pos + 2:pos + 7] == b"Adobe" and length >= 14:
+            body.append((b"\xff\xee\x00\x0e" + data[pos + 2:pos + 14], None))
+        elif code == 0xE2 and data[pos + 2:pos + 14] == b"ICC_PROFILE\x00":
+            body.append((data[pos - 2:end], pos - 2))
         pos = end
     if orientation != 1:
         exif = b"Exif\x00\x00" + _orientation_tiff(orientation)
-        head.append(b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif)
-    return b"".join([b"\xff\xd8", *head, *body, b"\xff\xd9"])
+        head.append((b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif, None))
+    return [(b"\xff\xd8", 0), *head, *body, (b"\xff\xd9", pos - 2)]
 
 
 #: PNG chunks that hold the image or say how to show its colours
@@ -480,8 +551,9 @@ def _png_chunk(kind: bytes, content: bytes) -> bytes:
             + zlib.crc32(kind + content).to_bytes(4, "big"))
 
 
-def _png_pixels(data: bytes, orientation: int) -> bytes:
-    out = [data[:8]]
+def _png_pixels(data: bytes, orientation: int) -> list[tuple[bytes, int | None]]:
+    """The pixels-only PNG as pieces, each with its offset in ``data`` if copied from it."""
+    out: list[tuple[bytes, int | None]] = [(data[:8], 0)]
     pos = 8
     while True:  # the structure was checked: every chunk fits and IEND ends it
         length = int.from_bytes(data[pos:pos + 4], "big")
@@ -489,13 +561,13 @@ def _png_pixels(data: bytes, orientation: int) -> bytes:
         end = pos + 12 + length
         if kind == b"iCCP":  # the profile's name is free text: give it a neutral one
             content = data[pos + 8:end - 4]
-            out.append(_png_chunk(kind, b"ICC profile\x00" + content[content.find(b"\x00") + 1:]))
+            out.append((_png_chunk(kind, b"ICC profile\x00" + content[content.find(b"\x00") + 1:]), None))
         elif kind in _PNG_PIXEL_CHUNKS:
-            out.append(data[pos:end])
+            out.append((data[pos:end], pos))
         if kind == b"IHDR" and orientation != 1:
-            out.append(_png_chunk(b"eXIf", _orientation_tiff(orientation)))
+            out.append((_png_chunk(b"eXIf", _orientation_tiff(orientation)), None))
         if kind == b"IEND":
-            return b"".join(out)
+            return out
         pos = end
 
 

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS photos (
     capture_date TEXT,
     ingested TEXT NOT NULL,
     ingested_by TEXT NOT NULL,
-    original_blob TEXT NOT NULL REFERENCES blobs(blob_id),   -- the file as imported (identities tier)
+    metadata_blob TEXT NOT NULL REFERENCES blobs(blob_id),   -- the file as imported but its pixels (identities tier)
     pixels_blob TEXT NOT NULL REFERENCES blobs(blob_id),     -- its pixels alone (originals tier)
     identifiers BLOB NOT NULL
 );

@@ -60,7 +60,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "blobs": ("blob_id", "photo_id", "kind", "tier", "size", "file_sha256"),
     "photos": ("photo_id", "patient_ref", "content_key", "format", "width", "height", "body_site",
                "laterality", "diagnosis", "capture_date", "ingested", "ingested_by",
-               "original_blob", "pixels_blob", "identifiers"),
+               "metadata_blob", "pixels_blob", "identifiers"),
     "reviews": ("photo_id", "state", "reason", "reviewed_by", "reviewed"),
     "deid_results": ("blob_id", "photo_id", "policy_digest", "ext", "width", "height", "regions",
                      "verified", "warnings", "created", "created_by"),
@@ -114,10 +114,11 @@ RULES: dict[str, Rule] = {
     "consent_grant": Rule(CONSENT_ROLES, frozenset({"patients", "consent_events", "blobs"}),
                           {"consent_form": "identities"}),
     "consent_withdraw": Rule(CONSENT_ROLES, frozenset({"patients", "consent_events"})),
-    # the file as imported holds identifiers in its metadata: only the roles
-    # that may see identities can open it; the originals tier gets its pixels
+    # a photo is split (_imageio.split_metadata): its pixels for the roles
+    # that review redactions, the rest of the file as imported, identifiers
+    # and all, for the roles that may see identities
     "ingest": Rule(INGEST_ROLES, frozenset({"patients", "blobs", "photos"}),
-                   {"original": "identities", "pixels": "originals", "preview": "originals"}),
+                   {"metadata": "identities", "pixels": "originals", "preview": "originals"}),
     "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), {"preview": "originals"}),
     "review_state": Rule(REVIEW_ROLES, frozenset({"reviews"})),
     "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), {"deid": "derivatives"}),
@@ -130,7 +131,7 @@ RULES: dict[str, Rule] = {
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
-_RESERVED_KINDS = frozenset({"original", "pixels", "preview", "consent_form", "deid"})
+_RESERVED_KINDS = frozenset({"metadata", "pixels", "preview", "consent_form", "deid"})
 
 
 # --- rows --------------------------------------------------------------------
@@ -393,7 +394,7 @@ def _authorise(seq: int, user: str, role: str, action: str, record: Record, stat
         blobs = {b[0]: b for b in record.rows("blobs")}
         for values in photos:
             photo = dict(zip(TABLES["photos"], values))
-            for column, kind in (("original_blob", "original"), ("pixels_blob", "pixels")):
+            for column, kind in (("metadata_blob", "metadata"), ("pixels_blob", "pixels")):
                 blob = blobs.get(photo[column])
                 if blob is None or blob[1] != photo["photo_id"] or blob[2] != kind:
                     raise Broken(seq, user, f"record {seq} links a photo to a file it did not add")

@@ -53,21 +53,26 @@ class _Prepared:
     photo_id: str
     content_key: str
     info: "_imageio.ImageInfo"
-    original_row: tuple
+    metadata_row: tuple
     pixels_row: tuple
     preview_row: tuple | None
     sealed_identifiers: bytes
 
     @property
     def rows(self) -> list[tuple]:
-        return [self.original_row, self.pixels_row] + ([self.preview_row] if self.preview_row else [])
+        return [self.metadata_row, self.pixels_row] + ([self.preview_row] if self.preview_row else [])
 
 
 class _PhotoFiles(NamedTuple):
-    """A photo's files (blob ids) and its patient, from verified rows."""
+    """A photo's files (blob ids) and its patient, from verified rows.
 
-    original: str          # the file as imported, metadata and all (identities tier)
-    pixels: str            # its pixels alone (originals tier): see _imageio.pixels_only
+    The file as imported is split (:func:`workbench._imageio.split_metadata`):
+    ``pixels`` decodes to its pixels and holds nothing else; ``metadata``
+    holds the rest, identifiers and all, and how to join the two again.
+    """
+
+    metadata: str          # identities tier
+    pixels: str            # originals tier
     preview: str | None    # None until rendered
     patient_ref: str
 
@@ -182,10 +187,11 @@ class PhotosMixin:
     ) -> PhotoResult:
         """Encrypt one photo (file bytes, in memory) into the vault.
 
-        The file as imported is sealed to the identities tier (its metadata
-        can name the patient, the camera and the clinic), and a copy holding
-        its pixels alone (:func:`workbench._imageio.pixels_only`) to the
-        originals tier, which roles that review redactions hold. The photo counts as
+        The file is split (:func:`workbench._imageio.split_metadata`): a file
+        holding its pixels alone is sealed to the originals tier, which the
+        roles that review redactions hold, and the rest (its metadata, which
+        can name the patient, the camera and the clinic, and how to join the
+        two again) to the identities tier. The photo counts as
         added only after its file was read back and decrypted to the same
         digest, and the index committed. A JPEG or PNG is validated from its
         structure (end-of-image marker, chunk checksums, header) and its
@@ -299,11 +305,11 @@ class PhotosMixin:
             preview, info = None, _imageio.check(data)
         else:
             preview, info = _imageio.render_preview(data)
-        pixels = _imageio.pixels_only(data)
+        pixels, rest = _imageio.split_metadata(data)
         photo_id = _crypto.random_id()
         stored: list[tuple] = []
         try:
-            for kind, tier, plaintext in (("original", "identities", data), ("pixels", "originals", pixels),
+            for kind, tier, plaintext in (("metadata", "identities", rest), ("pixels", "originals", pixels),
                                           ("preview", "originals", preview)):
                 if plaintext is not None:
                     stored.append(self._store_blob(kind, tier, plaintext, photo_id))
@@ -311,7 +317,7 @@ class PhotosMixin:
             for row in stored:
                 os.unlink(self._blob_path(row[0]))
             raise
-        original_row, pixels_row, preview_row = stored + [None] * (3 - len(stored))
+        metadata_row, pixels_row, preview_row = stored + [None] * (3 - len(stored))
         identifiers = {
             "original_name": original_name,
             "capture_time": info.capture_time.isoformat() if info.capture_time else None,
@@ -320,7 +326,7 @@ class PhotosMixin:
             "camera_serial": info.camera_serial,
         }
         sealed = self._seal_record("identities", identifiers, "photo:" + photo_id)
-        return _Prepared(photo_id, content_key, info, original_row, pixels_row, preview_row, sealed)
+        return _Prepared(photo_id, content_key, info, metadata_row, pixels_row, preview_row, sealed)
 
     def _commit_photo(self, p: "_Prepared", patient: str, ref: str | None, fields: tuple) -> tuple[PhotoResult, str]:
         body_site, laterality, diagnosis = fields
@@ -344,7 +350,7 @@ class PhotosMixin:
             self._insert("photos", (
                 p.photo_id, ref, p.content_key, p.info.format, p.info.width, p.info.height, body_site,
                 laterality, diagnosis, capture_date, _iso(self._clock()), self.user,
-                p.original_row[0], p.pixels_row[0], p.sealed_identifiers))
+                p.metadata_row[0], p.pixels_row[0], p.sealed_identifiers))
         return PhotoResult("added", photo_id=p.photo_id), ref
 
     def photos(self, purpose: str, *, include_identifiers: bool = False, **filters) -> pd.DataFrame:
@@ -476,7 +482,7 @@ class PhotosMixin:
         self._check_tables("photos", "blobs")
         wanted = list(dict.fromkeys(photo_ids))
         found = self._query_in(
-            "SELECT photo_id, original_blob, pixels_blob, (SELECT blob_id FROM blobs b "
+            "SELECT photo_id, metadata_blob, pixels_blob, (SELECT blob_id FROM blobs b "
             "WHERE b.photo_id = p.photo_id AND b.kind = 'preview' ORDER BY b.rowid DESC LIMIT 1), "
             "patient_ref FROM photos p WHERE photo_id IN ({})", wanted)
         for photo_id in wanted:
@@ -492,23 +498,29 @@ class PhotosMixin:
         without consent.
 
         The file holds identifiers in its metadata (camera serial, owner,
-        capture time, sometimes a name), so it is sealed to the identities
-        tier: only roles that may see identities (admin, clinician) can
-        open it, through the workbench or around it. Others see its pixels
-        through :meth:`load_original`.
+        capture time, sometimes a name), which ingest sealed to the
+        identities tier, apart from its pixels: only roles that may see
+        identities (admin, clinician) can put it back together, through the
+        workbench or around it. Others see its pixels through
+        :meth:`load_original`.
         """
-        return self._read_file(photo_id, "original", "read original files with their metadata", purpose)
+        action = "read original files with their metadata"
+        files = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
+        self._need("identities", action, detail)
+        self._need("originals", action, detail)
+        self._require_consent({photo_id: files.patient_ref}, purpose, action)
+        opened = self._open_blobs([files.pixels, files.metadata], action, detail)
+        self._record("decrypt_original", detail)
+        return _imageio.join_metadata(opened[files.pixels], opened[files.metadata])
 
     def _read_pixels_file(self, photo_id: str, action: str, purpose: str = "care") -> bytes:
         """The original's pixels-only file (a JPEG or PNG that decodes to the same upright pixels)."""
-        return self._read_file(photo_id, "pixels", action, purpose)
-
-    def _read_file(self, photo_id: str, which: str, action: str, purpose: str) -> bytes:
         files = self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
-        self._need("identities" if which == "original" else "originals", action, detail)
+        self._need("originals", action, detail)
         self._require_consent({photo_id: files.patient_ref}, purpose, action)
-        data = self._open_blob(getattr(files, which), action, detail)
+        data = self._open_blob(files.pixels, action, detail)
         self._record("decrypt_original", detail)
         return data
 
@@ -586,7 +598,7 @@ class PhotosMixin:
         if photo_ids is None:
             self._check_tables("photos", "blobs")
             todo = {r[0]: _PhotoFiles(r[1], r[2], None, r[3]) for r in self._query(
-                "SELECT photo_id, original_blob, pixels_blob, patient_ref FROM photos p WHERE NOT EXISTS "
+                "SELECT photo_id, metadata_blob, pixels_blob, patient_ref FROM photos p WHERE NOT EXISTS "
                 "(SELECT 1 FROM blobs b WHERE b.photo_id = p.photo_id AND b.kind = 'preview') ORDER BY photo_id")}
         else:
             rows = {p: self._photo_row(p) for p in dict.fromkeys(photo_ids)}
@@ -641,7 +653,7 @@ class PhotosMixin:
     def verify_photo(self, photo_id: str) -> bool:
         """True when a photo's files are present and match their recorded digests."""
         files = self._photo_row(photo_id)
-        wanted = [b for b in (files.original, files.pixels, files.preview) if b is not None]
+        wanted = [b for b in (files.metadata, files.pixels, files.preview) if b is not None]
         rows = self._query(f"SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN ({', '.join('?' * len(wanted))})",
                            tuple(wanted))
         if len(rows) != len(wanted):
