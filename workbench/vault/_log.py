@@ -118,6 +118,9 @@ RULES: dict[str, Rule] = {
     # that may see identities can open it; the originals tier gets its pixels
     "ingest": Rule(INGEST_ROLES, frozenset({"patients", "blobs", "photos"}),
                    {"original": "identities", "pixels": "originals", "preview": "originals"}),
+    # a card import's manifest names the card's files (identifiers): sealed
+    # to the identities tier, written by those who may ingest
+    "card_import": Rule(INGEST_ROLES, frozenset({"blobs"}), {"import_manifest": "identities"}),
     "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), {"preview": "originals"}),
     "review_state": Rule(REVIEW_ROLES, frozenset({"reviews"})),
     "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), {"deid": "derivatives"}),
@@ -130,7 +133,7 @@ RULES: dict[str, Rule] = {
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
-_RESERVED_KINDS = frozenset({"original", "pixels", "preview", "consent_form", "deid"})
+_RESERVED_KINDS = frozenset({"original", "pixels", "preview", "consent_form", "deid", "import_manifest"})
 
 
 # --- rows --------------------------------------------------------------------
