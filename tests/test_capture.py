@@ -154,6 +154,17 @@ def test_import_through_libgphoto2_directory_browse(vault_path, clock, tmp_path)
     assert _actions(vault_path, clock).count("camera_delete") == 4
 
 
+def test_directory_browse_cannot_capture_or_watch(vault_path, clock, tmp_path):
+    """What libgphoto2's Directory Browse driver offers: list, download, delete; no capture, no events."""
+    card, _ = _card(tmp_path / "card", count=1)
+    with wb.open_camera(f"disk:{card}") as camera, open_as(vault_path, "photographer", clock) as pho:
+        with pytest.raises(wb.CameraError, match="cannot do that"):
+            wb.capture(pho, camera, patient=PATIENT, body_site="back")
+        with pytest.raises(wb.CameraError, match="cannot do that"):
+            camera.wait_for_file(0.1)
+    assert len(_photos_on(card)) == 1
+
+
 def test_cli_import_card_from_a_folder_and_through_gphoto2(vault_path, tmp_path):
     card, digests = _card(tmp_path / "card", count=3)
     other, other_digests = _card(tmp_path / "other", count=2, seed=9)
@@ -255,6 +266,183 @@ def test_a_camera_busy_for_too_long_fails_the_file_and_keeps_it(vault_path, cloc
         report = wb.import_card(pho, camera, patient=PATIENT, body_site="back", remove=True)
     assert len(report.failed) == 1 and "stayed busy" in str(report.failed[0].error)
     assert _photos_on(card) == set(digests)
+
+
+class _Shutter(_Flaky):
+    """Directory Browse with a shutter: ``capture`` returns the next file already on the card
+    (as a camera that writes each shot to its card), or fails with ``faults["capture"]``."""
+
+    def __init__(self, handle, folder, names, **kw):
+        super().__init__(handle, **kw)
+        self.folder, self.names = folder, list(names)
+
+    @property
+    def capture(self):
+        def shoot(kind):
+            import gphoto2 as gp
+
+            queue = self.faults.get("capture")
+            if queue and (code := queue.pop(0)) is not None:
+                raise gp.GPhoto2Error(code)
+            return SimpleNamespace(folder=self.folder, name=self.names.pop(0))
+        return shoot
+
+    def get_abilities(self):
+        return self._handle.get_abilities()
+
+    def wait_for_event(self, timeout):
+        import gphoto2 as gp
+
+        return gp.GP_EVENT_TIMEOUT, None
+
+
+def _shutter_camera(card, **kw):
+    camera = wb.open_camera(f"disk:{card}", sleep=lambda s: None)
+    names = sorted(p.name for p in (card / "DCIM" / "100CANON").iterdir())
+    camera._handle = _Shutter(camera._handle, "/DCIM/100CANON", names, **kw)
+    return camera
+
+
+def test_capture_stores_verifies_deletes_and_audits_each_shot(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=3)
+    with _shutter_camera(card) as camera, open_as(vault_path, "photographer", clock) as pho:
+        report = wb.capture(pho, camera, patient=PATIENT, body_site="wound", laterality="left", count=3)
+    assert len(report.imported) == 3 and len(report.removed) == 3 and _photos_on(card) == set()
+    actions = _actions(vault_path, clock)
+    assert actions.count("camera_capture") == 3 and actions.count("camera_delete") == 3
+    with open_as(vault_path, "admin", clock) as ada:
+        frame = ada.photos("care")
+        assert set(frame["laterality"]) == {"left"} and len(frame) == 3
+        assert ada.verify_audit().ok
+
+
+def test_capture_keep_on_camera(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=2)
+    with _shutter_camera(card) as camera, open_as(vault_path, "photographer", clock) as pho:
+        report = wb.capture(pho, camera, patient=PATIENT, body_site="wound", count=2, keep_on_camera=True)
+    assert len(report.imported) == 2 and not report.removed and _photos_on(card) == set(digests)
+
+
+def test_a_full_card_stops_capture_with_advice_and_loses_nothing(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=3)
+    with _shutter_camera(card, faults={"capture": [None, -115]}) as camera, \
+            open_as(vault_path, "photographer", clock) as pho:
+        with pytest.raises(wb.CameraError, match="card is full") as caught:
+            wb.capture(pho, camera, patient=PATIENT, body_site="wound", count=3)
+    assert caught.value.code == -115
+    assert len(_photos_on(card)) == 2  # the first shot went into the vault, then off the card
+    assert len(_stored_digests(vault_path, clock)) == 1
+    actions = _actions(vault_path, clock)
+    # the shot taken before is in a sealed manifest; the audit chain is whole
+    assert actions.count("camera_capture") == 1 and actions.count("card_import") == 1
+
+
+def test_a_camera_unplugged_mid_capture_keeps_the_shot_and_an_import_picks_it_up(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=3)
+    with _shutter_camera(card, faults={"file_get": [None, -52]}) as camera, \
+            open_as(vault_path, "photographer", clock) as pho:
+        with pytest.raises(wb.CameraError, match="reconnect it") as caught:
+            wb.capture(pho, camera, patient=PATIENT, body_site="wound", count=3)
+    assert caught.value.gone
+    assert _photos_on(card) == {"DCIM/100CANON/IMG_0002.JPG", "DCIM/100CANON/IMG_0003.JPG"}
+    with wb.open_camera(f"disk:{card}") as camera, open_as(vault_path, "photographer", clock) as pho:
+        again = wb.import_card(pho, camera, patient=PATIENT, body_site="wound", remove=True)
+    assert len(again.imported) == 2 and _photos_on(card) == set()
+    assert sorted(_stored_digests(vault_path, clock)) == sorted(digests.values())
+
+
+def test_a_shot_the_vault_refuses_stays_on_the_camera(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=1)
+    with open_as(vault_path, "photographer", clock) as pho:
+        wb.import_card(pho, card, patient="MRN-0002", body_site="wound")  # filed under another patient
+    with _shutter_camera(card) as camera, open_as(vault_path, "photographer", clock) as pho:
+        report = wb.capture(pho, camera, patient=PATIENT, body_site="wound")
+    assert len(report.failed) == 1 and isinstance(report.failed[0].error, wb.ConflictError)
+    assert _photos_on(card) == set(digests)
+    assert _actions(vault_path, clock).count("camera_delete") == 0
+
+
+def test_capture_refused_without_consent_that_covers_care(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=1)
+    with open_as(vault_path, "admin", clock) as ada:
+        ada.add_consent("MRN-EDU", "education")
+    for patient in ("MRN-NOBODY", "MRN-EDU"):
+        with _shutter_camera(card) as camera, open_as(vault_path, "photographer", clock) as pho:
+            with pytest.raises(wb.ConsentError):
+                wb.capture(pho, camera, patient=patient, body_site="wound")
+            assert camera._handle.names  # no picture was taken
+    assert _photos_on(card) == set(digests)
+    assert _actions(vault_path, clock).count("camera_capture") == 0
+
+
+# --- the wheel's virtual camera (VCAMERADIR), in a subprocess ---------------------
+
+VCAMERA = """
+import json, sys
+import gphoto2 as gp
+import workbench as wb
+
+vault_path, user, patient = sys.argv[1:4]
+out = {"cameras": wb.list_cameras()}
+with wb.open_vault(vault_path, user=user) as vault, wb.open_camera() as cam:
+    out["status"] = cam.status()
+    shots = wb.capture(vault, cam, patient=patient, body_site="wound", count=2)
+    out["capture"] = [(f.status, f.removed) for f in shots.files]
+    # the photographer presses the shutter: the camera adds a file, and watching pulls it in
+    cam._handle.trigger_capture()
+    watched = wb.capture(vault, cam, patient=patient, body_site="wound", count=1, watch=True, poll=0.5)
+    out["watch"] = [(f.status, f.removed) for f in watched.files]
+    out["quiet"] = [f.file for f in wb.capture(vault, cam, patient=patient, body_site="wound",
+                                                count=None, watch=True, poll=0.2,
+                                                stop=iter([False, False, True]).__next__).files]
+print(json.dumps(out))
+"""
+
+
+def test_virtual_camera_capture_and_shutter_events(vault_path, clock, tmp_path):
+    folder, digests = _card(tmp_path / "vcam", count=2)
+    vcamdir = folder / "DCIM" / "100CANON"
+    env = dict(os.environ, VCAMERADIR=str(vcamdir), WORKBENCH_PASSPHRASE=passphrase("pho"))
+    done = subprocess.run([sys.executable, "-c", VCAMERA, str(vault_path), "pho", PATIENT],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert [m for m, _ in out["cameras"]] == ["Nikon DSC D750"]  # how the virtual camera names itself
+    assert out["status"]["battery"] == "50%"
+    # the virtual camera returns the same file for every shot (the first JPEG of its folder):
+    # the second is recognised by its digest, stored once, and both leave the camera
+    assert out["capture"] == [["imported", True], ["present", True]]
+    assert out["watch"] == [["present", True]]
+    assert out["quiet"] == []
+    stored = _stored_digests(vault_path, clock)
+    assert stored == [digests["DCIM/100CANON/IMG_0001.JPG"]]
+    actions = _actions(vault_path, clock)
+    assert actions.count("camera_capture") == 3 and actions.count("camera_delete") == 3
+    assert _photos_on(vcamdir) == {"IMG_0001.JPG", "IMG_0002.JPG"}  # its deletions are in memory only
+
+
+def test_cli_capture_with_the_virtual_camera(vault_path, clock, tmp_path):
+    folder, digests = _card(tmp_path / "vcam", count=1)
+    env = dict(os.environ, VCAMERADIR=str(folder / "DCIM" / "100CANON"), WORKBENCH_PASSPHRASE=passphrase("pho"))
+    base = [sys.executable, "-m", "workbench", "--vault", str(vault_path), "--user", "pho"]
+    done = subprocess.run(base + ["capture", "--patient", PATIENT, "--body-site", "wound", "--count", "2",
+                                  "--camera", "D750"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 imported, 1 already present, 0 failed, 2 removed from the card, of 2 files" in done.stdout
+    done = subprocess.run(base + ["capture", "--patient", "MRN-NOBODY", "--body-site", "wound"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 5 and "ConsentError" in done.stderr
+    done = subprocess.run(base + ["cameras"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Nikon DSC D750\tusb:" in done.stdout
+    # --watch runs until Ctrl+C, which ends it between files, with a summary
+    proc = subprocess.Popen(base + ["capture", "--watch", "--patient", PATIENT, "--body-site", "wound"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "watching the camera" in proc.stderr.readline()
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "0 imported, 0 already present, 0 failed, 0 removed from the card, of 0 files" in out
 
 
 # --- SIGKILL during a card import --------------------------------------------------

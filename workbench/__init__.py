@@ -2,7 +2,7 @@
 
 ``import workbench as wb`` gives the vault (``wb.init_vault``,
 ``wb.open_vault``), ingest (``wb.ingest``), cameras and cards
-(``wb.open_camera``, ``wb.import_card``) and the error family
+(``wb.open_camera``, ``wb.import_card``, ``wb.capture``) and the error family
 (``wb.WorkbenchError`` and subclasses).
 """
 
@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedFormat,
     WorkbenchError,
 )
-from .camera import ImportReport, import_card, list_cameras, open_camera
+from .camera import ImportReport, capture, import_card, list_cameras, open_camera
 from .ingest import ingest
 from .vault import ROLES, SCOPES, Vault, init_vault, open_vault
 
@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedFormat",
     "Vault",
     "WorkbenchError",
+    "capture",
     "import_card",
     "ingest",
     "init_vault",

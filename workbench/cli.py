@@ -130,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-no-consent", action="store_true",
                    help="store photos of a patient with no consent on record (care use only)")
 
+    p = add("capture", "take pictures with a tethered camera straight into the vault")
+    p.add_argument("--patient", required=True, metavar="ID",
+                   help="patient id (MRN); needs an active consent that covers care")
+    p.add_argument("--body-site", required=True)
+    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
+    p.add_argument("--diagnosis", metavar="CODE")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="pictures to take (default 1; with --watch: until Ctrl+C)")
+    p.add_argument("--keep-on-camera", action="store_true",
+                   help="leave each picture on the camera after it is verified in the vault")
+    p.add_argument("--camera", metavar="MODEL_OR_PORT", help="which camera, when several are connected")
+    p.add_argument("--watch", action="store_true",
+                   help="pull in each picture the camera's own shutter takes, until Ctrl+C")
+    p.add_argument("--target", choices=["ram", "card"],
+                   help="set where the camera keeps its pictures first (ram: nothing left on the card)")
+
     add("cameras", "list the cameras libgphoto2 finds connected")
 
     audit = add("audit", "verify or show the audit trail")
@@ -353,6 +369,8 @@ def run(args) -> int:
         return 0 if cameras else 1
     if cmd == "import-card" and (args.card is None) == (args.camera is None):
         raise InvalidInput("name the card folder, or give --camera (not both)")
+    if cmd == "capture" and args.count is not None and args.count < 1:
+        raise InvalidInput("--count is 1 or more")
     if cmd == "key":
         from .deid import generate_key, save_key
 
@@ -402,7 +420,7 @@ def run(args) -> int:
             return 0
         if cmd == "ingest":
             return _ingest(vault, args)
-        if cmd == "import-card":
+        if cmd in ("import-card", "capture"):
             return _camera(vault, args)
         if cmd == "cohort":
             from .cohort import check_cohort, rebuild_cohort
@@ -518,10 +536,12 @@ def _ingest(vault, args) -> int:
 
 
 def _camera(vault, args) -> int:
-    """``import-card``: per-file problems above the bar, a summary at the end."""
+    """``import-card`` and ``capture``: per-file problems above the bar, a summary at the end."""
+    import signal
+
     from tqdm import tqdm
 
-    from .camera import import_card, open_camera
+    from .camera import capture, import_card, open_camera
 
     def progress(done, total, entry):
         if entry.status in ("failed", "left"):
@@ -530,13 +550,28 @@ def _camera(vault, args) -> int:
 
     fields = dict(patient=args.patient, body_site=args.body_site, laterality=args.laterality,
                   diagnosis=args.diagnosis, progress=progress)
-    if args.card is not None:
-        report = import_card(vault, args.card, remove=args.remove,
-                             allow_no_consent=args.allow_no_consent, **fields)
-    else:
-        with open_camera(args.camera or None) as camera:
-            report = import_card(vault, camera, remove=args.remove,
+    if args.command == "import-card":
+        if args.card is not None:
+            report = import_card(vault, args.card, remove=args.remove,
                                  allow_no_consent=args.allow_no_consent, **fields)
+        else:
+            with open_camera(args.camera or None) as camera:
+                report = import_card(vault, camera, remove=args.remove,
+                                     allow_no_consent=args.allow_no_consent, **fields)
+    else:
+        stopping = []
+        previous = None
+        if args.watch:
+            # Ctrl+C ends the watch after the file in hand is stored (never mid-transfer)
+            previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+            print("watching the camera: press its shutter; Ctrl+C to stop", file=sys.stderr)
+        try:
+            count = args.count if args.count is not None else (None if args.watch else 1)
+            report = capture(vault, args.camera, count=count, keep_on_camera=args.keep_on_camera,
+                             watch=args.watch, target=args.target, stop=lambda: bool(stopping), **fields)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     print(report.summary())
     return 0 if report.ok else 1
 
