@@ -9,8 +9,9 @@ from ..errors import ConsentError
 from ._device import Camera, CameraFile, open_camera
 from ._import import ImportedFile, ImportReport, _CameraSource, _Importer
 
-#: seconds to wait after a capture for the rest of the shot (the raw file of RAW+JPEG)
-COMPANION_WAIT = 0.3
+#: seconds to wait after a file for the rest of its shot (RAW+JPEG: the camera adds
+#: two files); a raw file that comes later than this is taken as a shot of its own
+COMPANION_WAIT = 1.0
 
 
 def _require_capture_consent(vault, patient: str) -> None:

@@ -195,13 +195,20 @@ class _CameraSource:
         self.camera.delete(f)
 
 
-def _pairs(listing: list[tuple[CameraFile, str | None]]) -> set[str]:
-    """Paths of raw files whose shot has a JPEG beside them (same folder and stem)."""
-    jpegs = {(f.folder, os.path.splitext(f.name)[0].lower()) for f, skip in listing
-             if skip is None and os.path.splitext(f.name)[1].lower() in _JPEG_EXTENSIONS}
-    return {f.path for f, skip in listing if skip is None
-            and os.path.splitext(f.name)[1].lower() in RAW_EXTENSIONS
-            and (f.folder, os.path.splitext(f.name)[0].lower()) in jpegs}
+def _stem(f: CameraFile) -> tuple[str, str]:
+    """What ties the files of one shot together: folder and name without extension."""
+    return f.folder, os.path.splitext(f.name)[0].lower()
+
+
+def _ext(f: CameraFile) -> str:
+    return os.path.splitext(f.name)[1].lower()
+
+
+def _pairs(listing: list[tuple[CameraFile, str | None]]) -> set[tuple[str, str]]:
+    """The shots of ``listing`` that have both a JPEG and a raw file (RAW+JPEG mode)."""
+    photos = [f for f, skip in listing if skip is None]
+    jpegs = {_stem(f) for f in photos if _ext(f) in _JPEG_EXTENSIONS}
+    return {_stem(f) for f in photos if _ext(f) in RAW_EXTENSIONS and _stem(f) in jpegs}
 
 
 # --- the run --------------------------------------------------------------------
@@ -219,12 +226,11 @@ class _Importer:
         self.workers, self.progress, self.desc = workers, progress, desc
         self.report = ImportReport()
         self.gone: CameraError | None = None  # the camera stopped answering: attempt no more
-        self.paired: set[str] = set()
+        self.paired: set[tuple[str, str]] = set()  # shots of RAW+JPEG pairs: both stay on the card
 
     def run(self, listing: list[tuple[CameraFile, str | None]]) -> None:
         """Import ``listing`` (files with ``None``, or the extension of a non-photo to skip)."""
-        left = _pairs(listing)
-        self.paired = {f"{f.rsplit('.', 1)[0].lower()}" for f in left}
+        self.paired = _pairs(listing)
         todo: list[tuple[CameraFile, ImportedFile]] = []
         for f, skip in listing:
             entry = ImportedFile(self.source.display(f), size=f.size)
@@ -232,7 +238,7 @@ class _Importer:
                 entry.status = "skipped"
                 entry.error = UnsupportedFormat(
                     f"not a photo ({skip or 'no extension'}): not read, left on the card", extension=skip)
-            elif f.path in left:
+            elif _stem(f) in self.paired and _ext(f) in RAW_EXTENSIONS:
                 entry.status, entry.error = "left", InvalidInput(_LEFT_RAW)
             todo.append((f, entry))
         readable = [(f, entry) for f, entry in todo if entry.status is None]
@@ -281,7 +287,7 @@ class _Importer:
                 "stored, but its vault copy did not verify, so the card copy was kept; run "
                 "`workbench vault check` and then this import again", photo_id=result.photo_id)
             return
-        if not self.remove or f.path.rsplit(".", 1)[0].lower() in self.paired:
+        if not self.remove or _stem(f) in self.paired:
             return  # the JPEG of a RAW+JPEG pair stays with its raw file
         if not self.source.unchanged(f, entry.size):
             entry.status = "failed"
