@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lab clean
+.PHONY: demo test bench lab clean wheelhouse
 
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	test -x benchmarks/.peer-venv/bin/python || sh benchmarks/peer_setup.sh
 	$(BIN)/python -m benchmarks $(BENCH)
+
+# Every wheel the environment needs, for this platform and Python, in one folder
+# with a hash lock, to carry to the air-gapped workstation (README: offline install).
+WHEELHOUSE ?= wheelhouse
+wheelhouse: $(STAMP)
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) '.[test]' pip setuptools
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) -r requirements-nodeps.txt
+	$(BIN)/python tools/wheelhouse_lock.py $(WHEELHOUSE)
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis

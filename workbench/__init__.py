@@ -1,13 +1,15 @@
 """Research workbench for clinical photographs.
 
 ``import workbench as wb`` gives the vault (``wb.init_vault``,
-``wb.open_vault``), ingest (``wb.ingest``) and the error family
+``wb.open_vault``), ingest (``wb.ingest``), cameras and cards
+(``wb.open_camera``, ``wb.import_card``, ``wb.capture``) and the error family
 (``wb.WorkbenchError`` and subclasses).
 """
 
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    CameraError,
     ConflictError,
     ConsentError,
     DecompressionBomb,
@@ -18,6 +20,7 @@ from .errors import (
     UnsupportedFormat,
     WorkbenchError,
 )
+from .camera import ImportReport, capture, import_card, list_cameras, open_camera
 from .ingest import ingest
 from .vault import ROLES, SCOPES, Vault, init_vault, open_vault
 
@@ -26,9 +29,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "CameraError",
     "ConflictError",
     "ConsentError",
     "DecompressionBomb",
+    "ImportReport",
     "IntegrityError",
     "InvalidInput",
     "NotFound",
@@ -38,7 +43,11 @@ __all__ = [
     "UnsupportedFormat",
     "Vault",
     "WorkbenchError",
+    "capture",
+    "import_card",
     "ingest",
     "init_vault",
+    "list_cameras",
+    "open_camera",
     "open_vault",
 ]

@@ -115,6 +115,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-no-consent", action="store_true",
                    help="store photos of a patient with no consent on record (care use only)")
 
+    p = add("import-card", "import a memory card (mounted folder, or a camera in storage mode) into the vault")
+    p.add_argument("card", nargs="?", metavar="CARD",
+                   help="the mounted card folder (e.g. /media/$USER/EOS_DIGITAL); leave out with --camera")
+    p.add_argument("--camera", nargs="?", const="", metavar="MODEL_OR_PORT",
+                   help="read the card through libgphoto2 from the connected camera (or the one "
+                        "named; disk:/path reads a folder through libgphoto2)")
+    p.add_argument("--patient", required=True, metavar="ID")
+    p.add_argument("--body-site", required=True)
+    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
+    p.add_argument("--diagnosis", metavar="CODE")
+    p.add_argument("--remove", action="store_true",
+                   help="delete each file from the card once its photo is verified in the vault")
+    p.add_argument("--allow-no-consent", action="store_true",
+                   help="store photos of a patient with no consent on record (care use only)")
+
+    p = add("capture", "take pictures with a tethered camera straight into the vault")
+    p.add_argument("--patient", required=True, metavar="ID",
+                   help="patient id (MRN); needs an active consent that covers care")
+    p.add_argument("--body-site", required=True)
+    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
+    p.add_argument("--diagnosis", metavar="CODE")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="pictures to take (default 1; with --watch: until Ctrl+C)")
+    p.add_argument("--keep-on-camera", action="store_true",
+                   help="leave each picture on the camera after it is verified in the vault")
+    p.add_argument("--camera", metavar="MODEL_OR_PORT", help="which camera, when several are connected")
+    p.add_argument("--watch", action="store_true",
+                   help="pull in each picture the camera's own shutter takes, until Ctrl+C")
+    p.add_argument("--target", choices=["ram", "card"],
+                   help="set where the camera keeps its pictures first (ram: nothing left on the card)")
+
+    add("cameras", "list the cameras libgphoto2 finds connected")
+
     audit = add("audit", "verify or show the audit trail")
     asub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = asub.add_parser("verify", parents=[common],
@@ -225,7 +258,7 @@ def _read_passphrase_stdin() -> str:
 
 
 #: commands that take no passphrase, so --passphrase-stdin would be read for nothing
-_NO_PASSPHRASE = ("demo", "lab", "phantoms", "evaluate", "key")
+_NO_PASSPHRASE = ("demo", "lab", "phantoms", "evaluate", "key", "cameras")
 
 
 def _emit(frame, fmt: str) -> None:
@@ -324,6 +357,20 @@ def run(args) -> int:
         else:
             print("nothing to forget: you have no witness of this vault on this machine")
         return 0
+    if cmd == "cameras":
+        from .camera import list_cameras
+
+        cameras = list_cameras()
+        for model, port in cameras:
+            print(f"{model}\t{port}")
+        if not cameras:
+            print("no camera found: check the cable, that the camera is on, and the README's "
+                  "tethering notes", file=sys.stderr)
+        return 0 if cameras else 1
+    if cmd == "import-card" and (args.card is None) == (args.camera is None):
+        raise InvalidInput("name the card folder, or give --camera (not both)")
+    if cmd == "capture" and args.count is not None and args.count < 1:
+        raise InvalidInput("--count is 1 or more")
     if cmd == "key":
         from .deid import generate_key, save_key
 
@@ -373,6 +420,8 @@ def run(args) -> int:
             return 0
         if cmd == "ingest":
             return _ingest(vault, args)
+        if cmd in ("import-card", "capture"):
+            return _camera(vault, args)
         if cmd == "cohort":
             from .cohort import check_cohort, rebuild_cohort
 
@@ -483,6 +532,47 @@ def _ingest(vault, args) -> int:
     )
     removed = sum(r.source_removed for r in report.results)
     print(report.summary() + (f"; {removed} source files removed" if args.remove_source else ""))
+    return 0 if report.ok else 1
+
+
+def _camera(vault, args) -> int:
+    """``import-card`` and ``capture``: per-file problems above the bar, a summary at the end."""
+    import signal
+
+    from tqdm import tqdm
+
+    from .camera import capture, import_card, open_camera
+
+    def progress(done, total, entry):
+        if entry.status in ("failed", "left"):
+            # the file's name on the card, echoed to the operator's terminal only
+            tqdm.write(f"[{done}/{total}] {entry.file}: {entry.status}: {entry.error}", file=sys.stderr)
+
+    fields = dict(patient=args.patient, body_site=args.body_site, laterality=args.laterality,
+                  diagnosis=args.diagnosis, progress=progress)
+    if args.command == "import-card":
+        if args.card is not None:
+            report = import_card(vault, args.card, remove=args.remove,
+                                 allow_no_consent=args.allow_no_consent, **fields)
+        else:
+            with open_camera(args.camera or None) as camera:
+                report = import_card(vault, camera, remove=args.remove,
+                                     allow_no_consent=args.allow_no_consent, **fields)
+    else:
+        stopping = []
+        previous = None
+        if args.watch:
+            # Ctrl+C ends the watch after the file in hand is stored (never mid-transfer)
+            previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+            print("watching the camera: press its shutter; Ctrl+C to stop", file=sys.stderr)
+        try:
+            count = args.count if args.count is not None else (None if args.watch else 1)
+            report = capture(vault, args.camera, count=count, keep_on_camera=args.keep_on_camera,
+                             watch=args.watch, target=args.target, stop=lambda: bool(stopping), **fields)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    print(report.summary())
     return 0 if report.ok else 1
 
 

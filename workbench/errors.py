@@ -87,6 +87,18 @@ class ConflictError(WorkbenchError):
     exit_code = 10
 
 
+class CameraError(WorkbenchError):
+    """A camera failed, filled up or went away during a capture or an import.
+
+    ``code`` is libgphoto2's result code; ``gone`` is true when the camera
+    stopped answering (the rest of the run is not attempted). Nothing on the
+    camera is deleted after such a failure, so running the command again
+    continues where it stopped.
+    """
+
+    exit_code = 11
+
+
 class NotVerified(WorkbenchError):
     """An output failed verification and may not be exported."""
 
@@ -101,6 +113,7 @@ __all__ = [
     "NotFound",
     "AlreadyExists",
     "ConflictError",
+    "CameraError",
     "InvalidInput",
     "UnsupportedFormat",
     "DecompressionBomb",

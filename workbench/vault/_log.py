@@ -119,6 +119,9 @@ RULES: dict[str, Rule] = {
     # and all, for the roles that may see identities
     "ingest": Rule(INGEST_ROLES, frozenset({"patients", "blobs", "photos"}),
                    {"metadata": "identities", "pixels": "originals", "preview": "originals"}),
+    # a card import's manifest names the card's files (identifiers): sealed
+    # to the identities tier, written by those who may ingest
+    "card_import": Rule(INGEST_ROLES, frozenset({"blobs"}), {"import_manifest": "identities"}),
     "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), {"preview": "originals"}),
     "review_state": Rule(REVIEW_ROLES, frozenset({"reviews"})),
     "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), {"deid": "derivatives"}),
@@ -131,7 +134,7 @@ RULES: dict[str, Rule] = {
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
-_RESERVED_KINDS = frozenset({"metadata", "pixels", "preview", "consent_form", "deid"})
+_RESERVED_KINDS = frozenset({"metadata", "pixels", "preview", "consent_form", "deid", "import_manifest"})
 
 
 # --- rows --------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -649,6 +650,40 @@ class PhotosMixin:
                 self._insert_blob(row)
                 stored[photo_id] = row[0]
         return stored
+
+    def _store_import_manifest(self, entries: list[dict], detail: dict) -> str:
+        """Seal an import's manifest to the identities tier and record it (action ``card_import``)."""
+        data = json.dumps({"files": entries}, sort_keys=True).encode()
+        row = self._store_blob("import_manifest", "identities", data, None)
+        fsync_dir(self._blob_path(row[0]).parent)
+        with self._write("card_import", {**detail, "manifest": row[0]}):
+            self._insert_blob(row)
+        return row[0]
+
+    def read_import_manifest(self, manifest_id: str) -> list[dict]:
+        """The files of one card import or capture run, as its manifest recorded them (audited).
+
+        Each entry has ``file`` (its name on the card or camera), ``size``,
+        ``sha256``, ``status``, ``photo_id``, ``verified``, ``removed`` and
+        ``error``. Card file names are identifiers, so the manifest is sealed
+        to the identities tier: admins and clinicians may read it.
+
+        Raises
+        ------
+        AccessDenied
+            The role has no identities key.
+        NotFound
+            No manifest with that id.
+        """
+        self._check_tables("blobs")
+        rows = self._query("SELECT kind FROM blobs WHERE blob_id = ?", (manifest_id,))
+        if not rows or rows[0][0] != "import_manifest":
+            raise NotFound("no import manifest with that id", manifest_id=manifest_id)
+        detail = {"manifest": manifest_id}
+        self._need("identities", "read import manifests", detail)
+        data = self._open_blob(manifest_id, "read import manifests", detail)
+        self._record("read_import_manifest", detail)
+        return json.loads(data)["files"]
 
     def verify_photo(self, photo_id: str) -> bool:
         """True when a photo's files are present and match their recorded digests."""

@@ -1,0 +1,396 @@
+"""Card import: from a camera in storage mode or a mounted card folder into the vault.
+
+Files are read into memory only and go through the vault's own ingest
+(:meth:`Vault.add_photos`: encrypt, write, read back, keyed-digest
+duplicates). A card file is deleted only when asked, and only after its photo's
+vault files were checked against their recorded digests
+(:meth:`Vault.verify_photo`) and the file on the card is still the one that
+was read. Each deletion is a signed log record, written just before the file
+goes, so no deletion is ever unrecorded (a deletion that then fails is
+reported, and the next run deletes the file again). At the end, a manifest
+of every file (name, size, digest, photo id, verified, removed) is sealed to
+the identities tier and recorded (action ``card_import``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .._progress import progress_bar
+from ..errors import CameraError, IntegrityError, InvalidInput, UnsupportedFormat, WorkbenchError
+from ..ingest import CATALOGUE_EXTENSIONS, CATALOGUE_NAMES, PHOTO_EXTENSIONS, SYSTEM_FOLDERS, collect
+from ..vault._files import read_input
+from ._device import Camera, CameraFile
+
+#: raw formats a camera writes beside a JPEG of the same shot (RAW+JPEG mode)
+RAW_EXTENSIONS = frozenset({".cr3", ".cr2", ".dng"})
+_JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
+
+_LEFT_RAW = ("the raw file of a RAW+JPEG pair: the JPEG of the same shot is imported, and both "
+             "stay on the card (the vault keeps one file per photo; deleting the JPEG would "
+             "leave the raw file looking like a photo of its own); copy the pair elsewhere "
+             "if the raw file is needed, then clear the card")
+
+
+@dataclass
+class ImportedFile:
+    """What an import did with one file on the card or camera.
+
+    ``status`` is ``"imported"`` (a new photo), ``"present"`` (the vault
+    already holds this file under this patient), ``"failed"`` (``error`` says
+    why; the file stays on the card), ``"left"`` (the raw file of a RAW+JPEG
+    pair, kept on the card) or ``"skipped"`` (not a photo; never read).
+    ``file`` is its name on the card: an identifier, shown to the operator
+    and sealed in the manifest, never logged.
+    """
+
+    file: str
+    status: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    photo_id: str | None = None
+    verified: bool = False
+    removed: bool = False
+    error: WorkbenchError | None = None
+
+    def manifest_entry(self) -> dict:
+        return {"file": self.file, "status": self.status, "size": self.size, "sha256": self.sha256,
+                "photo_id": self.photo_id, "verified": self.verified, "removed": self.removed,
+                "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}"}
+
+
+@dataclass
+class ImportReport:
+    """Every file an import or capture run met, in order, and the id of its sealed manifest."""
+
+    files: list[ImportedFile] = field(default_factory=list)
+    manifest_id: str | None = None
+
+    def _with(self, status: str) -> list[ImportedFile]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def imported(self) -> list[ImportedFile]:
+        return self._with("imported")
+
+    @property
+    def present(self) -> list[ImportedFile]:
+        return self._with("present")
+
+    @property
+    def failed(self) -> list[ImportedFile]:
+        return self._with("failed")
+
+    @property
+    def left(self) -> list[ImportedFile]:
+        return self._with("left")
+
+    @property
+    def skipped(self) -> list[ImportedFile]:
+        return self._with("skipped")
+
+    @property
+    def removed(self) -> list[ImportedFile]:
+        return [f for f in self.files if f.removed]
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed (left raw files and skipped non-photos are not failures)."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """Counts, then one line per kind of failure with its advice (no file names)."""
+        parts = [f"{len(self.imported)} imported", f"{len(self.present)} already present",
+                 f"{len(self.failed)} failed"]
+        if self.left:
+            parts.append(f"{len(self.left)} left (raw files of RAW+JPEG pairs, kept with their JPEG "
+                         "on the card)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped (not photos)")
+        parts.append(f"{len(self.removed)} removed from the card")
+        line = ", ".join(parts) + f", of {len(self.files)} files"
+        reasons = Counter(f"{type(f.error).__name__}: {f.error}" for f in self.failed if f.error)
+        return "\n".join([line] + [f"  failed ({n}): {why}" for why, n in reasons.most_common()])
+
+
+# --- sources ------------------------------------------------------------------
+
+
+class _FolderSource:
+    """A mounted card (or any folder): files read with plain file I/O."""
+
+    kind = "folder"
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._stat: dict[str, os.stat_result] = {}
+
+    def listing(self) -> list[tuple[CameraFile, str | None]]:
+        if not self.root.is_dir():
+            raise InvalidInput("the card folder does not exist or is not a folder; check the "
+                               "mount point (e.g. /media/$USER/EOS_DIGITAL)")
+        return [(CameraFile(str(p.parent), p.name, None), skip) for p, skip in collect([self.root])]
+
+    def display(self, f: CameraFile) -> str:
+        return str(Path(f.path).relative_to(self.root))
+
+    def read(self, f: CameraFile) -> bytes:
+        before = os.stat(f.path)
+        data = read_input(f.path)
+        self._stat[f.path] = before
+        return data
+
+    def unchanged(self, f: CameraFile, size: int) -> bool:
+        try:
+            now = os.stat(f.path)
+        except OSError:
+            return False
+        before = self._stat.get(f.path)
+        return before is not None and now.st_size == size and now.st_mtime_ns == before.st_mtime_ns
+
+    def remove(self, f: CameraFile) -> None:
+        os.unlink(f.path)
+
+
+class _CameraSource:
+    """A camera (or a card through libgphoto2's Directory Browse driver): files downloaded to memory."""
+
+    kind = "camera"
+
+    def __init__(self, camera: Camera):
+        self.camera = camera
+
+    def listing(self) -> list[tuple[CameraFile, str | None]]:
+        out = []
+        for f in self.camera.files("/"):
+            ext = os.path.splitext(f.name)[1].lower()
+            folders = [p for p in f.folder.split("/") if p]
+            hidden = f.name.startswith(".") or any(p.startswith(".") or p.lower() in SYSTEM_FOLDERS
+                                                   for p in folders)
+            if ext in PHOTO_EXTENSIONS:
+                if not f.name.startswith("."):
+                    out.append((f, None))
+            elif not (hidden or ext in CATALOGUE_EXTENSIONS or f.name.lower() in CATALOGUE_NAMES):
+                out.append((f, ext))
+        return out
+
+    def display(self, f: CameraFile) -> str:
+        return f.path
+
+    def read(self, f: CameraFile) -> bytes:
+        return self.camera.download(f)
+
+    def unchanged(self, f: CameraFile, size: int) -> bool:
+        try:
+            return self.camera.size(f) == size
+        except CameraError:
+            return False
+
+    def remove(self, f: CameraFile) -> None:
+        self.camera.delete(f)
+
+
+def _stem(f: CameraFile) -> tuple[str, str]:
+    """What ties the files of one shot together: folder and name without extension."""
+    return f.folder, os.path.splitext(f.name)[0].lower()
+
+
+def _ext(f: CameraFile) -> str:
+    return os.path.splitext(f.name)[1].lower()
+
+
+def _pairs(listing: list[tuple[CameraFile, str | None]]) -> set[tuple[str, str]]:
+    """The shots of ``listing`` that have both a JPEG and a raw file (RAW+JPEG mode)."""
+    photos = [f for f, skip in listing if skip is None]
+    jpegs = {_stem(f) for f in photos if _ext(f) in _JPEG_EXTENSIONS}
+    return {_stem(f) for f in photos if _ext(f) in RAW_EXTENSIONS and _stem(f) in jpegs}
+
+
+# --- the run --------------------------------------------------------------------
+
+
+class _Importer:
+    """One import or capture run: files in, photos verified, card copies removed, manifest sealed."""
+
+    def __init__(self, vault, source, *, patient: str, body_site: str, laterality: str | None,
+                 diagnosis: str | None, allow_no_consent: bool, remove: bool, workers: int,
+                 progress: Callable[[int, int, ImportedFile], None] | None, desc: str):
+        self.vault, self.source, self.remove = vault, source, remove
+        self.fields = dict(patient=patient, body_site=body_site, laterality=laterality,
+                           diagnosis=diagnosis, allow_no_consent=allow_no_consent)
+        self.workers, self.progress, self.desc = workers, progress, desc
+        self.report = ImportReport()
+        self.gone: CameraError | None = None  # the camera stopped answering: attempt no more
+        self.paired: set[tuple[str, str]] = set()  # shots of RAW+JPEG pairs: both stay on the card
+
+    def run(self, listing: list[tuple[CameraFile, str | None]]) -> None:
+        """Import ``listing`` (files with ``None``, or the extension of a non-photo to skip)."""
+        self.paired = _pairs(listing)
+        todo: list[tuple[CameraFile, ImportedFile]] = []
+        for f, skip in listing:
+            entry = ImportedFile(self.source.display(f), size=f.size)
+            if skip is not None:
+                entry.status = "skipped"
+                entry.error = UnsupportedFormat(
+                    f"not a photo ({skip or 'no extension'}): not read, left on the card", extension=skip)
+            elif _stem(f) in self.paired and _ext(f) in RAW_EXTENSIONS:
+                entry.status, entry.error = "left", InvalidInput(_LEFT_RAW)
+            todo.append((f, entry))
+        readable = [(f, entry) for f, entry in todo if entry.status is None]
+        results = iter(self.vault.add_photos(
+            ((self._fetch(f, entry), f.name) for f, entry in readable),
+            workers=self.workers, **self.fields))
+        bar = progress_bar(total=len(todo), desc=self.desc)
+        try:
+            for number, (f, entry) in enumerate(todo, start=1):
+                if entry.status is None:
+                    self._settle(f, entry, next(results))
+                self.report.files.append(entry)
+                bar.update(1)
+                if self.progress is not None:
+                    self.progress(number, len(todo), entry)
+        finally:
+            bar.close()
+
+    def _fetch(self, f: CameraFile, entry: ImportedFile) -> Callable[[], bytes]:
+        def fetch() -> bytes:
+            if self.gone is not None:
+                raise CameraError("not attempted: the camera had stopped answering earlier in this "
+                                  "run; reconnect it and run the command again", code=self.gone.code,
+                                  gone=True)
+            try:
+                data = self.source.read(f)
+            except CameraError as exc:
+                if exc.data.get("gone"):
+                    self.gone = exc
+                raise
+            entry.size, entry.sha256 = len(data), hashlib.sha256(data).hexdigest()
+            return data
+        return fetch
+
+    def _settle(self, f: CameraFile, entry: ImportedFile, result) -> None:
+        """Turn one ingest result into the entry; verify, and remove the card copy if asked."""
+        entry.photo_id = result.photo_id
+        if result.status not in ("added", "duplicate"):
+            entry.status, entry.error = "failed", result.error
+            return
+        entry.status = "imported" if result.status == "added" else "present"
+        entry.verified = self.vault.verify_photo(result.photo_id)
+        if not entry.verified:
+            entry.status = "failed"
+            entry.error = IntegrityError(
+                "stored, but its vault copy did not verify, so the card copy was kept; run "
+                "`workbench vault check` and then this import again", photo_id=result.photo_id)
+            return
+        if not self.remove or _stem(f) in self.paired:
+            return  # the JPEG of a RAW+JPEG pair stays with its raw file
+        if not self.source.unchanged(f, entry.size):
+            entry.status = "failed"
+            entry.error = InvalidInput(
+                "the file on the card changed (or went) after it was read, so it was not deleted; "
+                "run the import again", photo_id=result.photo_id)
+            return
+        action = "camera_delete" if self.source.kind == "camera" else "card_delete"
+        self.vault._record(action, {"photo_id": result.photo_id, "verified": True})
+        try:
+            self.source.remove(f)
+        except (OSError, CameraError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            entry.status = "failed"
+            entry.error = InvalidInput(f"stored and verified, but not deleted from the card ({reason}); "
+                                       "run the import again to delete it", photo_id=result.photo_id)
+            return
+        entry.removed = True
+
+    def finish(self) -> ImportReport:
+        """Seal the manifest of every file met (if any) and return the report."""
+        files = self.report.files
+        if files:
+            counts = Counter(f.status for f in files)
+            detail = {"source": self.source.kind, "run": self.desc, "files": len(files),
+                      **{k: counts.get(k, 0) for k in ("imported", "present", "failed", "left", "skipped")},
+                      "removed": sum(f.removed for f in files)}
+            self.report.manifest_id = self.vault._store_import_manifest(
+                [f.manifest_entry() for f in files], detail)
+        return self.report
+
+
+def import_card(
+    vault,
+    card: str | os.PathLike | Camera,
+    *,
+    patient: str,
+    body_site: str,
+    laterality: str | None = None,
+    diagnosis: str | None = None,
+    remove: bool = False,
+    allow_no_consent: bool = False,
+    progress: Callable[[int, int, ImportedFile], None] | None = None,
+    workers: int = 2,
+) -> ImportReport:
+    """Import every photo on a memory card or camera into the vault, for one patient.
+
+    Files are read into memory only (never written to disk in plaintext) and
+    stored through the vault's ingest. Running it again is safe: files the
+    vault holds already (found by a keyed digest of their content) are
+    ``"present"``, not stored twice, and with ``remove`` they are deleted
+    from the card then. A file is deleted from the card only after its vault
+    copy was verified and only if the card still holds the very file that
+    was read; a failed, left or skipped file is never deleted. Of a RAW+JPEG
+    pair (same folder and name, e.g. ``IMG_0001.CR3`` beside
+    ``IMG_0001.JPG``) the JPEG is imported and both files stay on the card;
+    the raw file is reported as ``"left"``. A manifest of every
+    file is sealed to the identities tier (:meth:`Vault.read_import_manifest`).
+
+    Parameters
+    ----------
+    vault : Vault
+        An open vault whose role may add photos.
+    card : path-like or Camera
+        A mounted card folder (its root or ``DCIM``), or a camera in storage
+        mode from :func:`open_camera` (``open_camera("disk:/media/card")``
+        reads a folder through libgphoto2).
+    patient : str
+        The patient's id (MRN).
+    body_site, laterality, diagnosis : str
+        Non-identifying fields stored with each photo.
+    remove : bool
+        Delete each file from the card once its photo is verified in the vault.
+    allow_no_consent : bool
+        Store photos of a patient with no consent on record (care use only).
+    progress : callable, optional
+        Called as ``progress(done, total, imported_file)`` after each file.
+    workers : int
+        Threads that validate and encrypt ahead of the index writer.
+
+    Returns
+    -------
+    ImportReport
+        One entry per file found, and the id of the sealed manifest.
+
+    Raises
+    ------
+    ConsentError
+        Before anything is read: an unknown patient, or one with no consent
+        on record (unless ``allow_no_consent``).
+    CameraError
+        The camera could not be listed. A camera that fails later fails the
+        files it touches (each entry says why) and nothing more is attempted
+        once it stops answering; nothing is deleted from it after that.
+    """
+    vault._require_patient(patient, allow_no_consent)
+    source = _CameraSource(card) if isinstance(card, Camera) else _FolderSource(Path(card))
+    importer = _Importer(vault, source, patient=patient, body_site=body_site, laterality=laterality,
+                         diagnosis=diagnosis, allow_no_consent=allow_no_consent, remove=remove,
+                         workers=workers, progress=progress, desc="import")
+    listing = source.listing()
+    try:
+        importer.run(listing)
+    finally:
+        report = importer.finish()
+    return report
