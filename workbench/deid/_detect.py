@@ -621,6 +621,16 @@ def _confirmed(image: np.ndarray, scale: float, box, frame: tuple[int, int]) -> 
     x0, y0, x1, y1, score = box
     if score >= _CONFIRM_BELOW or (y1 - y0) < _CONFIRM_FROM or any(_at_edges(box, frame)):
         return True
+    return _cascade_looks(image, scale, box, enough=_CONFIRM_LOOKS) >= _CONFIRM_LOOKS
+
+
+def _cascade_looks(image: np.ndarray, scale: float, box, enough: int | None = None) -> int:
+    """In how many of its looks the frontal cascade finds a face at ``box`` (see :data:`_CONFIRM_BELOW`).
+
+    ``image`` is the frame reduced by ``scale``, ``box`` a full-frame
+    ``[x0, y0, x1, y1, ...]``; counting stops at ``enough``.
+    """
+    x0, y0, x1, y1 = box[:4]
     h, w = image.shape[:2]
     cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
     side = max(x1 - x0, y1 - y0) * scale
@@ -644,9 +654,9 @@ def _confirmed(image: np.ndarray, scale: float, box, frame: tuple[int, int]) -> 
             if any(abs(d["c"] + d["width"] / 2 - centre[0]) < size / 2
                    and abs(d["r"] + d["height"] / 2 - centre[1]) < size / 2 for d in found):
                 looks += 1
-                if looks >= _CONFIRM_LOOKS:
-                    return True
-    return False
+                if enough is not None and looks >= enough:
+                    return looks
+    return looks
 
 
 def _turned(image: np.ndarray, scale: float, fine: float, weak: list, sure: list) -> list:
