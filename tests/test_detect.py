@@ -215,6 +215,44 @@ def test_faces_cut_by_the_top_edge_with_half_in_view_are_found(monkeypatch):
     assert sum(_found(box, detect_faces(img)) for box in truth) <= len(found) - 2
 
 
+def _turned_face(img, i: int, size: int, x: int, y: int, angle: float):
+    """Paste LFW face ``i`` at (x, y), turned by ``angle`` degrees in the image plane with its surroundings."""
+    _paste(img, _lfw_face(i, size), x, y)
+    m = 40
+    window = img[y - m:y + size + m, x - m:x + size + m].copy()
+    turn = cv2.getRotationMatrix2D((m + size / 2, m + size / 2), angle, 1.0)
+    img[y - m:y + size + m, x - m:x + size + m] = cv2.warpAffine(
+        window, turn, (window.shape[1], window.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_a_weak_face_box_is_kept_only_where_a_second_detector_finds_a_face(monkeypatch):
+    """_confirmed: the LBP cascade must find a face in 3 of its looks at a weak box; plain skin it never does."""
+    frame = (800, 600)
+    img = synth_pixels(np.random.default_rng(7), *frame)
+    _paste(img, _lfw_face(1, 24), 100, 100)
+    _turned_face(img, 0, 24, 400, 300, 25.0)
+
+    def box(x, y, size, score=0.2):
+        return [x, y, x + size, y + size, score]
+
+    upright, turned = box(100, 100, 24), box(400, 300, 24)
+    assert _detect._confirmed(img, 1.0, upright, frame)
+    assert _detect._confirmed(img, 1.0, turned, frame)
+    # the same looks on the same image at a quarter of its size (the box in full-frame pixels)
+    assert _detect._confirmed(cv2.resize(img, (400, 300), interpolation=cv2.INTER_AREA), 0.5, upright, frame)
+    for x, y in ((250, 200), (600, 150), (600, 450)):  # skin, where the cascade finds no face
+        assert not _detect._confirmed(img, 1.0, box(x, y, 24), frame), (x, y)
+        assert not _detect._confirmed(img, 1.0, box(x, y, 60), frame), (x, y)
+    # not looked at: a sure box, a box cut by the frame's edge, a box too small for the cascade
+    assert _detect._confirmed(img, 1.0, box(250, 200, 24, score=_detect._CONFIRM_BELOW), frame)
+    assert _detect._confirmed(img, 1.0, box(0, 200, 24), frame)
+    assert _detect._confirmed(img, 1.0, box(250, 200, _detect._CONFIRM_FROM - 1), frame)
+    # a frontal cascade misses the turned face upright: the turned looks find it
+    monkeypatch.setattr(_detect, "_TURNED_ANGLES", ())
+    assert _detect._confirmed(img, 1.0, upright, frame)
+    assert not _detect._confirmed(img, 1.0, turned, frame)
+
+
 def test_face_detection_is_thread_safe():
     img = synth_pixels(np.random.default_rng(6), 800, 600)
     patch, _ = _astronaut_head(100)
@@ -680,6 +718,7 @@ def test_detectors_table_and_model_digests():
     assert DETECTORS == {"face": detect_faces, "text": detect_text, "barcode": detect_barcodes}
     digests = model_digests()
     assert "centerface.onnx" in digests and any(k.startswith("rapidocr/") for k in digests)
+    assert "skimage/lbpcascade_frontalface_opencv.xml" in digests  # the cascade that confirms weak face boxes
     for name in ("centerface-float",):
         assert f"{name}.onnx" in digests
         recipe = digests.pop(f"{name}.recipe")

@@ -152,6 +152,16 @@ def test_committed_notebooks_carry_no_outputs():
                 assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, path.name
 
 
+def test_committed_notebooks_give_every_cell_a_stable_id():
+    # nbformat 4.5: a cell without an id draws MissingIDFieldWarning, and a reader
+    # that fills it in invents a random one on every open (a diff on every save)
+    for path in NOTEBOOKS:
+        doc = json.loads(path.read_text())
+        assert (doc["nbformat"], doc["nbformat_minor"]) >= (4, 5), path.name
+        ids = [cell.get("id") for cell in doc["cells"]]
+        assert all(ids) and len(set(ids)) == len(ids), (path.name, ids)
+
+
 @pytest.mark.slow
 def test_cohort_build_through_papermill_withdrawal_and_check(demo_env, tmp_path):
     work, vault, env = demo_env
