@@ -40,7 +40,9 @@ def _lab_as(work, vault, user: str, name: str):
     shutil.copytree(ROOT / "notebooks", folder)
     home = work / f"home-{name}"
     home.mkdir()
-    env = {"WORKBENCH_VAULT": str(vault), "WORKBENCH_USER": user, "WORKBENCH_PASSPHRASE": PASSPHRASE}
+    # PYTHONPATH: the kernels run this checkout's code, whatever the environment has installed
+    env = {"WORKBENCH_VAULT": str(vault), "WORKBENCH_USER": user, "WORKBENCH_PASSPHRASE": PASSPHRASE,
+           "PYTHONPATH": str(ROOT)}
     return folder, running_lab(home, TOKEN, env=env, notebook_dir=folder)
 
 
