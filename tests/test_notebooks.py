@@ -50,6 +50,8 @@ def demo_env(tmp_path_factory):
 RUNS = {
     "00_tour": ["research", "teach", "analyst", "demo"],
     "10_ingest": ["photo", "demo"],
+    # the widgets send photos over the comm only; a researcher's widgets say what it may do
+    "20_review": ["analyst", "demo", "research"],
     "30_build_cohort": ["research", "demo"],
     "40_teaching_set": ["teach", "demo"],
     "50_audit_report": ["demo", "research"],
