@@ -359,3 +359,23 @@ def test_the_consent_form_records_grants_and_withdrawals_and_keeps_no_identifier
         assert not form.can_record and "cannot record consent" in form.error
         browser(form, "grant", patient="MRN-0010", scopes=["care"])
         assert "cannot record consent" in form.error
+
+
+def test_a_photo_that_may_not_be_shown_is_skipped_with_a_message(photos, clock):
+    path, ids = photos
+    with open_as(path, "admin", clock) as v:
+        other = v.add_photo(tattoo_photo(9), patient="MRN-0002", body_site="knee").photo_id
+        v.withdraw_consent("MRN-0002")
+    clock.moment += timedelta(minutes=1)
+    with open_as(path, "analyst", clock) as v:
+        editor = RedactionEditor(v, [ids[0], other, ids[2]])
+        sent = capture(editor)
+        editor.draw(list(TATTOO), "tattoo")
+        browser(editor, "next")  # the draft is saved, the next photo refused for consent
+        assert "not consented for care" in editor.error and editor.photo_id == other
+        assert editor.regions == [] and editor.proposed == [] and sent[-1][1] == []  # nothing of it shown
+        assert v.review(ids[0]).regions[0]["box"] == list(TATTOO)
+        browser(editor, "approve")
+        assert "no photo is open" in editor.error and v.review(other).version == 0
+        browser(editor, "next")
+        assert editor.error == "" and editor.photo_id == ids[2] and len(sent[-1][1]) == 1

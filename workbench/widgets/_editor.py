@@ -394,7 +394,12 @@ class RedactionEditor(_Widget):
             self._open(index)
         except WorkbenchError:
             self._view = None  # not shown: nothing of it may be edited
-            self.index, self.photo_id = index, self.photo_ids[index]
+            with self.hold_sync():
+                self.index, self.photo_id = index, self.photo_ids[index]
+                self.proposed, self.verified, self.zoom_box, self.conflict = [], None, [], {}
+                self._set_regions([])
+                self.version, self.state, self.reason, self.dirty, self.selected = 0, "", "", False, -1
+                self.status = f"photo {index + 1} of {len(self.photo_ids)} cannot be shown (see below)"
             self._send_image("photo", None, photo_id=self.photo_id)
             raise
 
