@@ -55,7 +55,7 @@ RUNS = {
     "30_build_cohort": ["research", "demo"],
     "40_teaching_set": ["teach", "demo"],
     "50_audit_report": ["demo", "research"],
-    "60_redaction_quality": ["analyst"],  # opens no vault: generated phantoms only
+    "60_redaction_quality": ["analyst"],  # generated phantoms, and the vault's review figures beside them
 }
 # a role that may not run a notebook stops at the first cell that needs a key it lacks
 REFUSED = {("00_tour", "photo"): "AccessDenied"}
