@@ -15,7 +15,8 @@ from workbench.cohort import build_cohort, prepare_derivatives
 from workbench.deid import Policy
 from workbench.vault import _log
 
-from conftest import ROLE_USERS, insider_index, jpeg_bytes, open_as
+from conftest import ROLE_USERS, insider_index, open_as
+from test_insider import _insider_slot
 
 NO_DETECT = {"detectors": []}
 #: where the generated "tattoo" sits in :func:`tattoo_photo` (x, y, w, h)
@@ -195,11 +196,7 @@ def test_a_review_row_in_another_reviewers_name_is_refused(photo, clock):
     """An analyst signs a record whose review row names the clinician as its author."""
     path, photo_id = photo
     db = insider_index(path, "analyst")
-    from workbench.vault import _keys
-    from conftest import passphrase
-
-    vault_id = json.loads((path / "VAULT.json").read_text())["vault_id"]
-    slot = _keys.unlock_slot(path, vault_id, "ana", passphrase("ana"))
+    vault_id, slot = _insider_slot(path, "analyst")
     seq, body, sig = db.execute("SELECT seq, body, sig FROM log ORDER BY seq DESC LIMIT 1").fetchone()
     row = (photo_id, 1, "approved", None, "[]", "cli", "2026-06-03T00:00:00+00:00")
     record = _log.make_record(vault_id=vault_id, seq=seq + 1, prev=_log.parse(seq, body, sig).hash,

@@ -28,6 +28,11 @@ from ..errors import WorkbenchError
 _HERE = Path(__file__).parent
 
 
+def module(name: str) -> str:
+    """A widget's ES module: ``common.js`` (what every view shares) followed by ``name``."""
+    return (_HERE / "common.js").read_text("utf-8") + "\n" + (_HERE / name).read_text("utf-8")
+
+
 def action(fn: Callable) -> Callable:
     """Mark a method as an action the browser may ask for.
 

@@ -10,7 +10,7 @@ from ..errors import InvalidInput
 from ..vault import SCOPES, Vault
 from ..vault._log import CONSENT_ROLES
 from ..review import role_advice
-from ._base import _HERE, _Widget, action
+from ._base import _Widget, action, module
 
 #: largest scanned form accepted (a few pages at 300 dpi)
 MAX_FORM_BYTES = 20 * 1024 * 1024
@@ -31,7 +31,7 @@ class ConsentForm(_Widget):
         Opened by a role that records consent (admin, photographer, clinician).
     """
 
-    _esm = _HERE / "consent.js"
+    _esm = module("consent.js")
 
     scopes = traitlets.List(list(SCOPES)).tag(sync=True)
     can_record = traitlets.Bool(False).tag(sync=True)

@@ -9,7 +9,7 @@ import traitlets
 from ..errors import ConflictError, InvalidInput, WorkbenchError
 from ..review import SHORTCUTS, PhotoView, require_reviewer, role_advice
 from ..vault import REGION_KINDS, Vault
-from ._base import _HERE, _Widget, action
+from ._base import _Widget, action, module
 
 
 class RedactionEditor(_Widget):
@@ -43,7 +43,7 @@ class RedactionEditor(_Widget):
     line ``.wb-status``. Keys: see :data:`workbench.review.SHORTCUTS`.
     """
 
-    _esm = _HERE / "editor.js"
+    _esm = module("editor.js")
 
     photo_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
     index = traitlets.Int(0).tag(sync=True)

@@ -11,7 +11,7 @@ import traitlets
 from .. import _imageio
 from ..errors import InvalidInput
 from ..vault import REVIEW_STATES, Vault
-from ._base import _HERE, _Widget, action
+from ._base import _Widget, action, module
 
 #: what the gallery filters on (``date_from``/``date_to`` bound ``capture_date``)
 FILTERS = ("body_site", "diagnosis", "review_state", "date_from", "date_to")
@@ -54,7 +54,7 @@ class Gallery(_Widget):
     memory, so a page of a large vault costs its 48 thumbnails only.
     """
 
-    _esm = _HERE / "gallery.js"
+    _esm = module("gallery.js")
 
     purpose = traitlets.Unicode("research").tag(sync=True)
     #: ``originals`` or ``deidentified``: what the thumbnails show

@@ -9,7 +9,7 @@ import traitlets
 from ..errors import InvalidInput, WorkbenchError
 from ..review import PhotoView, redacted_jpeg, require_reviewer, review_figures, risk_queue, role_advice
 from ..vault import Vault
-from ._base import _HERE, _Widget, action
+from ._base import _Widget, action, module
 
 
 class ReviewQueue(_Widget):
@@ -34,7 +34,7 @@ class ReviewQueue(_Widget):
         Share of approved photos drawn for a second review.
     """
 
-    _esm = _HERE / "queue.js"
+    _esm = module("queue.js")
 
     #: ``{"photo_id", "risk", "reasons", "state", "second_review", "body_site"}`` per photo, riskiest first
     items = traitlets.List().tag(sync=True)

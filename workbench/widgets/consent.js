@@ -2,13 +2,6 @@
 // date, the scanned form) is sent once in an action message and cleared
 // from the page; it is never set on the model.
 
-function h(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function field(label, input) {
   const l = h("label", null, label + " ");
   l.append(input);
@@ -55,9 +48,7 @@ function render({ model, el }) {
   };
 
   function draw() {
-    status.textContent = model.get("status");
-    error.textContent = model.get("error");
-    error.style.display = model.get("error") ? "" : "none";
+    showMessages(model, status, error);
     grant.disabled = withdraw.disabled = !model.get("can_record");
     const rows = model.get("history");
     history.replaceChildren(...(rows.length ? [Object.keys(rows[0])] : []).concat(rows.map(Object.values)).map((cells, n) => {

@@ -7,18 +7,11 @@ const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = {face: "#e6194b", text: "#4363d8", barcode: "#f58231", tattoo: "#911eb4",
                  birthmark: "#3cb44b", other: "#f032e6", manual: "#808080"};
 
-function h(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function render({ model, el }) {
   const root = h("div", "wb-widget wb-editor");
   root.tabIndex = 0;
   root.setAttribute("data-lm-suppress-shortcuts", "true");
-  const act = (action, args) => model.send({ action, args: args || {} });
+  const act = actor(model);
 
   const bar = h("div", "wb-toolbar");
   const prev = h("button", "wb-prev", "◀ previous (p)");
@@ -123,9 +116,7 @@ function render({ model, el }) {
     svg.replaceChildren(...nodes);
     kind.value = model.get("kind");
     reason.value = document.activeElement === reason ? reason.value : model.get("reason");
-    status.textContent = model.get("status");
-    error.textContent = model.get("error");
-    error.style.display = model.get("error") ? "" : "none";
+    showMessages(model, status, error);
     const c = model.get("conflict");
     conflict.style.display = c && c.changes ? "" : "none";
     if (c && c.changes) {

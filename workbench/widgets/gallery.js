@@ -1,16 +1,9 @@
 // The gallery's view: filters and paging are actions; thumbnails arrive as
 // one custom message per page with a binary buffer per photo.
 
-function h(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function render({ model, el }) {
   const root = h("div", "wb-widget wb-gallery");
-  const act = (action, args) => model.send({ action, args: args || {} });
+  const act = actor(model);
   const notice = h("div", "wb-notice");
   const bar = h("div", "wb-toolbar");
   const selects = {};
@@ -59,9 +52,7 @@ function render({ model, el }) {
 
   function draw() {
     notice.textContent = model.get("notice");
-    status.textContent = model.get("status");
-    error.textContent = model.get("error");
-    error.style.display = model.get("error") ? "" : "none";
+    showMessages(model, status, error);
     const chosen = new Set(model.get("selected"));
     grid.replaceChildren(...model.get("items").map((item) => {
       const cell = h("div", "wb-thumb" + (chosen.has(item.photo_id) ? " wb-chosen" : ""));

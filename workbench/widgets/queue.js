@@ -1,18 +1,11 @@
 // The review queue's view: the list, the two images (custom messages with a
 // binary buffer each), accept / send back, and the figures.
 
-function h(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function render({ model, el }) {
   const root = h("div", "wb-widget wb-queue");
   root.tabIndex = 0;
   root.setAttribute("data-lm-suppress-shortcuts", "true");
-  const act = (action, args) => model.send({ action, args: args || {} });
+  const act = actor(model);
   const bar = h("div", "wb-toolbar");
   const prev = h("button", "wb-prev", "◀ previous (p)");
   const next = h("button", "wb-next", "next (n) ▶");
@@ -49,9 +42,7 @@ function render({ model, el }) {
       row.onclick = () => act("go", { index: n });
       return row;
     }));
-    status.textContent = model.get("status");
-    error.textContent = model.get("error");
-    error.style.display = model.get("error") ? "" : "none";
+    showMessages(model, status, error);
     const f = model.get("figures");
     const pct = (x) => (x === null || x === undefined ? "n/a" : `${Math.round(x * 100)}%`);
     const corr = Object.entries(f.corrections || {}).map(([k, v]) => `${k} +${v.added}/-${v.removed}`).join(", ");
