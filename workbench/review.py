@@ -158,14 +158,15 @@ class PhotoView:
     def redacted(self, manual: list[dict], policy: Policy | None = None) -> bytes:
         """The displayed photo with the proposed and manual regions filled, as a build would.
 
-        Proposed regions are grown by the policy's margins; manual ones are
-        used as drawn (kind margins apply to face, text and barcode boxes).
+        Proposed regions are the boxes the stored version hid (grown
+        already); manual ones are grown by their kind's margin, as
+        :func:`workbench.deid.deidentify` grows them (tattoo, birthmark and
+        other boxes are used as drawn).
         """
         policy = policy or Policy()
-        regions = [Region(r["kind"], tuple(r["box"]), float(r.get("score", 1.0)), r.get("detector", "manual"))
-                   for r in self.proposed]
-        regions += [Region(r["kind"], tuple(r["box"])) for r in manual]
-        hidden = grow(regions, policy, *self.size)
+        hidden = [Region(r["kind"], tuple(r["box"]), float(r.get("score", 1.0)), r.get("detector", "manual"))
+                  for r in self.proposed]
+        hidden += grow([Region(r["kind"], tuple(r["box"])) for r in manual], policy, *self.size)
         with Image.open(io.BytesIO(self.jpeg)) as shown:
             canvas = shown.convert("RGB")
         draw = ImageDraw.Draw(canvas)
