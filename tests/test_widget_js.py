@@ -95,6 +95,8 @@ img.onload = () => {{
   window.dispatchEvent(new MouseEvent("mousemove", {{ ...grab, clientX: grab.clientX + 0.05 * r.width }}));
   window.dispatchEvent(new MouseEvent("mouseup", {{ ...grab, clientX: grab.clientX + 0.05 * r.width }}));
   const root = document.querySelector(".wb-editor");
+  root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowRight", bubbles: true }}));
+  root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowDown", shiftKey: true, bubbles: true }}));
   for (const key of ["4", "Delete", "z", "t", "n", "p", "a", "r", "x"]) {{
     root.dispatchEvent(new KeyboardEvent("keydown", {{ key, bubbles: true }}));
   }}
@@ -113,6 +115,10 @@ for (const fn of handlers["msg:custom"]) {{
     assert sent[0] == {"action": "hello", "args": {}}  # a view asks for its photo
     assert sent[1] == {"action": "draw", "args": {"box": [400, 1200, 400, 400], "kind": "tattoo"}}
     assert sent[2] == {"action": "set_box", "args": {"index": 0, "box": [2200, 1000, 400, 200]}}  # moved
+    # arrows: move by a hundredth of the shown extent (40 px here), Shift+arrow resizes
+    assert sent[3] == {"action": "set_box", "args": {"index": 0, "box": [2040, 1000, 400, 200]}}
+    assert sent[4] == {"action": "set_box", "args": {"index": 0, "box": [2000, 1000, 400, 240]}}
+    sent = sent[:3] + sent[5:]
     actions = [m["action"] for m in sent[3:]]
     assert actions == ["set_kind", "delete", "zoom", "toggle_preview", "next", "previous", "approve", "reject",
                        "approve", "reject", "next", "previous"]

@@ -41,6 +41,7 @@ SHORTCUTS = (
     ("drag", "draw a box (on the photo); drag a box to move it, its corner to resize it"),
     ("1-6", "set the kind of the selected box and of new boxes: " + ", ".join(
         f"{n} {kind}" for n, kind in enumerate(REGION_KINDS, start=1))),
+    ("arrows", "move the selected box (with Shift: resize it)"),
     ("Delete", "delete the selected box"),
     ("z", "zoom to full resolution on the selected box (again: whole photo)"),
     ("t", "toggle the preview of the redacted result"),

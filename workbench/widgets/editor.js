@@ -199,6 +199,15 @@ function render({ model, el }) {
     else if (k === "z") act("zoom");
     else if (k === "t") act("toggle_preview");
     else if (/^[1-9]$/.test(k) && Number(k) <= kinds.length) act("set_kind", { kind: kinds[Number(k) - 1] });
+    else if (k.startsWith("Arrow") && model.get("selected") >= 0 && shown) {
+      // move the selected box by a hundredth of what is shown; with Shift, resize it
+      const step = Math.max(1, Math.round(Math.max(shown[2], shown[3]) / 100));
+      const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[k];
+      const b = model.get("regions")[model.get("selected")].box.slice();
+      const box = event.shiftKey ? [b[0], b[1], Math.max(1, b[2] + dx), Math.max(1, b[3] + dy)]
+                                 : [b[0] + dx, b[1] + dy, b[2], b[3]];
+      act("set_box", { index: model.get("selected"), box });
+    }
     else handled = false;
     if (handled) {
       event.preventDefault();
