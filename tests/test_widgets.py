@@ -256,6 +256,23 @@ def test_gallery_pages_filters_and_selects(photos, clock):
         assert_state_is_clean(gallery)
 
 
+def test_gallery_pages_cost_one_audited_read_each_and_nothing_when_seen_again(photos, clock):
+    path, ids = photos
+    with open_as(path, "analyst", clock) as v:
+        gallery = Gallery(v, purpose="research", page_size=1)
+        reads = lambda: int((v.audit_records()["action"] == "decrypt_previews").sum())  # noqa: E731
+        queries = lambda: int((v.audit_records()["action"] == "query").sum())  # noqa: E731
+        first, asked = reads(), queries()
+        gallery.next_page()
+        gallery.next_page()
+        assert reads() == first + 2  # one read per new page, of that page's thumbnails only
+        gallery.previous_page()
+        gallery.previous_page()
+        assert reads() == first + 2 and gallery.page == 0  # pages seen are not read again
+        gallery.set_filters(body_site="forearm")
+        assert queries() == asked  # filters and pages work on the one query the gallery made
+
+
 def test_gallery_for_a_researcher_shows_only_approved_verified_deidentified_previews(photos, clock):
     path, ids = photos
     with open_as(path, "analyst", clock) as v:
