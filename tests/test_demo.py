@@ -55,3 +55,47 @@ def test_demo_builds_show_unreviewed_and_rejected_with_a_readable_datacard(demo,
     assert rejected and all(r.detail.get("reason") for r in rejected)
     card = (tmp_path / "c" / "DATACARD.md").read_text()
     assert f"Code workbench {wb.__version__}" in card and "{" not in card.split("## Provenance")[1]
+
+
+def test_the_demo_leaves_a_tattoo_for_a_person_and_a_cohort_hides_it_once_marked(demo, tmp_path):
+    """The demo's tattoo: no detector finds it, the analyst marks it in the editor, a cohort hides exactly it."""
+    import io
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from workbench.demo import TATTOO_PHOTO, tattoo_box
+    from workbench.widgets import RedactionEditor
+
+    _, source, _ = demo
+    path = tmp_path / "vault"
+    shutil.copytree(source, path)  # the other tests keep the demo as it was
+    with wb.open_vault(path, user="analyst", passphrase=DEFAULT_PASSPHRASE) as vault:
+        ids = list(vault.photos("care").sort_values("ingested")["photo_id"])
+        photo_id = ids[TATTOO_PHOTO]
+        assert vault.review(photo_id).state == "unreviewed"
+        (result,) = vault.deid_results([photo_id], purpose="care").to_dict("records")
+        x, y, w, h = box = tattoo_box(result["width"], result["height"])
+        assert result["verified"] and not [r for r in result["regions"] if r["box"][0] < x + w and x < r["box"][0]
+                                           + r["box"][2] and r["box"][1] < y + h and y < r["box"][1] + r["box"][3]]
+        original = vault.load_original(photo_id)
+        editor = RedactionEditor(vault, photo_id)
+        editor.draw(list(box), "tattoo")
+        editor.approve()
+        assert editor.error == "" and vault.review(photo_id).state == "approved"
+        built = build_cohort(vault, {"name": "marked", "purpose": "research"}, tmp_path / "marked", workers=0)
+        hidden = vault.deid_results([photo_id], purpose="research")["regions"].iloc[0]
+    provenance = json.loads((tmp_path / "marked" / "provenance.json").read_text())
+    (entry,) = [p for p in provenance["photos"] if p["regions"].get("tattoo")]
+    assert entry["approved_by"] == "analyst" and built.images >= 1
+    image = Image.open(tmp_path / "marked" / "images" / f"{entry['image_id']}.jpg").convert("RGB")
+    out = np.asarray(image).astype(int)
+    assert out[y + 1:y + h - 1, x + 1:x + w - 1].max() <= 24  # the tattoo is filled
+    assert [r["box"] for r in hidden if r["detector"] == "manual"] == [list(box)]  # used as drawn
+    rest = np.ones(out.shape[:2], bool)
+    for rx, ry, rw, rh in [r["box"] for r in hidden]:  # the tattoo and what the detectors found
+        rest[max(0, ry - 6):ry + rh + 6, max(0, rx - 6):rx + rw + 6] = False
+    # and elsewhere the photo is as it was (JPEG re-encoding aside)
+    assert rest.mean() > 0.5 and np.abs(out - original.astype(int))[rest].mean() < 4

@@ -77,7 +77,7 @@ def test_a_review_decision_cannot_be_set_by_sql_or_signed_by_a_researcher(two_pa
     path, ids = two_patients
     # 1. a plain row: the log does not list it
     db = insider_index(path, "researcher")
-    db.execute("INSERT INTO reviews VALUES (?, 'approved', NULL, 'ana', '2026-06-03')", (ids["a"],))
+    db.execute("INSERT INTO reviews VALUES (?, 1, 'approved', NULL, '[]', 'ana', '2026-06-03')", (ids["a"],))
     db.close()
     with open_as(path, "admin", clock) as v:
         with pytest.raises(wb.IntegrityError, match="reviews"):
@@ -87,11 +87,11 @@ def test_a_review_decision_cannot_be_set_by_sql_or_signed_by_a_researcher(two_pa
     # 2. a row with a log record signed with the researcher's own key: the log refuses the author
     vault_id, slot = _insider_slot(path, "researcher")
     seq, body, sig = db.execute("SELECT seq, body, sig FROM log ORDER BY seq DESC LIMIT 1").fetchone()
-    row = (ids["a"], "approved", None, "res", "2026-06-03T00:00:00+00:00")
+    row = (ids["a"], 1, "approved", None, "[]", "res", "2026-06-03T00:00:00+00:00")
     record = _log.make_record(vault_id=vault_id, seq=seq + 1, prev=_log.parse(seq, body, sig).hash,
-                              time=row[4], user="res", action="review_state", detail={},
+                              time=row[6], user="res", action="review_state", detail={},
                               rows={"reviews": [row]}, signing_key=slot.signing)
-    db.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?)", row)
+    db.execute("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)", row)
     db.execute("INSERT INTO log VALUES (?, ?, ?)", (record.seq, record.body, record.sig))
     db.close()
     with pytest.raises(wb.IntegrityError, match="may not review state"):

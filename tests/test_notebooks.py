@@ -50,10 +50,12 @@ def demo_env(tmp_path_factory):
 RUNS = {
     "00_tour": ["research", "teach", "analyst", "demo"],
     "10_ingest": ["photo", "demo"],
+    # the widgets send photos over the comm only; a researcher's widgets say what it may do
+    "20_review": ["analyst", "demo", "research"],
     "30_build_cohort": ["research", "demo"],
     "40_teaching_set": ["teach", "demo"],
     "50_audit_report": ["demo", "research"],
-    "60_redaction_quality": ["analyst"],  # opens no vault: generated phantoms only
+    "60_redaction_quality": ["analyst"],  # generated phantoms, and the vault's review figures beside them
 }
 # a role that may not run a notebook stops at the first cell that needs a key it lacks
 REFUSED = {("00_tour", "photo"): "AccessDenied"}

@@ -770,7 +770,8 @@ def _check(data: bytes, fmt: str, width: int, height: int, strings: list[str]) -
 def synth_photo(rng: np.random.Generator, *, identity: FakeIdentity | None = None,
                 width: int = 1600, height: int = 1067, format: str = "jpeg",
                 quality: int = 92, planted: bool = True,
-                capture_time: datetime | None = None) -> tuple[bytes, dict]:
+                capture_time: datetime | None = None,
+                tattoo: tuple[int, int, int, int] | None = None) -> tuple[bytes, dict]:
     """Generate an encoded clinical photograph with planted identifiers.
 
     A planted JPEG carries EXIF (Make ``Canon``, Model ``Canon EOS R6``,
@@ -802,6 +803,10 @@ def synth_photo(rng: np.random.Generator, *, identity: FakeIdentity | None = Non
         If False, write pixels only (no metadata at all): a clean control.
     capture_time : datetime.datetime, optional
         Camera clock at capture; drawn from ``rng`` if omitted.
+    tattoo : tuple of int, optional
+        ``(x, y, w, h)``: draw a tattoo there (:func:`draw_tattoo`), a mark no
+        detector looks for, which only a person can mark in review. Drawn
+        without ``rng``, so the rest of the photo is the same as without it.
 
     Returns
     -------
@@ -826,10 +831,32 @@ def synth_photo(rng: np.random.Generator, *, identity: FakeIdentity | None = Non
         capture_time = datetime(2023, 1, 2, 8) + timedelta(
             days=int(rng.integers(0, 3 * 365)), seconds=int(rng.integers(0, 10 * 3600)))
     img = synth_pixels(rng, width, height)
+    if tattoo is not None:
+        draw_tattoo(img, tattoo)
     data, strings = _encode(img, format, quality, identity, capture_time, planted, rng)
     _check(data, format, width, height, strings)
     return data, {"identity": identity, "capture_time": capture_time, "strings": strings,
                   "format": format}
+
+
+def draw_tattoo(img: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """Draw a tattoo (a filled blue-black heart with a ring around it) inside ``box``, in place.
+
+    Solid shapes in tattoo ink, no strokes that read as text, no face, no
+    code: what the detectors do not look for, so a test can check that a
+    person's mark in review is what hides it.
+    """
+    x, y, w, h = (int(v) for v in box)
+    yy, xx = np.mgrid[0:h, 0:w]
+    u = (xx - w / 2) / (w / 2)                  # -1..1 across the box
+    v = (h / 2 - yy) / (h / 2) * 1.1 + 0.15     # -1..1 down the box, heart's notch at the top
+    heart = (u * u + v * v - 0.6) ** 3 - u * u * v ** 3 <= 0
+    r = np.sqrt(u * u + ((yy - h / 2) / (h / 2)) ** 2)
+    ring = (r > 0.86) & (r < 0.97)
+    ink = np.array([38, 44, 92], np.float32)
+    part = img[y:y + h, x:x + w].astype(np.float32)
+    mask = (heart | ring)[:part.shape[0], :part.shape[1], None]
+    img[y:y + h, x:x + w] = np.where(mask, 0.2 * part + 0.8 * ink, part).astype(np.uint8)
 
 
 def write_card(root: Path, rng: np.random.Generator, *, count: int, width: int = 1600,

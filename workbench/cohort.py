@@ -125,9 +125,26 @@ class CohortSpec:
         return cls(**doc)
 
 
-def policy_digest(policy: Policy) -> str:
-    """A digest naming a policy, so that derivatives made under another one are redone."""
-    return hashlib.sha256(json.dumps(policy.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+def policy_digest(policy: Policy, regions: list[dict] | None = None) -> str:
+    """A digest naming a policy, so that derivatives made under another one are redone.
+
+    With ``regions`` (the regions a person marked on one photo, see
+    ``Vault.manual_regions``) it names the policy and those regions: a
+    derivative made before a reviewer added or moved a region is redone.
+    """
+    doc = policy.to_json()
+    if regions:
+        doc = {"policy": doc, "regions": sorted((r["kind"], list(r["box"])) for r in regions)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _expected_digests(vault: Vault, photo_ids: list[str], policy: Policy,
+                      extra: dict[str, list[dict]] | None = None) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """Per photo: the digest its derivative must carry, and the regions people marked on it."""
+    regions = vault.manual_regions(photo_ids)
+    for photo_id, more in (extra or {}).items():
+        regions[photo_id] = list(regions.get(photo_id, [])) + list(more)
+    return {p: policy_digest(policy, regions.get(p)) for p in photo_ids}, regions
 
 
 # --- preparing derivatives (roles that may read originals) ---------------------
@@ -169,23 +186,26 @@ def prepare_derivatives(
     ``purpose`` is the use the derivatives are made for: photos whose
     consent for it does not hold now are neither made nor returned.
 
+    The regions people marked in review (``Vault.manual_regions``) are
+    always hidden, with ``manual_regions`` added to them; a derivative made
+    before they changed is made again.
+
     Returns
     -------
     pandas.DataFrame
         ``vault.deid_results`` for the photos named.
     """
     policy = policy or Policy()
-    digest = policy_digest(policy)
     photo_ids = list(photo_ids)
+    digests, regions = _expected_digests(vault, photo_ids, policy, manual_regions)
     done = vault.deid_results(photo_ids, purpose=purpose)
-    current = set(done.loc[done["policy_digest"] == digest, "photo_id"])
+    current = {p for p, d in zip(done["photo_id"], done["policy_digest"]) if digests.get(p) == d}
     allowed = set(vault.photos(purpose)["photo_id"])
     todo = [p for p in photo_ids if p not in current and p in allowed]
-    manual_regions = manual_regions or {}
     if todo:
-        results = _run_parallel(vault, todo, policy, workers, scheduler, manual_regions, purpose)
+        results = _run_parallel(vault, todo, policy, workers, scheduler, regions, purpose)
         for photo_id, result in progress_bar(zip(todo, results), total=len(todo), desc="de-identify"):
-            vault.store_deid(photo_id, result, digest)
+            vault.store_deid(photo_id, result, digests[photo_id])
     return vault.deid_results(photo_ids, purpose=purpose)
 
 
@@ -327,8 +347,11 @@ def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, sch
                                       scheduler=scheduler)
     else:
         results = vault.deid_results(ids, purpose=spec.purpose)
-    digest = policy_digest(policy)
-    results = results[results["policy_digest"] == digest]
+    # a derivative made under another policy, or before a reviewer changed
+    # the regions marked on the photo, is not this cohort's
+    digests, _ = _expected_digests(vault, ids, policy)
+    current = np.array([digests.get(p) == d for p, d in zip(results["photo_id"], results["policy_digest"])], bool)
+    results = results.loc[current]
     have = set(results["photo_id"])
     drop(~eligible["photo_id"].isin(have), "not de-identified yet")
     verified = set(results.loc[results["verified"], "photo_id"])
@@ -419,6 +442,7 @@ def build_cohort(
         shutil.rmtree(tmp)
     (tmp / "images").mkdir(parents=True)
     rows, per_photo = [], []
+    approvals = vault._reviewers()
     for photo in progress_bar(chosen.itertuples(index=False), total=len(chosen), desc="write cohort",
                               unit="image"):
         result = results.loc[photo.photo_id]
@@ -439,7 +463,9 @@ def build_cohort(
         counts: dict[str, int] = {}
         for region in result["regions"]:
             counts[region["kind"]] = counts.get(region["kind"], 0) + 1
+        approved_by, approved = approvals.get(photo.photo_id, (None, None))
         per_photo.append({"image_id": image_id, "review_state": photo.review_state,
+                          "approved_by": approved_by, "approved": approved,
                           "verified": bool(result["verified"]), "regions": counts})
     manifest = pd.DataFrame.from_records(rows, columns=MANIFEST_COLUMNS).sort_values("image_id")
     manifest = manifest.reset_index(drop=True)

@@ -51,6 +51,15 @@ DIAGNOSIS_SITES = {
 MIDLINE = {"back", "abdomen", "face"}
 #: the reason the demo's analyst gives for the photos they reject
 REJECT_REASON = "redaction covers part of the finding"
+#: the photo (in ingest order; a research-only patient's) that carries a tattoo
+#: no detector finds: the demo's analyst leaves it for a person to mark in review
+TATTOO_PHOTO = 6
+
+
+def tattoo_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """Where the demo's tattoo is, ``(x, y, w, h)`` in the photo's pixels (see :data:`TATTOO_PHOTO`)."""
+    side = max(8, round(min(width, height) * 0.18))
+    return round(width * 0.62), round(height * 0.55), side, side
 
 
 def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
@@ -88,7 +97,8 @@ def build_demo_vault(workdir: Path, *, photos: int = 24, seed: int = 2026,
         for n in range(photos):
             story = n % len(STORIES)
             identity = identities[story]
-            data, _ = _synth.synth_photo(rng, identity=identity, width=width, height=height)
+            tattoo = tattoo_box(width, height) if n == TATTOO_PHOTO else None
+            data, _ = _synth.synth_photo(rng, identity=identity, width=width, height=height, tattoo=tattoo)
             # drawn in the same order as always, so the generated photos stay the same
             site = str(rng.choice(BODY_SITES))
             side = [None, "left", "right"][int(rng.integers(0, 3))]
@@ -112,7 +122,9 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
     rejected; a photo with a weak face box (``deid.review_reasons``: it may
     hide the lesion) is left for a person. So that the cohort and teaching builds show every exclusion
     reason, each build's first candidate is left unreviewed and its second
-    rejected (with :data:`REJECT_REASON`), when it has three or more.
+    rejected (with :data:`REJECT_REASON`), when it has three or more. The photo with
+    a tattoo (:data:`TATTOO_PHOTO`) is left unreviewed too: no detector finds
+    it, so its automatic redaction verifies, but a person must mark it.
     """
     from ._progress import progress_bar
     from .cohort import prepare_derivatives
@@ -122,6 +134,8 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
         ids = list(vault.photos("care").sort_values("ingested")["photo_id"])
         results = prepare_derivatives(vault, ids, purpose="care", workers=workers).set_index("photo_id")
         held: dict[str, str] = {}
+        if len(ids) > TATTOO_PHOTO:
+            held[ids[TATTOO_PHOTO]] = "unreviewed"
         for purpose in ("research", "education"):
             candidates = [p for p in vault.photos(purpose).sort_values("ingested")["photo_id"] if p not in held]
             if len(candidates) >= 3:

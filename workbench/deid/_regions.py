@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from ..errors import InvalidInput
 
-KINDS = ("face", "text", "barcode", "manual")
+#: the detectors' kinds, what a person marks in review (see
+#: ``workbench.vault.REGION_KINDS``) and ``manual`` (a regions file's default)
+KINDS = ("face", "text", "barcode", "tattoo", "birthmark", "other", "manual")
 #: Verification counts a detection on the output as hidden when redaction covers this much of it.
 HIDDEN_COVERAGE = 0.5
 
@@ -19,7 +21,8 @@ class Region:
     Attributes
     ----------
     kind : str
-        ``face``, ``text``, ``barcode`` or ``manual``.
+        ``face``, ``text``, ``barcode``, ``tattoo``, ``birthmark``, ``other``
+        or ``manual``.
     box : tuple of int
         ``(x, y, w, h)``: left, top, width, height in pixels.
     score : float

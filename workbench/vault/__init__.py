@@ -15,9 +15,10 @@ may write what (its ``RULES``) and checks it; ``_keys``, ``_crypto``,
 
 from ._consent import SCOPES
 from ._keys import ROLE_HELP, ROLES
-from ._base import CHECKPOINT_ENV, IDENTIFIER_COLUMNS, PHOTO_COLUMNS, REVIEW_STATES
+from ._base import CHECKPOINT_ENV, IDENTIFIER_COLUMNS, PHOTO_COLUMNS, REGION_KINDS, REVIEW_STATES
 from ._checks import AuditCheck
 from ._photos import IngestReport, PhotoResult
+from ._review import Review
 from ._vault import CAPABILITY_ENV, Vault, capability, forget_witness, init_vault, open_vault
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "CHECKPOINT_ENV",
     "IDENTIFIER_COLUMNS",
     "PHOTO_COLUMNS",
+    "REGION_KINDS",
     "REVIEW_STATES",
+    "Review",
     "ROLES",
     "ROLE_HELP",
     "SCOPES",

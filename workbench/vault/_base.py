@@ -50,6 +50,10 @@ IDENTIFIER_COLUMNS = [
 
 REVIEW_STATES = ("unreviewed", "in_review", "approved", "rejected")
 
+#: what a person marks in review: the detectors' kinds, and what no detector
+#: looks for (a tattoo, a birthmark, a name in marker ink on a drape: "other")
+REGION_KINDS = ("face", "text", "barcode", "tattoo", "birthmark", "other")
+
 Clock = Callable[[], datetime]
 
 #: a checkpoint file outside the vault: checked on every open, and refreshed

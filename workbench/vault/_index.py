@@ -87,12 +87,17 @@ CREATE TABLE IF NOT EXISTS photos (
     identifiers BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS photos_patient ON photos(patient_ref);
+-- one row per saved review of a photo: its version (1, 2, ... per photo),
+-- decision, and the regions a person marked (JSON: kind, box, author, time)
 CREATE TABLE IF NOT EXISTS reviews (
     photo_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
     state TEXT NOT NULL,
     reason TEXT,
+    regions TEXT NOT NULL,
     reviewed_by TEXT NOT NULL,
-    reviewed TEXT NOT NULL
+    reviewed TEXT NOT NULL,
+    UNIQUE (photo_id, version)
 );
 CREATE INDEX IF NOT EXISTS reviews_photo ON reviews(photo_id);
 CREATE TABLE IF NOT EXISTS deid_results (

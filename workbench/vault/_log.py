@@ -61,7 +61,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "photos": ("photo_id", "patient_ref", "content_key", "format", "width", "height", "body_site",
                "laterality", "diagnosis", "capture_date", "ingested", "ingested_by",
                "metadata_blob", "pixels_blob", "identifiers"),
-    "reviews": ("photo_id", "state", "reason", "reviewed_by", "reviewed"),
+    "reviews": ("photo_id", "version", "state", "reason", "regions", "reviewed_by", "reviewed"),
     "deid_results": ("blob_id", "photo_id", "policy_digest", "ext", "width", "height", "regions",
                      "verified", "warnings", "created", "created_by"),
     "shreds": ("patient_ref", "blobs", "shredded_by", "shredded"),

@@ -4,15 +4,124 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+from dataclasses import dataclass
 from typing import Iterable
 
 import pandas as pd
 
-from ..errors import ConsentError, InvalidInput, NotFound
-from . import _log
+from ..errors import ConflictError, ConsentError, InvalidInput, NotFound
+from . import _consent, _log
 from ._files import fsync_dir
-from ._base import REVIEW_STATES, _iso
+from ._base import REGION_KINDS, REVIEW_STATES, _iso
+
+
+@dataclass(frozen=True)
+class Review:
+    """One saved review of a photo: its version, decision and the regions a person marked.
+
+    Attributes
+    ----------
+    photo_id : str
+    version : int
+        1 for the first save, 2 for the next...; 0: never reviewed.
+    state : str
+        ``unreviewed``, ``in_review``, ``approved`` or ``rejected``.
+    reason : str or None
+    regions : tuple of dict
+        ``{"kind", "box": [x, y, w, h], "author", "time"}`` each, in the
+        upright photo's pixels.
+    reviewed_by, reviewed : str or None
+        Who saved this version, and when (ISO 8601, UTC).
+    """
+
+    photo_id: str
+    version: int = 0
+    state: str = "unreviewed"
+    reason: str | None = None
+    regions: tuple = ()
+    reviewed_by: str | None = None
+    reviewed: str | None = None
+
+    def to_json(self) -> dict:
+        """Plain JSON (what a widget holds)."""
+        return {"photo_id": self.photo_id, "version": self.version, "state": self.state,
+                "reason": self.reason, "regions": [dict(r, box=list(r["box"])) for r in self.regions],
+                "reviewed_by": self.reviewed_by, "reviewed": self.reviewed}
+
+
+def _review_from_row(row: tuple) -> Review:
+    photo_id, version, state, reason, regions, user, time = row
+    return Review(photo_id, int(version), state, reason, tuple(json.loads(regions)), user, time)
+
+
+def _check_regions(regions: Iterable[dict]) -> list[dict]:
+    """``{"kind", "box"}`` dicts with a known kind and four finite numbers (anything else is dropped)."""
+    out = []
+    for n, region in enumerate(list(regions), start=1):
+        if not isinstance(region, dict) or "box" not in region:
+            raise InvalidInput(f'region {n} is not like {{"kind": "tattoo", "box": [x, y, w, h]}}', region=n)
+        kind = region.get("kind")
+        if kind not in REGION_KINDS:
+            raise InvalidInput(f"region {n} has kind {kind!r}; use one of: {', '.join(REGION_KINDS)}",
+                               region=n)
+        box = region["box"]
+        try:
+            box = [float(v) for v in box]
+        except (TypeError, ValueError):
+            box = []
+        if len(box) != 4 or not all(math.isfinite(v) for v in box):
+            raise InvalidInput(f"region {n}'s box is not four numbers [x, y, width, height]", region=n)
+        out.append({"kind": kind, "box": box})
+    return out
+
+
+def _clip(regions: list[dict], width: int, height: int) -> list[dict]:
+    """Boxes turned right way round, rounded to pixels, clipped to the photo; empty ones dropped."""
+    out, seen = [], set()
+    for region in regions:
+        x, y, w, h = region["box"]
+        x0, x1 = sorted((x, x + w))
+        y0, y1 = sorted((y, y + h))
+        x0, y0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+        x1, y1 = min(width, int(math.ceil(x1))), min(height, int(math.ceil(y1)))
+        key = (region["kind"], x0, y0, x1 - x0, y1 - y0)
+        if x1 > x0 and y1 > y0 and key not in seen:
+            seen.add(key)
+            out.append({"kind": region["kind"], "box": [x0, y0, x1 - x0, y1 - y0]})
+    return out
+
+
+def _attribute(regions: list[dict], previous: tuple, user: str, now: str) -> list[dict]:
+    """Each region with the author and time of the save that first marked it as it is."""
+    known = {(r["kind"], tuple(r["box"])): r for r in previous}
+    out = []
+    for region in regions:
+        old = known.get((region["kind"], tuple(region["box"])))
+        out.append({**region, "author": old["author"] if old else user, "time": old["time"] if old else now})
+    return out
+
+
+def _change(before: Review, after: Review) -> dict:
+    """What one save changed: who, when, the state, the regions added and removed."""
+    old = {(r["kind"], tuple(r["box"])) for r in before.regions}
+    new = {(r["kind"], tuple(r["box"])) for r in after.regions}
+    return {"version": after.version, "reviewed_by": after.reviewed_by, "reviewed": after.reviewed,
+            "state": after.state, "reason": after.reason,
+            "regions_added": [{"kind": k, "box": list(b)} for k, b in sorted(new - old)],
+            "regions_removed": [{"kind": k, "box": list(b)} for k, b in sorted(old - new)]}
+
+
+def _conflict_message(photo_id: str, based_on: int, current: Review, changes: list[dict]) -> str:
+    said = "; ".join(
+        f"version {c['version']} by {c['reviewed_by']} at {c['reviewed']}: {c['state']}, "
+        f"{len(c['regions_added'])} region(s) added, {len(c['regions_removed'])} removed"
+        for c in changes)
+    return (f"photo {photo_id} was saved by someone else after version {based_on}, which your save was "
+            f"based on ({said}); nothing of yours was written and your regions and decision are kept "
+            f"in this error's `refused`: look at the changes, then save again based on version "
+            f"{current.version}")
 
 
 class ReviewMixin:
@@ -21,20 +130,187 @@ class ReviewMixin:
     def set_review_state(self, photo_id: str, state: str, *, reason: str | None = None) -> None:
         """Mark a photo's redaction review state (``unreviewed``, ``in_review``, ``approved``, ``rejected``).
 
-        ``reason`` (e.g. why a redaction was rejected) goes into the audit record:
-        a few words about the redaction, never an identifier.
+        A shortcut for :meth:`save_review` that keeps the photo's marked
+        regions as they are and takes no version check (scripts, the demo).
+        ``reason`` (e.g. why a redaction was rejected) goes into the signed
+        record: a few words about the redaction, never an identifier.
+
+        Raises
+        ------
+        InvalidInput
+            ``state`` is not a review state.
+        ConsentError
+            ``approved`` for a photo whose patient withdrew consent.
+        """
+        current = self.review(photo_id)
+        self.save_review(photo_id, state=state, reason=reason, based_on=current.version)
+
+    def review(self, photo_id: str) -> Review:
+        """The latest saved review of a photo (version 0, ``unreviewed``, when none was saved).
+
+        Any role may read it: it holds boxes, kinds, staff user names and
+        times, nothing identifying.
+        """
+        self._photo_row(photo_id)
+        latest = None
+        for row in self._table_rows("reviews"):
+            if row[0] == photo_id:
+                latest = row
+        return Review(photo_id) if latest is None else _review_from_row(latest)
+
+    def save_review(
+        self,
+        photo_id: str,
+        *,
+        based_on: int,
+        state: str = "in_review",
+        regions: Iterable[dict] | None = None,
+        reason: str | None = None,
+    ) -> Review:
+        """Save a person's review of a photo: the regions they marked and their decision.
+
+        One signed record, by a role that reviews redactions (admin,
+        clinician, analyst). Regions are in the upright photo's pixels;
+        a box partly outside the photo is clipped to it, an empty one (or
+        one wholly outside) is dropped, and a box drawn right-to-left is
+        turned round. Each region keeps the author and time of the save
+        that first marked it; a new or changed one gets yours.
+
+        Parameters
+        ----------
+        photo_id : str
+        based_on : int
+            The :attr:`Review.version` this save was made from (0 for a
+            photo never reviewed). When another save landed since, this one
+            is refused and nothing is written.
+        state : str, default ``"in_review"``
+            ``unreviewed``, ``in_review`` (a draft), ``approved`` or ``rejected``.
+        regions : iterable of dict, optional
+            ``{"kind": "tattoo", "box": [x, y, w, h]}`` each, kind one of
+            :data:`REGION_KINDS`; the whole set for the photo (omitted:
+            keep the regions of version ``based_on``).
+        reason : str, optional
+            Why (a rejection's cause): a few words, never an identifier.
+
+        Returns
+        -------
+        Review
+            The new version.
+
+        Raises
+        ------
+        ConflictError
+            Another save landed after ``based_on``. ``changes`` lists each
+            (who, when, state, regions added and removed) and ``refused``
+            holds this save's content (state, reason, regions), so nothing
+            is lost: look at the changes and save again from
+            ``version``.
+        ConsentError
+            ``approved`` for a photo whose patient's consent was withdrawn
+            or has expired for every purpose (``refused`` holds the save).
+        AccessDenied
+            The role does not review redactions.
+        InvalidInput
+            An unknown state or kind, or a box that is not four numbers.
         """
         if state not in REVIEW_STATES:
-            raise InvalidInput(f"review state must be one of: {', '.join(REVIEW_STATES)}")
-        self._need("originals", "review redactions", {"photo_id": photo_id})
-        self._photo_row(photo_id)
-        detail = {"photo_id": photo_id, "state": state, **({"reason": reason} if reason else {})}
-        with self._write("review_state", detail):
-            self._insert("reviews", (photo_id, state, reason, self.user, _iso(self._clock())))
+            raise InvalidInput(f"review state must be one of: {', '.join(REVIEW_STATES)}", state=state)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise InvalidInput("a review reason is a short text (at most 500 characters)")
+        reason = reason.strip() or None if isinstance(reason, str) else None
+        if not isinstance(based_on, int) or isinstance(based_on, bool) or based_on < 0:
+            raise InvalidInput("based_on is the version of the review you started from (0 for none)",
+                               based_on=based_on)
+        ref = self._photo_row(photo_id).patient_ref
+        if self.role not in _log.REVIEW_ROLES:
+            raise self._denied("review redactions", "originals", {"photo_id": photo_id})
+        width, height = self._photo_size(photo_id)
+        given = None if regions is None else _check_regions(regions)
+        with self._write("review_state", {"photo_id": photo_id, "state": state,
+                                          **({"reason": reason} if reason else {})}) as detail:
+            history = [_review_from_row(r) for r in self._table_rows("reviews") if r[0] == photo_id]
+            current = history[-1] if history else Review(photo_id)
+            base = next((r for r in history if r.version == based_on), Review(photo_id))
+            wanted = list(base.regions) if given is None else given
+            refused = {"state": state, "reason": reason, "regions": [dict(r) for r in wanted]}
+            if based_on != current.version:
+                changes = [_change(old, new) for old, new in zip([base] + history[based_on:], history[based_on:])]
+                raise ConflictError(_conflict_message(photo_id, based_on, current, changes),
+                                    photo_id=photo_id, based_on=based_on, version=current.version,
+                                    changes=changes, refused=refused)
+            if state == "approved":
+                events = self._consent_events().get(ref, [])
+                if events and not _consent.active_grants(events, self._clock()):
+                    raise ConsentError(
+                        "this photo's patient withdrew consent (or it expired) for every purpose, so "
+                        "its redaction cannot be approved for any use; save it as rejected or leave it",
+                        photo_id=photo_id, patient_ref=ref, refused=refused)
+            now = _iso(self._clock())
+            kept = _attribute(_clip(wanted, width, height), current.regions, self.user, now)
+            detail["version"] = current.version + 1
+            detail["regions"] = len(kept)
+            row = self._insert("reviews", (photo_id, current.version + 1, state, reason,
+                                           json.dumps(kept, sort_keys=True), self.user, now))
+        return _review_from_row(row)
+
+    def review_history(self, photo_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Every saved review, oldest first: who decided what, when, with which regions.
+
+        Columns: photo_id, version, state, reason, regions (a list of
+        region dicts), reviewed_by, reviewed. ``photo_ids`` narrows it.
+        """
+        wanted = None if photo_ids is None else set(photo_ids)
+        rows = [_review_from_row(r) for r in self._table_rows("reviews") if wanted is None or r[0] in wanted]
+        columns = ["photo_id", "version", "state", "reason", "regions", "reviewed_by", "reviewed"]
+        return pd.DataFrame.from_records(
+            [(r.photo_id, r.version, r.state, r.reason, [dict(x) for x in r.regions], r.reviewed_by,
+              r.reviewed) for r in rows], columns=columns)
+
+    def manual_regions(self, photo_ids: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """The regions people marked on each photo, in its latest review, for :func:`deidentify`.
+
+        Every photo with at least one marked region, as ``{"kind", "box",
+        "score": 1.0, "detector": "manual"}`` dicts. A draft's regions count
+        too: whatever a person marked to hide is hidden.
+        """
+        wanted = None if photo_ids is None else set(photo_ids)
+        latest: dict[str, tuple] = {}
+        for row in self._table_rows("reviews"):
+            if wanted is None or row[0] in wanted:
+                latest[row[0]] = row
+        out = {}
+        for photo_id, row in latest.items():
+            regions = [{"kind": r["kind"], "box": list(r["box"]), "score": 1.0, "detector": "manual"}
+                       for r in json.loads(row[4])]
+            if regions:
+                out[photo_id] = regions
+        return out
 
     def _review_states(self) -> dict[str, str]:
         """photo_id -> its latest review decision (photos never reviewed are absent)."""
-        return {photo_id: state for photo_id, state, *_ in self._table_rows("reviews")}
+        return {row[0]: row[2] for row in self._table_rows("reviews")}
+
+    def _reviewers(self) -> dict[str, tuple[str, str]]:
+        """photo_id -> (user, time) of the save that set its current state to approved."""
+        out: dict[str, tuple[str, str]] = {}
+        state: dict[str, str] = {}
+        for row in self._table_rows("reviews"):
+            photo_id, new = row[0], row[2]
+            if new == "approved" and state.get(photo_id) != "approved":
+                out[photo_id] = (row[5], row[6])
+            elif new != "approved":
+                out.pop(photo_id, None)
+            state[photo_id] = new
+        return out
+
+    def _photo_size(self, photo_id: str) -> tuple[int, int]:
+        """The upright width and height of a photo (verified rows)."""
+        columns = _log.TABLES["photos"]
+        at, w, h = columns.index("photo_id"), columns.index("width"), columns.index("height")
+        for row in self._table_rows("photos"):
+            if row[at] == photo_id:
+                return int(row[w]), int(row[h])
+        raise NotFound("no photo with that id in this vault", photo_id=photo_id)
 
     def put_derivative(self, photo_id: str, kind: str, data: bytes) -> str:
         """Store a de-identified derivative of a photo, encrypted with the derivatives tier."""
