@@ -10,6 +10,10 @@ const COLOURS = {face: "#e6194b", text: "#4363d8", barcode: "#f58231", tattoo: "
 function render({ model, el }) {
   const root = h("div", "wb-widget wb-editor");
   root.tabIndex = 0;
+  // JupyterLab's notebook shortcuts (a: insert a cell, 4: heading...) match
+  // from the focused element upwards and stop at this attribute: the
+  // widget's keys are the widget's
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
   root.setAttribute("data-lm-suppress-shortcuts", "true");
   const act = actor(model);
 
@@ -143,7 +147,7 @@ function render({ model, el }) {
   surface.addEventListener("mousedown", (event) => {
     if (event.button !== 0 || !shown || !model.get("can_review")) return;
     event.preventDefault();
-    root.focus();
+    root.focus({ preventScroll: true });  // a jump would put the box off the pointer
     const p = toImage(event);
     const t = event.target;
     if (t.dataset && t.dataset.index !== undefined) {
