@@ -401,9 +401,12 @@ class ReviewMixin:
         consented = self._consented(purpose)
         shredded = self._shredded()
         self._check_tables("deid_results")
+        # latest = last stored: rows are only ever appended, in log order; two
+        # stored at the same instant (a fixed clock, a coarse one) must not be
+        # told apart by their random blob ids
         rows = self._query(
             "SELECT photo_id, blob_id, policy_digest, ext, width, height, regions, verified, "
-            "warnings, created, created_by FROM deid_results ORDER BY created, blob_id")
+            "warnings, created, created_by FROM deid_results ORDER BY rowid")
         latest: dict[str, tuple] = {}
         for row in rows:
             if row[1] not in shredded:
