@@ -7,21 +7,16 @@ headless on a free port, and asked over HTTP what a browser would get.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from workbench.lab import KERNEL_NAME, SETTINGS_OVERRIDES, write_settings
 
-from _browser import ROOT, chromium_page, free_port, http_get, running_lab
+from _browser import ROOT, chromium_page, http_get, running_lab
 
 TOKEN = "lab-test-token"
 

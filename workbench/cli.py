@@ -104,12 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                    help="filter, e.g. --where body_site=forearm (repeatable)")
 
+    def photo_fields(p, patient_help=None):
+        """What every way of adding photos asks: whose, and of what."""
+        p.add_argument("--patient", required=True, metavar="ID", help=patient_help)
+        p.add_argument("--body-site", required=True)
+        p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
+        p.add_argument("--diagnosis", metavar="CODE")
+
     p = add("ingest", "encrypt photos from files, folders or a memory card into the vault")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--patient", required=True, metavar="ID")
-    p.add_argument("--body-site", required=True)
-    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
-    p.add_argument("--diagnosis", metavar="CODE")
+    photo_fields(p)
     p.add_argument("--remove-source", action="store_true",
                    help="delete each source file once its photo is verified in the vault")
     p.add_argument("--allow-no-consent", action="store_true",
@@ -121,21 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", nargs="?", const="", metavar="MODEL_OR_PORT",
                    help="read the card through libgphoto2 from the connected camera (or the one "
                         "named; disk:/path reads a folder through libgphoto2)")
-    p.add_argument("--patient", required=True, metavar="ID")
-    p.add_argument("--body-site", required=True)
-    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
-    p.add_argument("--diagnosis", metavar="CODE")
+    photo_fields(p)
     p.add_argument("--remove", action="store_true",
                    help="delete each file from the card once its photo is verified in the vault")
     p.add_argument("--allow-no-consent", action="store_true",
                    help="store photos of a patient with no consent on record (care use only)")
 
     p = add("capture", "take pictures with a tethered camera straight into the vault")
-    p.add_argument("--patient", required=True, metavar="ID",
-                   help="patient id (MRN); needs an active consent that covers care")
-    p.add_argument("--body-site", required=True)
-    p.add_argument("--laterality", choices=["left", "right", "bilateral", "midline"])
-    p.add_argument("--diagnosis", metavar="CODE")
+    photo_fields(p, "patient id (MRN); needs an active consent that covers care")
     p.add_argument("--count", type=int, metavar="N",
                    help="pictures to take (default 1; with --watch: until Ctrl+C)")
     p.add_argument("--keep-on-camera", action="store_true",

@@ -505,25 +505,25 @@ class PhotosMixin:
         workbench or around it. Others see its pixels through
         :meth:`load_original`.
         """
-        action = "read original files with their metadata"
-        files = self._photo_row(photo_id)
-        detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
-        self._need("identities", action, detail)
-        self._need("originals", action, detail)
-        self._require_consent({photo_id: files.patient_ref}, purpose, action)
-        opened = self._open_blobs([files.pixels, files.metadata], action, detail)
-        self._record("decrypt_original", detail)
-        return _imageio.join_metadata(opened[files.pixels], opened[files.metadata])
+        opened = self._open_photo_files(photo_id, ("metadata", "pixels"),
+                                        "read original files with their metadata", purpose)
+        return _imageio.join_metadata(opened["pixels"], opened["metadata"])
 
     def _read_pixels_file(self, photo_id: str, action: str, purpose: str = "care") -> bytes:
         """The original's pixels-only file (a JPEG or PNG that decodes to the same upright pixels)."""
+        return self._open_photo_files(photo_id, ("pixels",), action, purpose)["pixels"]
+
+    def _open_photo_files(self, photo_id: str, kinds: tuple[str, ...], action: str, purpose: str) -> dict:
+        """Decrypt a photo's ``pixels`` and/or ``metadata`` file, refused (audited) without the tier
+        each is sealed to (the ingest rule's) or without consent for ``purpose``; one audit record."""
         files = self._photo_row(photo_id)
         detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
-        self._need("originals", action, detail)
+        for kind in kinds:
+            self._need(_log.RULES["ingest"].files[kind], action, detail)
         self._require_consent({photo_id: files.patient_ref}, purpose, action)
-        data = self._open_blob(files.pixels, action, detail)
+        opened = self._open_blobs([getattr(files, kind) for kind in kinds], action, detail)
         self._record("decrypt_original", detail)
-        return data
+        return {kind: opened[getattr(files, kind)] for kind in kinds}
 
     def load_original(self, photo_id: str, *, purpose: str = "care") -> np.ndarray:
         """Decrypted, identifiable RGB pixels of an original (EXIF orientation applied).

@@ -8,6 +8,16 @@ function h(tag, cls, text) {
   return node;
 }
 
+// The root of a widget that takes keys: focusable, and JupyterLab's notebook
+// shortcuts (a: insert a cell, 4: heading...), which match from the focused
+// element upwards, stop at data-lm-suppress-shortcuts: its keys are its own.
+function keyedRoot(cls) {
+  const root = h("div", cls);
+  root.tabIndex = 0;
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  return root;
+}
+
 // An action for Python: {action, args}; Python runs the method of that name.
 function actor(model) {
   return (action, args) => model.send({ action, args: args || {} });

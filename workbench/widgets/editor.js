@@ -8,13 +8,7 @@ const COLOURS = {face: "#e6194b", text: "#4363d8", barcode: "#f58231", tattoo: "
                  birthmark: "#3cb44b", other: "#f032e6", manual: "#808080"};
 
 function render({ model, el }) {
-  const root = h("div", "wb-widget wb-editor");
-  root.tabIndex = 0;
-  // JupyterLab's notebook shortcuts (a: insert a cell, 4: heading...) match
-  // from the focused element upwards and stop at this attribute: the
-  // widget's keys are the widget's
-  root.setAttribute("data-lm-suppress-shortcuts", "true");
-  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  const root = keyedRoot("wb-widget wb-editor");
   const act = actor(model);
 
   const bar = h("div", "wb-toolbar");

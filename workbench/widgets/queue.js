@@ -2,13 +2,7 @@
 // binary buffer each), accept / send back, and the figures.
 
 function render({ model, el }) {
-  const root = h("div", "wb-widget wb-queue");
-  root.tabIndex = 0;
-  // JupyterLab's notebook shortcuts (a: insert a cell, 4: heading...) match
-  // from the focused element upwards and stop at this attribute: the
-  // widget's keys are the widget's
-  root.setAttribute("data-lm-suppress-shortcuts", "true");
-  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  const root = keyedRoot("wb-widget wb-queue");
   const act = actor(model);
   const bar = h("div", "wb-toolbar");
   const prev = h("button", "wb-prev", "◀ previous (p)");
