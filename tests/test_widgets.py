@@ -142,6 +142,36 @@ def test_zoom_and_redacted_preview_send_other_pixels(photos, clock):
         assert_state_is_clean(editor)
 
 
+def test_a_proposed_box_is_dismissed_only_as_it_was_proposed_and_the_preview_leaves_it(photos, clock):
+    """The weak "face" on the first photo is picked and dismissed; it stays fixed, and undoes cleanly."""
+    path, ids = photos
+    with open_as(path, "analyst", clock) as v:
+        editor = RedactionEditor(v, ids[0])
+        sent = capture(editor)
+        browser(editor, "dismiss")
+        assert "pick a proposed box first" in editor.error and editor.regions == []
+        browser(editor, "pick")                       # Tab: the next proposed box
+        assert editor.picked == 0 and "x dismisses it" in editor.status
+        browser(editor, "dismiss")
+        assert editor.regions == [{"kind": "face", "box": [10, 10, 40, 40], "dismissed": True}]
+        browser(editor, "set_box", index=0, box=[0, 0, 80, 80])
+        assert "cannot be moved" in editor.error and editor.regions[0]["box"] == [10, 10, 40, 40]
+        browser(editor, "set_kind", kind="tattoo", index=0)
+        assert "cannot be given another kind" in editor.error and editor.regions[0]["kind"] == "face"
+        browser(editor, "toggle_preview")
+        preview = np.asarray(Image.open(io.BytesIO(sent[-1][1][0])).convert("RGB")).astype(int)
+        assert preview[15:45, 15:45].mean() > 100     # left visible in the preview
+        browser(editor, "dismiss", index=0)           # again: hidden again
+        assert editor.regions == []
+        preview = np.asarray(Image.open(io.BytesIO(sent[-1][1][0])).convert("RGB")).astype(int)
+        assert preview[15:45, 15:45].max() < 30
+        browser(editor, "dismiss", index=0)
+        browser(editor, "approve")
+        review = v.review(ids[0])
+    assert [(r["kind"], r["box"], r.get("dismissed")) for r in review.regions] == [("face", [10, 10, 40, 40], True)]
+    assert review.state == "approved"
+
+
 def test_approve_saves_one_version_calls_back_and_moves_on(photos, clock):
     path, ids = photos
     saved = []

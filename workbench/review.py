@@ -43,6 +43,7 @@ SHORTCUTS = (
         f"{n} {kind}" for n, kind in enumerate(REGION_KINDS, start=1))),
     ("arrows", "move the selected box (with Shift: resize it)"),
     ("Delete", "delete the selected box"),
+    ("Tab / x", "pick the next proposed box / dismiss it (it hides no identifier: left visible once approved)"),
     ("z", "zoom to full resolution on the selected box (again: whole photo)"),
     ("t", "toggle the preview of the redacted result"),
     ("a", "approve"),
@@ -159,15 +160,18 @@ class PhotoView:
     def redacted(self, manual: list[dict], policy: Policy | None = None) -> bytes:
         """The displayed photo with the proposed and manual regions filled, as a build would.
 
+        Proposed regions that ``manual`` dismisses are left visible.
         Proposed regions are the boxes the stored version hid (grown
         already); manual ones are grown by their kind's margin, as
         :func:`workbench.deid.deidentify` grows them (tattoo, birthmark and
         other boxes are used as drawn).
         """
         policy = policy or Policy()
+        dismissed = {(r["kind"], tuple(r["box"])) for r in manual if r.get("dismissed")}
         hidden = [Region(r["kind"], tuple(r["box"]), float(r.get("score", 1.0)), r.get("detector", "manual"))
-                  for r in self.proposed]
-        hidden += grow([Region(r["kind"], tuple(r["box"])) for r in manual], policy, *self.size)
+                  for r in self.proposed if (r["kind"], tuple(r["box"])) not in dismissed]
+        hidden += grow([Region(r["kind"], tuple(r["box"])) for r in manual if not r.get("dismissed")],
+                       policy, *self.size)
         with Image.open(io.BytesIO(self.jpeg)) as shown:
             canvas = shown.convert("RGB")
         draw = ImageDraw.Draw(canvas)

@@ -38,7 +38,8 @@ class RedactionEditor(_Widget):
     Notes
     -----
     In the browser: drag on the photo (``.wb-editor-surface``) to draw a box,
-    drag a box to move it, its corner handle to resize it; buttons
+    drag a box to move it, its corner handle to resize it; click a proposed
+    box's label (or press Tab) to pick it and ``x`` to dismiss it; buttons
     ``.wb-approve``, ``.wb-reject``, ``.wb-next``, ``.wb-prev``; the status
     line ``.wb-status``. Keys: see :data:`workbench.review.SHORTCUTS`.
     """
@@ -54,9 +55,12 @@ class RedactionEditor(_Widget):
     #: the detectors' regions: ``{"kind", "box", "score", "detector"}`` (read-only)
     proposed = traitlets.List().tag(sync=True)
     verified = traitlets.Any(None).tag(sync=True)
-    #: the regions a person marked: ``{"kind", "box", "author"?, "time"?}``
+    #: the regions a person marked: ``{"kind", "box", "author"?, "time"?}``, and
+    #: ``"dismissed": true`` on a proposed box judged not identifying
     regions = traitlets.List().tag(sync=True)
     selected = traitlets.Int(-1).tag(sync=True)
+    #: the proposed box picked for dismissing (-1: none)
+    picked = traitlets.Int(-1).tag(sync=True)
     #: the kind given to new boxes (and set on the selected one by keys 1-6)
     kind = traitlets.Unicode("tattoo").tag(sync=True)
     kinds = traitlets.List(list(REGION_KINDS)).tag(sync=True)
@@ -121,6 +125,7 @@ class RedactionEditor(_Widget):
             self.verified = view.verified
             self._load_review(review)
             self.selected = -1
+            self.picked = -1
             self.zoom_box = []
             self.redacted_preview = False
             self.conflict = {}
@@ -178,6 +183,8 @@ class RedactionEditor(_Widget):
         same = [round(v) for v in (x, y, w, h)] == [x0, y0, x1 - x0, y1 - y0]
         if not same:  # a changed box is a new mark: it gets its author on save
             out = {}
+        if region.get("dismissed") is True:
+            out["dismissed"] = True
         return {"kind": region["kind"], "box": [x0, y0, x1 - x0, y1 - y0], **out}
 
     def _on_regions(self, change) -> None:
@@ -217,7 +224,7 @@ class RedactionEditor(_Widget):
     def _index_ok(self, index) -> int:
         if not isinstance(index, int) or not 0 <= index < len(self.regions):
             raise InvalidInput(f"there is no marked box number {index}; select one of the "
-                               f"{len(self.regions)} boxes you marked (proposed boxes are always redacted)")
+                               f"{len(self.regions)} boxes you marked (a proposed box is picked with Tab and dismissed with x)")
         return index
 
     @action
@@ -246,6 +253,7 @@ class RedactionEditor(_Widget):
         """Move or resize a marked box (its new ``[x, y, w, h]``); an empty result deletes it."""
         self._need_photo()
         index = self._index_ok(index)
+        self._not_dismissed(index, "moved or resized")
         region = self._clean({"kind": self.regions[index]["kind"], "box": box})
         regions = list(self.regions)
         if region is None:
@@ -264,6 +272,51 @@ class RedactionEditor(_Widget):
         gone = regions.pop(index)
         self._edit(regions, -1, f"deleted the {gone['kind']} box at {gone['box']}")
 
+    def _not_dismissed(self, index: int, what: str) -> None:
+        if self.regions[index].get("dismissed"):
+            raise InvalidInput(f"box {index + 1} is a dismissed detector box and cannot be {what}: delete "
+                               "it to hide the detection again, then draw a box of your own")
+
+    @action
+    def pick(self, index: int | None = None) -> None:
+        """Pick proposed box ``index`` for :meth:`dismiss` (default: the next one; -1: none)."""
+        self._need_photo()
+        if not self.proposed:
+            raise InvalidInput("no box was proposed on this photo: there is nothing to dismiss")
+        if index is None:
+            index = (self.picked + 1) % len(self.proposed)
+        if not isinstance(index, int) or not -1 <= index < len(self.proposed):
+            raise InvalidInput(f"there is no proposed box number {index}; pick one of the "
+                               f"{len(self.proposed)} proposed boxes")
+        self.picked = index
+        if index >= 0:
+            p = self.proposed[index]
+            self.status = (f"picked the proposed {p['kind']} box at {p['box']} (score "
+                           f"{float(p.get('score', 1)):.2f}): x dismisses it if it hides no identifier")
+
+    @action
+    def dismiss(self, index: int | None = None) -> None:
+        """Dismiss proposed box ``index`` (default: the picked one): it hides no identifier.
+
+        The box is added to the regions as ``"dismissed": true``; once the
+        photo is approved, builds leave that detection visible and say so.
+        Dismissing it again (or deleting the dismissed box) takes it back.
+        """
+        self._need_photo()
+        index = self.picked if index is None else index
+        if not isinstance(index, int) or not 0 <= index < len(self.proposed):
+            raise InvalidInput("pick a proposed box first (click its label, or press Tab), then dismiss it")
+        p = self.proposed[index]
+        mark = {"kind": p["kind"], "box": [int(v) for v in p["box"]], "dismissed": True}
+        same = [n for n, r in enumerate(self.regions)
+                if r.get("dismissed") and r["kind"] == mark["kind"] and list(r["box"]) == mark["box"]]
+        regions = [r for n, r in enumerate(self.regions) if n not in same]
+        if same:
+            self._edit(regions, -1, f"the proposed {p['kind']} box at {mark['box']} is hidden again")
+        else:
+            self._edit(regions + [mark], -1, f"dismissed the proposed {p['kind']} box at {mark['box']}: "
+                       "approve to leave it visible in builds")
+
     @action
     def set_kind(self, kind: str, index: int | None = None) -> None:
         """Set the kind of new boxes, and of box ``index`` (default: the selected one, if any)."""
@@ -272,6 +325,7 @@ class RedactionEditor(_Widget):
         self.kind = kind
         index = self.selected if index is None else self._index_ok(index)
         if index >= 0 and self._view is not None:
+            self._not_dismissed(index, "given another kind")
             regions = list(self.regions)
             regions[index] = {"kind": kind, "box": list(regions[index]["box"])}
             self._edit(regions, index, f"box {index + 1} is now a {kind}")
