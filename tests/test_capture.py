@@ -56,51 +56,89 @@ def _actions(vault_path, clock) -> list[str]:
 # --- card import from a folder ----------------------------------------------------
 
 
+def _cr3(seed: int) -> bytes:
+    """A file with the container of a Canon CR3 (ISO media, ``crx`` brand) and generated content."""
+    import struct
+
+    body = np.random.default_rng(seed).bytes(4000)
+    return struct.pack(">I", 24) + b"ftypcrx " + struct.pack(">I", 1) + b"crx isom" + \
+        struct.pack(">I", 8 + len(body)) + b"mdat" + body
+
+
 def test_folder_import_removes_only_verified_files_and_a_rerun_stores_nothing_twice(vault_path, clock, tmp_path):
     card, digests = _card(tmp_path / "card")
     folder = card / "DCIM" / "100CANON"
-    (folder / "IMG_0001.CR3").write_bytes(b"raw companion")  # the pair of IMG_0001.JPG
+    raw = _cr3(1)
+    (folder / "IMG_0001.CR3").write_bytes(raw)  # the pair of IMG_0001.JPG
+    (folder / "IMG_0002.CR3").write_bytes(b"not a raw file")  # the pair of IMG_0002.JPG: refused
     (folder / "NOTES.TXT").write_text("not a photo")
     with open_as(vault_path, "photographer", clock) as pho:
         report = wb.import_card(pho, card, patient=PATIENT, body_site="forearm", remove=True)
-    assert len(report.imported) == 5 and not report.failed and report.ok
-    assert [f.file for f in report.left] == ["DCIM/100CANON/IMG_0001.CR3"]
+    # five photos, and the raw file of the first kept with its JPEG's photo
+    assert len(report.imported) == 6 and not report.left
+    by_name = {f.file: f for f in report.files}
+    pair = by_name["DCIM/100CANON/IMG_0001.CR3"]
+    assert pair.photo_id == by_name["DCIM/100CANON/IMG_0001.JPG"].photo_id and pair.verified and pair.removed
+    bad = by_name["DCIM/100CANON/IMG_0002.CR3"]
+    assert [f.file for f in report.failed] == ["DCIM/100CANON/IMG_0002.CR3"] and not report.ok
+    assert "not the CR3 raw file its name says" in str(bad.error)
     assert [f.file for f in report.skipped] == ["DCIM/100CANON/NOTES.TXT"]
-    # the JPEG of the pair stays with its raw file; every other photo went
-    assert len(report.removed) == 4
-    assert _photos_on(card) == {"DCIM/100CANON/IMG_0001.CR3", "DCIM/100CANON/IMG_0001.JPG",
+    # every other photo went; a pair goes together, and the refused raw keeps its JPEG on the card
+    assert len(report.removed) == 5
+    assert _photos_on(card) == {"DCIM/100CANON/IMG_0002.CR3", "DCIM/100CANON/IMG_0002.JPG",
                                 "DCIM/100CANON/NOTES.TXT"}
     assert sorted(_stored_digests(vault_path, clock)) == sorted(digests.values())
     for entry in report.imported:
-        assert entry.verified and entry.sha256 == digests[entry.file] and entry.photo_id
-    assert "4 removed from the card" in report.summary() and "5 imported" in report.summary()
+        assert entry.verified and entry.photo_id
+        assert entry.sha256 == digests.get(entry.file, hashlib.sha256(raw).hexdigest())
+    assert "6 imported (1 of them raw files kept with their JPEG's photo)" in report.summary()
+    assert "5 removed from the card" in report.summary()
 
+    (folder / "IMG_0002.CR3").write_bytes(_cr3(2))  # the card's file, put right
+    shutil.copy(folder / "IMG_0002.JPG", tmp_path / "kept.jpg")
     with open_as(vault_path, "photographer", clock) as pho:
         again = wb.import_card(pho, card, patient=PATIENT, body_site="forearm", remove=True)
-        # the manifest names card files: sealed to identities, which a photographer cannot open
+        # the manifest names card files, and a raw file is the camera's whole file: both are
+        # sealed to identities, which a photographer cannot open
         with pytest.raises(wb.AccessDenied):
             pho.read_import_manifest(report.manifest_id)
-    assert not again.imported and [f.file for f in again.present] == ["DCIM/100CANON/IMG_0001.JPG"]
+        with pytest.raises(wb.AccessDenied):
+            pho.read_raw_companion(pair.photo_id)
+    assert [f.file for f in again.imported] == ["DCIM/100CANON/IMG_0002.CR3"]
+    assert [f.file for f in again.present] == ["DCIM/100CANON/IMG_0002.JPG"]
     assert len(_stored_digests(vault_path, clock)) == 5
-    assert _photos_on(card) == {"DCIM/100CANON/IMG_0001.CR3", "DCIM/100CANON/IMG_0001.JPG",
-                                "DCIM/100CANON/NOTES.TXT"}
+    assert _photos_on(card) == {"DCIM/100CANON/NOTES.TXT"}
+
+    # the same pair from another card: nothing stored twice
+    (folder / "IMG_0001.JPG").write_bytes((tmp_path / "kept.jpg").read_bytes())
+    (folder / "IMG_0001.JPG").rename(folder / "IMG_0009.JPG")
+    (folder / "IMG_0009.CR3").write_bytes(_cr3(2))
+    with open_as(vault_path, "photographer", clock) as pho:
+        third = wb.import_card(pho, card, patient=PATIENT, body_site="forearm")
+    assert [f.status for f in third.files if f.file.endswith((".JPG", ".CR3"))] == ["present", "present"]
 
     with open_as(vault_path, "admin", clock) as ada:
         manifest = ada.read_import_manifest(report.manifest_id)
+        assert ada.read_raw_companion(pair.photo_id) == raw
+        assert len(ada.raw_companions(by_name["DCIM/100CANON/IMG_0002.JPG"].photo_id)) == 1
         assert ada.verify_audit().ok
         records = ada.audit_records()
+    with open_as(vault_path, "analyst", clock) as ana, pytest.raises(wb.AccessDenied):
+        ana.read_raw_companion(pair.photo_id)
     by_file = {m["file"]: m for m in manifest}
     assert set(by_file) == {f.file for f in report.files}
-    jpeg = by_file["DCIM/100CANON/IMG_0002.JPG"]
+    jpeg = by_file["DCIM/100CANON/IMG_0003.JPG"]
     assert jpeg["status"] == "imported" and jpeg["verified"] and jpeg["removed"]
-    assert jpeg["sha256"] == digests["DCIM/100CANON/IMG_0002.JPG"] and jpeg["size"] > 0
-    assert by_file["DCIM/100CANON/IMG_0001.CR3"]["status"] == "left"
+    assert jpeg["sha256"] == digests["DCIM/100CANON/IMG_0003.JPG"] and jpeg["size"] > 0
+    assert by_file["DCIM/100CANON/IMG_0001.CR3"]["removed"] and by_file["DCIM/100CANON/IMG_0002.CR3"]["status"] == "failed"
     # each deletion is a signed record naming the verified photo, and no record names a file
     deletes = records[records["action"] == "card_delete"]
-    assert sorted(d["photo_id"] for d in deletes["detail"]) == sorted(f.photo_id for f in report.removed)
+    assert sorted(d["photo_id"] for d in deletes["detail"]) == sorted(
+        f.photo_id for f in report.removed + again.removed)
     assert "IMG_" not in json.dumps(list(records["detail"]))
+    assert list(records.loc[records["action"] == "raw_companion", "user"]) == ["pho", "pho"]
     imports = records[records["action"] == "card_import"]
-    assert [d["removed"] for d in imports["detail"]] == [4, 0]
+    assert [d["removed"] for d in imports["detail"]] == [5, 2, 0]
 
 
 def test_without_remove_the_card_is_untouched(vault_path, clock, tmp_path):
