@@ -310,9 +310,9 @@ class _Shutter(_Flaky):
     """Directory Browse with a shutter: ``capture`` returns the next file already on the card
     (as a camera that writes each shot to its card), or fails with ``faults["capture"]``."""
 
-    def __init__(self, handle, folder, names, **kw):
+    def __init__(self, handle, folder, names, events=(), **kw):
         super().__init__(handle, **kw)
-        self.folder, self.names = folder, list(names)
+        self.folder, self.names, self.events = folder, list(names), list(events)
 
     @property
     def capture(self):
@@ -329,14 +329,17 @@ class _Shutter(_Flaky):
         return self._handle.get_abilities()
 
     def wait_for_event(self, timeout):
+        """A file added for each name in ``events`` (the shutter, or a raw file after its JPEG), then quiet."""
         import gphoto2 as gp
 
+        if self.events:
+            return gp.GP_EVENT_FILE_ADDED, SimpleNamespace(folder=self.folder, name=self.events.pop(0))
         return gp.GP_EVENT_TIMEOUT, None
 
 
-def _shutter_camera(card, **kw):
+def _shutter_camera(card, names=None, **kw):
     camera = wb.open_camera(f"disk:{card}", sleep=lambda s: None)
-    names = sorted(p.name for p in (card / "DCIM" / "100CANON").iterdir())
+    names = sorted(p.name for p in (card / "DCIM" / "100CANON").iterdir()) if names is None else names
     camera._handle = _Shutter(camera._handle, "/DCIM/100CANON", names, **kw)
     return camera
 
@@ -352,6 +355,22 @@ def test_capture_stores_verifies_deletes_and_audits_each_shot(vault_path, clock,
         frame = ada.photos("care")
         assert set(frame["laterality"]) == {"left"} and len(frame) == 3
         assert ada.verify_audit().ok
+
+
+def test_a_raw_plus_jpeg_shot_is_one_photo_with_its_raw_file(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=2)
+    folder = card / "DCIM" / "100CANON"
+    (folder / "IMG_0001.CR3").write_bytes(_cr3(5))
+    # the camera writes the JPEG, then its raw file, for the first shot; a JPEG alone for the second
+    with _shutter_camera(card, ["IMG_0001.JPG", "IMG_0002.JPG"], events=["IMG_0001.CR3"]) as camera, \
+            open_as(vault_path, "photographer", clock) as pho:
+        report = wb.capture(pho, camera, patient=PATIENT, body_site="wound", count=2)
+    assert [(f.file.rsplit("/", 1)[-1], f.status, f.removed) for f in report.files] == [
+        ("IMG_0001.JPG", "imported", True), ("IMG_0001.CR3", "imported", True), ("IMG_0002.JPG", "imported", True)]
+    assert report.files[0].photo_id == report.files[1].photo_id and _photos_on(card) == set()
+    with open_as(vault_path, "admin", clock) as ada:
+        assert len(ada.photos("care")) == 2
+        assert ada.read_raw_companion(report.files[0].photo_id) == _cr3(5)
 
 
 def test_capture_keep_on_camera(vault_path, clock, tmp_path):
@@ -560,3 +579,58 @@ def test_sigkill_during_a_card_import(tmp_path):
         shutil.rmtree(card)
     # the kills landed mid-import, not only before or after it
     assert any(0 < n < KILL_PHOTOS for n in removed_counts), removed_counts
+
+
+# --- the capture panel (the notebook's widget) --------------------------------------
+
+
+def test_the_capture_panel_takes_pictures_into_the_vault_and_keeps_no_identifier(vault_path, clock, tmp_path):
+    from test_widgets import assert_state_is_clean, browser, capture as sent_to_browser
+    from PIL import Image
+    import io
+
+    from workbench.widgets import CapturePanel
+
+    card, digests = _card(tmp_path / "card", count=3)
+    with _shutter_camera(card, events=[]) as camera, open_as(vault_path, "photographer", clock) as pho:
+        panel = CapturePanel(pho, camera)
+        sent = sent_to_browser(panel)
+        assert panel.camera["model"] and panel.can_capture and "battery" in panel.status
+        browser(panel, "capture", patient="MRN-NOBODY", body_site="wound")
+        assert "no active consent that covers care" in panel.error and not panel.shots
+        browser(panel, "capture", patient=PATIENT, body_site="", laterality="left")
+        assert "body site" in panel.error and not panel.shots
+        browser(panel, "capture", patient=PATIENT, body_site="wound", laterality="left")
+        assert panel.error == "" and [(s["status"], s["verified"], s["removed"]) for s in panel.shots] == [
+            ("imported", True, True)]
+        content, buffers = sent[-1]
+        assert content["slot"] == "last" and Image.open(io.BytesIO(buffers[0])).format == "JPEG"
+        # the photographer's own shutter, watched in the background until stopped
+        camera._handle.events = ["IMG_0002.JPG"]
+        browser(panel, "watch", patient=PATIENT, body_site="wound")
+        for _ in range(100):
+            if len(panel.shots) == 2:
+                break
+            time.sleep(0.05)
+        browser(panel, "stop")
+        assert not panel.watching and [s["status"] for s in panel.shots] == ["imported", "imported"]
+        assert_state_is_clean(panel)
+        panel.close()
+    assert _photos_on(card) == {"DCIM/100CANON/IMG_0003.JPG"}
+    with open_as(vault_path, "admin", clock) as ada:
+        frame = ada.photos("care")
+    assert sorted(frame["laterality"].fillna("")) == ["", "left"]
+
+
+def test_the_capture_panel_says_what_is_wrong_without_a_camera_or_the_role(vault_path, clock):
+    from workbench.widgets import CapturePanel
+
+    with open_as(vault_path, "researcher", clock) as res:
+        panel = CapturePanel(res, "disk:/nowhere")
+        assert not panel.can_capture and "cannot capture photos" in panel.error
+    assert wb.list_cameras() == []  # real libgphoto2, no camera on this machine's USB
+    with open_as(vault_path, "photographer", clock) as pho:
+        panel = CapturePanel(pho)
+        assert panel.error.startswith("no camera") and panel.camera == {}
+        panel.capture(PATIENT, "wound")
+        assert "no camera is connected" in panel.error

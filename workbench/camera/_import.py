@@ -222,8 +222,10 @@ class _Importer:
 
     def __init__(self, vault, source, *, patient: str, body_site: str, laterality: str | None,
                  diagnosis: str | None, allow_no_consent: bool, remove: bool, workers: int,
-                 progress: Callable[[int, int, ImportedFile], None] | None, desc: str):
+                 progress: Callable[[int, int, ImportedFile], None] | None, desc: str,
+                 preview: Callable[[str, bytes], None] | None = None):
         self.vault, self.source, self.remove = vault, source, remove
+        self.preview = preview
         self.fields = dict(patient=patient, body_site=body_site, laterality=laterality,
                            diagnosis=diagnosis, allow_no_consent=allow_no_consent)
         self.workers, self.progress, self.desc = workers, progress, desc
@@ -286,6 +288,8 @@ class _Importer:
                     self.gone = exc
                 raise
             entry.size, entry.sha256 = len(data), hashlib.sha256(data).hexdigest()
+            if self.preview is not None:
+                self.preview(_ext(f), data)
             return data
         return fetch
 
