@@ -377,6 +377,37 @@ def test_second_blind_review_and_the_figures(photos, clock):
             "face": {"added": 1, "removed": 0}, "tattoo": {"added": 0, "removed": 1}}
 
 
+def test_a_blind_second_review_sees_neither_the_first_regions_nor_decision_and_uncovers_nothing(photos, clock):
+    path, ids = photos
+    with open_as(path, "analyst", clock) as v:
+        for photo_id in ids[:2]:
+            v.save_review(photo_id, based_on=0, state="approved", reason="fine",
+                          regions=[{"kind": "tattoo", "box": list(TATTOO)}])
+    with open_as(path, "clinician", clock) as v:
+        queue = ReviewQueue(v, second_share=1.0)
+        assert sorted(queue.photo_ids(second_review=True)) == sorted(ids[:2])
+        sent = capture(queue)
+        redacted = {c["slot"]: b for c, b in sent}["redacted"][0]
+        pixels = np.asarray(Image.open(io.BytesIO(redacted)).convert("RGB")).astype(int)
+        x, y, w, h = TATTOO
+        assert pixels[y + 6:y + h - 6, x + 6:x + w - 6, 2].mean() > 80  # the first reviewer's box is not shown
+        editor = RedactionEditor(v, ids[:2], blind=True)
+        assert editor.regions == [] and editor.state == "second review" and editor.reason == ""
+        assert_state_is_clean(editor)
+        assert "ana" not in json.dumps(editor.get_state())
+        editor.draw([x - 2, y + 1, w + 2, h], "tattoo")   # the same tattoo, drawn by another hand
+        editor.approve()
+        editor.approve()                                  # the second photo: nothing of its own marked
+        first, second = v.review(ids[0]), v.review(ids[1])
+        figures = review_figures(v.review_history())
+    # nothing the first reviewer hid was uncovered
+    assert {(r["author"], r["kind"]) for r in first.regions} == {("ana", "tattoo"), ("cli", "tattoo")}
+    assert [(r["author"], tuple(r["box"])) for r in second.regions] == [("ana", TATTOO)]
+    # the regions agree on the first photo, not at all on the second
+    assert figures["region_pairs"] == 2 and figures["region_agreement"] == 0.5
+    assert figures["compared"] == 2 and figures["agreement"] == 1.0
+
+
 # --- the consent form -------------------------------------------------------------------
 
 

@@ -34,6 +34,13 @@ class RedactionEditor(_Widget):
     purpose : str, default ``"care"``
         Why the photos are looked at; a photo whose patient is not
         consented for it now is not shown.
+    blind : bool, default False
+        A second, blind review: the regions earlier reviewers marked are
+        neither shown nor counted, and the proposed boxes are the
+        detectors' alone. Your marks are saved *added to* theirs, so a
+        blind review never uncovers what someone else hid, and
+        :func:`workbench.review.review_figures` compares your regions with
+        theirs (``region_agreement``).
 
     Notes
     -----
@@ -76,13 +83,16 @@ class RedactionEditor(_Widget):
     conflict = traitlets.Dict().tag(sync=True)
     can_review = traitlets.Bool(False).tag(sync=True)
     shortcuts = traitlets.List([list(s) for s in SHORTCUTS]).tag(sync=True)
+    blind = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, vault: Vault, photo_ids: str | Iterable[str], *, purpose: str = "care"):
+    def __init__(self, vault: Vault, photo_ids: str | Iterable[str], *, purpose: str = "care",
+                 blind: bool = False):
         ids = [photo_ids] if isinstance(photo_ids, str) else list(photo_ids)
-        super().__init__(photo_ids=ids, role=vault.role)
+        super().__init__(photo_ids=ids, role=vault.role, blind=bool(blind))
         self._vault = vault
         self._purpose = purpose
         self._view: PhotoView | None = None
+        self._others: list[dict] = []  # blind: the regions others marked, kept out of sight
         self.observe(self._on_regions, names="regions")
         try:
             require_reviewer(vault)
@@ -140,7 +150,12 @@ class RedactionEditor(_Widget):
         self.version = review.version
         self.state = review.state
         self.reason = review.reason or ""
-        self._set_regions([dict(r) for r in review.to_json()["regions"]])
+        regions = [dict(r) for r in review.to_json()["regions"]]
+        if self.blind:  # yours are shown; everyone else's are kept, unseen, and saved with yours
+            self._others = [r for r in regions if r.get("author") != self._vault.user]
+            regions = [r for r in regions if r.get("author") == self._vault.user]
+            self.state, self.reason = "second review", ""  # the decision before yours is not shown
+        self._set_regions(regions)
         self.dirty = False
 
     def _set_regions(self, regions: list[dict]) -> None:
@@ -370,9 +385,14 @@ class RedactionEditor(_Widget):
     def _save(self, state: str, reason: str | None) -> dict | None:
         self._need_photo()
         reason = self.reason if reason is None else reason
+        regions = list(self.regions)
+        if self.blind:
+            mine = {(r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) for r in regions}
+            regions += [r for r in self._others
+                        if (r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) not in mine]
         try:
             review = self._vault.save_review(self.photo_id, based_on=self.version, state=state,
-                                             regions=self.regions, reason=reason or None)
+                                             regions=regions, reason=reason or None)
         except ConflictError as exc:
             self.conflict = {"version": exc.version, "changes": exc.changes}
             raise
