@@ -157,5 +157,5 @@ class ReviewQueue(_Widget):
     def go(self, index: int) -> None:
         """Photo number ``index`` (0-based) of the queue."""
         if not isinstance(index, int) or not 0 <= index < len(self.items):
-            raise InvalidInput(f"the queue has {len(self.items)} photos")
+            raise InvalidInput(f"the queue has {len(self.items)} photo{'' if len(self.items) == 1 else 's'}")
         self._show(index)
