@@ -5,9 +5,10 @@ Files are read into memory only and go through the vault's own ingest
 duplicates). A card file is deleted only when asked, and only after its photo's
 vault files were checked against their recorded digests
 (:meth:`Vault.verify_photo`) and the file on the card is still the one that
-was read. Each deletion is a signed log record, written just before the file
-goes, so no deletion is ever unrecorded (a deletion that then fails is
-reported, and the next run deletes the file again). At the end, a manifest
+was read. Deletions go in batches (:data:`DELETE_BATCH`); each batch is a
+signed log record, written just before its files go, so no deletion is ever
+unrecorded (a deletion that then fails is reported, and the next run deletes
+the file again). At the end, a manifest
 of every file (name, size, digest, photo id, verified, removed) is sealed to
 the identities tier and recorded (action ``card_import``).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,8 @@ from ..ingest import CATALOGUE_EXTENSIONS, CATALOGUE_NAMES, PHOTO_EXTENSIONS, SY
 from ..vault._files import read_input
 from ._device import Camera, CameraFile
 
+#: verified card files deleted under one signed record (one index commit instead of one each)
+DELETE_BATCH = 16
 #: raw formats a camera writes beside a JPEG of the same shot (RAW+JPEG mode)
 RAW_EXTENSIONS = frozenset({".cr3", ".cr2", ".dng"})
 _JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
@@ -58,6 +62,7 @@ class ImportedFile:
     verified: bool = False
     removed: bool = False
     error: WorkbenchError | None = None
+    _digest: Future | None = field(default=None, repr=False, compare=False)  # the SHA-256, being taken
 
     def manifest_entry(self) -> dict:
         return {"file": self.file, "status": self.status, "size": self.size, "sha256": self.sha256,
@@ -231,7 +236,9 @@ class _Importer:
         self.workers, self.progress, self.desc = workers, progress, desc
         self.report = ImportReport()
         self.gone: CameraError | None = None  # the camera stopped answering: attempt no more
-        self.paired: set[tuple[str, str]] = set()  # shots of RAW+JPEG pairs: both stay on the card
+        self.paired: set[tuple[str, str]] = set()  # shots of RAW+JPEG pairs
+        self._doomed: list[list[tuple[CameraFile, ImportedFile]]] = []  # verified, to delete next
+        self._hasher: ThreadPoolExecutor | None = None
 
     def run(self, listing: list[tuple[CameraFile, str | None]]) -> None:
         """Import ``listing`` (files with ``None``, or the extension of a non-photo to skip).
@@ -259,23 +266,34 @@ class _Importer:
             workers=self.workers, **self.fields))
         total = len(todo) + len(raws)
         jpegs: dict[tuple[str, str], tuple[CameraFile, ImportedFile]] = {}
+        self._hasher = ThreadPoolExecutor(max_workers=1)  # hashlib releases the GIL: a core of its own
         bar = progress_bar(total=total, desc=self.desc)
         try:
             for number, (f, entry) in enumerate(todo + raws, start=1):
+                if number == len(todo) + 1:
+                    self._flush()  # the JPEGs' batch, before their raw files are read
                 if number > len(todo):
                     self._companion(f, entry, *jpegs.get(_stem(f), (None, None)))
                 elif entry.status is None:
                     self._settle(f, entry, next(results))
                     if _stem(f) in self.paired:
                         jpegs[_stem(f)] = (f, entry)
+                if entry._digest is not None:
+                    entry.sha256, entry._digest = entry._digest.result(), None
                 self.report.files.append(entry)
                 bar.update(1)
                 if self.progress is not None:
                     self.progress(number, total, entry)
         finally:
-            bar.close()
+            try:
+                if self.gone is None:
+                    self._flush()
+            finally:
+                bar.close()
+                self._hasher.shutdown(wait=True)
 
     def _fetch(self, f: CameraFile, entry: ImportedFile) -> Callable[[], bytes]:
+        """Read the file into memory; its SHA-256 (for the manifest) is taken beside the ingest's own hashing."""
         def fetch() -> bytes:
             if self.gone is not None:
                 raise CameraError("not attempted: the camera had stopped answering earlier in this "
@@ -287,7 +305,8 @@ class _Importer:
                 if exc.data.get("gone"):
                     self.gone = exc
                 raise
-            entry.size, entry.sha256 = len(data), hashlib.sha256(data).hexdigest()
+            entry.size = len(data)
+            entry._digest = self._hasher.submit(lambda: hashlib.sha256(data).hexdigest())
             if self.preview is not None:
                 self.preview(_ext(f), data)
             return data
@@ -315,9 +334,7 @@ class _Importer:
                 "`workbench vault check` and then this import again", photo_id=photo.photo_id)
             return
         if self.remove:  # the raw file first: a JPEG left alone is picked up as present next time
-            self._remove(f, entry)
-            if entry.removed:
-                self._remove(jpeg, photo)
+            self._remove((f, entry), (jpeg, photo))
 
     def _settle(self, f: CameraFile, entry: ImportedFile, result) -> None:
         """Turn one ingest result into the entry; verify, and remove the card copy if asked."""
@@ -335,28 +352,51 @@ class _Importer:
             return
         if not self.remove or _stem(f) in self.paired:
             return  # the JPEG of a RAW+JPEG pair goes with its raw file (_companion)
-        self._remove(f, entry)
+        self._remove((f, entry))
 
-    def _remove(self, f: CameraFile, entry: ImportedFile) -> None:
-        """Delete a verified file from the card: recorded first, and only if it is still the file read."""
-        if not self.source.unchanged(f, entry.size):
-            entry.status = "failed"
-            entry.error = InvalidInput(
-                "the file on the card changed (or went) after it was read, so it was not deleted; "
-                "run the import again", photo_id=entry.photo_id)
+    def _remove(self, *files: tuple[CameraFile, ImportedFile]) -> None:
+        """Delete verified files from the card, in order (a pair: raw file, then JPEG), in the next batch.
+
+        A file is deleted only if it is still the file that was read. The
+        batch's signed record (one per :data:`DELETE_BATCH` files) is written
+        just before its files go, so no deletion is ever unrecorded; a
+        deletion that then fails is reported, and the next run deletes the
+        file again.
+        """
+        group = []
+        for f, entry in files:
+            if not self.source.unchanged(f, entry.size):
+                entry.status = "failed"
+                entry.error = InvalidInput(
+                    "the file on the card changed (or went) after it was read, so it was not deleted; "
+                    "run the import again", photo_id=entry.photo_id)
+                break  # what comes after it (a pair's JPEG) stays with it
+            group.append((f, entry))
+        if group:
+            self._doomed.append(group)
+        if sum(map(len, self._doomed)) >= DELETE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Record the batch of deletions, then delete its files (see :meth:`_remove`)."""
+        groups, self._doomed = self._doomed, []
+        if not groups:
             return
+        entries = [entry for group in groups for _, entry in group]
         action = "camera_delete" if self.source.kind == "camera" else "card_delete"
-        self.vault._record(action, {"photo_id": entry.photo_id, "verified": True,
-                                    **({"file": "raw"} if _ext(f) in RAW_EXTENSIONS else {})})
-        try:
-            self.source.remove(f)
-        except (OSError, CameraError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            entry.status = "failed"
-            entry.error = InvalidInput(f"stored and verified, but not deleted from the card ({reason}); "
-                                       "run the import again to delete it", photo_id=entry.photo_id)
-            return
-        entry.removed = True
+        self.vault._record(action, {"photo_ids": sorted({e.photo_id for e in entries}),
+                                    "files": len(entries), "verified": True})
+        for group in groups:
+            for f, entry in group:
+                try:
+                    self.source.remove(f)
+                except (OSError, CameraError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    entry.status = "failed"
+                    entry.error = InvalidInput(f"stored and verified, but not deleted from the card ({reason}); "
+                                               "run the import again to delete it", photo_id=entry.photo_id)
+                    break  # a pair's JPEG stays with its raw file
+                entry.removed = True
 
     def finish(self) -> ImportReport:
         """Seal the manifest of every file met (if any) and return the report."""

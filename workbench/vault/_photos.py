@@ -755,7 +755,13 @@ class PhotosMixin:
         return data
 
     def verify_photo(self, photo_id: str) -> bool:
-        """True when a photo's files (raw companions included) are present and match their recorded digests."""
+        """True when a photo's files (raw companions included) are present and match their recorded digests.
+
+        A file this session wrote was read back then, decrypted to the very
+        bytes written and hashed (:meth:`_store_blob`); it is checked to be
+        there with that digest recorded, and not hashed a second time (on a
+        20 MP photo that was a fifth of an import's time on one core).
+        """
         files = self._photo_row(photo_id)
         wanted = [b for b in (files.metadata, files.pixels, files.preview) if b is not None]
         wanted += self.raw_companions(photo_id)
@@ -765,7 +771,10 @@ class PhotosMixin:
             return False
         for blob_id, digest in rows:
             try:
-                if _crypto.sha256_hex(self._blob_path(blob_id).read_bytes()) != digest:
+                if self._read_back.get(blob_id) == digest:
+                    if not self._blob_path(blob_id).is_file():
+                        return False
+                elif _crypto.sha256_hex(self._blob_path(blob_id).read_bytes()) != digest:
                     return False
             except OSError:
                 return False

@@ -259,6 +259,8 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
         self._rows: dict[str, list[tuple]] = {}  # verified rows of a table, while it stays verified
         self._data_version: int | None = None
         self._blob_lock: int | None = None  # see _hold_blob_lock
+        # blob id -> SHA-256 of the file as this session wrote and read it back (see verify_photo)
+        self._read_back: dict[str, str] = {}
         self._keys, self._epoch, self._db = self._connect(slot)
         try:
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
@@ -605,7 +607,10 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
                 "a file written to the vault did not read back intact; check the disk "
                 "and run the ingest again"
             )
-        return (blob_id, photo_id, kind, tier, len(plaintext), _crypto.sha256_hex(stored), wrapped)
+        digest = _crypto.sha256_hex(stored)
+        if len(self._read_back) < 100_000:  # a bound on memory for very long sessions
+            self._read_back[blob_id] = digest
+        return (blob_id, photo_id, kind, tier, len(plaintext), digest, wrapped)
 
     def _hold_blob_lock(self) -> None:
         """From this vault's first blob write until it closes, hold the writers' lock (shared).

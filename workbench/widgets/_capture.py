@@ -67,6 +67,7 @@ class CapturePanel(_Widget):
         self._cam: Camera | None = camera if isinstance(camera, Camera) else None
         self._keep, self._target = bool(keep_on_camera), target
         self._last: bytes | None = None
+        self._entries: list = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,15 +139,24 @@ class CapturePanel(_Widget):
         except WorkbenchError:
             self._last = None  # the ingest says what is wrong with it
 
-    def _progress(self, _done, _total, entry) -> None:
+    @staticmethod
+    def _shot(n: int, entry) -> dict:
         kind = "raw" if entry.file.lower().endswith(tuple(RAW_EXTENSIONS)) else "photo"
-        shot = {"n": len(self.shots) + 1, "kind": kind, "status": entry.status, "photo_id": entry.photo_id,
+        return {"n": n, "kind": kind, "status": entry.status, "photo_id": entry.photo_id,
                 "verified": bool(entry.verified), "removed": bool(entry.removed),
                 "error": None if entry.error is None else str(entry.error)}
-        self.shots = self.shots + [shot]
-        if kind == "photo":
+
+    def _progress(self, _done, _total, entry) -> None:
+        self._entries.append(entry)
+        self._update()
+        shot = self.shots[-1]
+        if shot["kind"] == "photo":
             self._resend()
         self._fire("shot", dict(shot))
+
+    def _update(self) -> None:
+        """The list of shots, as the entries stand now (files leave the camera after their run's batch)."""
+        self.shots = [self._shot(n, e) for n, e in enumerate(self._entries, start=1)]
 
     def _resend(self) -> None:
         self._send_image("last", self._last)
@@ -160,6 +170,7 @@ class CapturePanel(_Widget):
                 self._target = None  # set once
                 self.status = report.summary().splitlines()[0]
             finally:
+                self._update()
                 self.busy = False
 
     @action
