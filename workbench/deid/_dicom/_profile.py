@@ -235,6 +235,8 @@ class Profile:
         """
         if vr == "UN" or not dictionary_has_tag(tag):
             return "X"
+        if vr not in dictionary_vr(tag).split(" or "):
+            return "X"  # the file's VR is not the dictionary's: its value cannot be judged
         if tag in self.retained:
             return "K"
         if vr == "SQ":
@@ -284,7 +286,9 @@ class Cleaner:
                 return DataElement(tag, vr, Sequence([]))
             return DataElement(tag, vr, Sequence([self.dataset(item) for item in elem.value or []]))
         if action == "K":
-            return elem
+            # A kept value must be well formed for its VR: a damaged length
+            # can make a kept attribute swallow the elements after it.
+            return elem if well_formed(elem) else None
         if action == "Z":
             return DataElement(tag, vr, _empty(vr))
         if action == "D":
@@ -464,6 +468,46 @@ def _name(tag: int) -> str:
     keyword = keyword_for_tag(tag) if dictionary_has_tag(tag) else ""
     label = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     return f"{keyword} {label}" if keyword else label
+
+
+# Longest value per VR (PS3.5 6.2), and what a value of the VR may hold.
+_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DS": 16, "IS": 12, "LO": 64, "SH": 16, "UI": 64,
+               "ST": 1024, "LT": 10240}
+_FORM = {
+    "CS": re.compile(r"[A-Z0-9 _]*"),
+    "DS": re.compile(r" *[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)? *|"),
+    "IS": re.compile(r" *[-+]?\d+ *|"),
+    "UI": re.compile(r"[0-9.]*"),
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def well_formed(elem: DataElement) -> bool:
+    """Whether a kept element's value fits its VR: length, characters, form.
+
+    Checked on every value of a multi-valued element. Binary and numeric
+    values are fixed by their VR; sequences are walked, not checked here.
+    """
+    vr = elem.VR
+    if vr in ("SQ", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV"):
+        return True
+    value = elem.value
+    values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+    for item in values:
+        if item is None:
+            continue
+        text = getattr(item, "original_string", None)
+        if not isinstance(text, str):
+            text = str(item)
+        limit = _MAX_LENGTH.get(vr)
+        if limit is not None and len(text) > limit:
+            return False
+        if _CONTROL.search(text):
+            return False
+        form = _FORM.get(vr)
+        if form is not None and not form.fullmatch(text):
+            return False
+    return True
 
 
 def _date_text(value) -> str:
