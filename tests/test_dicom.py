@@ -636,13 +636,20 @@ def test_planar_configuration_1_is_interleaved():
     assert np.array_equal(read_dicom(to_bytes(ds)).pixels, pixels)
 
 
-def test_monochrome2_16bit_is_scaled_over_the_stored_range():
+def test_monochrome2_16bit_is_shown_over_the_frames_range_and_kept_as_stored():
     data, ramp = sc_gray16()
     image = read_dicom(data)
-    expected = ((ramp.astype(np.int64) * 255 + 2047) // 4095).astype(np.uint8)
+    assert image.frames.shape == (1, *ramp.shape) and np.array_equal(image.frames[0], ramp)  # stored values
+    lo, hi = int(ramp.min()), int(ramp.max())
+    expected = np.rint((ramp.astype(np.float64) - lo) * 255.0 / (hi - lo)).astype(np.uint8)
     assert np.array_equal(image.pixels[..., 0], expected)
     assert np.array_equal(image.pixels[..., 0], image.pixels[..., 2])
-    assert image.pixels[..., 0].max() > 250  # the full range is used
+    # a frame that uses a tenth of the 12 bits is still shown with full contrast, so burned-in text shows
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = SC_IMAGE, UIDS["sop"]
+    set_pixels(ds, (ramp // 10 + 1000).astype(np.uint16), "MONOCHROME2", bits_stored=12)
+    shown = read_dicom(to_bytes(ds)).pixels[..., 0]
+    assert shown.min() == 0 and shown.max() == 255
 
 
 def test_monochrome_window_is_applied_when_present():
