@@ -410,7 +410,9 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
         warnings += _unfilled(painted, regions, 1.0, policy.fill)
         return warnings, []
     if ext == "dcm":
-        return _verify_dicom_file(data, regions, policy, warnings, run_detectors, check_fill, detections)
+        from ._dicom._redact import verify_file
+
+        return verify_file(data, regions, policy, warnings, run_detectors, check_fill, detections)
     else:
         image, info = _open_for_detection(data)
         width = info.width
@@ -560,7 +562,9 @@ def deidentify(
         return _deidentify_lossless(source, policy, manual)
     src = _load(source)
     if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
-        return _deidentify_dicom(src, policy, manual, pseudonyms)
+        from ._dicom._redact import deidentify_frames
+
+        return deidentify_frames(src.dicom, policy, manual, pseudonyms)
     if src.fmt == "dicom" and src.dicom.frame_count > 1:
         raise UnsupportedFormat(
             "a multi-frame DICOM image is written as DICOM only (a PNG holds one frame); "
@@ -625,162 +629,6 @@ MORE_MAX_SHARE = 0.02
 def _hide_more(leftover: Sequence[Region], policy: Policy, width: int, height: int) -> list[Region]:
     """The regions to hide after verification found ``leftover``: grown, each at most :data:`MORE_MAX_SHARE` of the frame."""
     return [r for r in grow(leftover, policy, width, height) if r.box[2] * r.box[3] <= MORE_MAX_SHARE * width * height]
-
-
-#: Why a DICOM output's redactions are solid fills whatever the policy's style.
-DICOM_FILL_NOTE = (
-    "DICOM redactions are solid fills of the frame's darkest stored value (or the fill colour): "
-    "a mosaic or blur has no meaning in stored values of more than 8 bits"
-)
-
-
-def _deidentify_dicom(src: _Source, policy: Policy, manual: list[Region], pseudonyms) -> DeidResult:
-    """De-identify every frame of a DICOM image and its header, and verify the file written.
-
-    Each frame is shown in 8 bits as a reader would see it (windowed, or
-    over its own range; see ``_dicom._pixels.display``) and the policy's
-    detectors run on that; what they find, and the manual regions, are
-    filled in the frame's stored values (``_dicom._pixels.fill_value``), so
-    a 16-bit CT slice stays a 16-bit CT slice. The header goes through the
-    confidentiality profile. Verification reads the written file back: the
-    whole dataset against the profile, every region's stored values, and
-    the detectors again around every region of every frame.
-    """
-    from ._dicom import _pixels
-
-    dcm = src.dicom
-    frames = dcm.frames.copy()
-    count, height, width = (int(v) for v in frames.shape[:3])
-    notes: list[str] = []
-    if policy.style != "fill":
-        notes.append(DICOM_FILL_NOTE)
-    found: list[list[Region]] = []
-    hidden: list[list[Region]] = []
-    for index in range(count):
-        first = []
-        if policy.detectors:
-            small, scale = _detection_copy(Image.fromarray(dcm.display(index)))
-            first = detect(small, policy, scale=scale)
-        found.append(first)
-        hidden.append(grow(first + manual, policy, width, height))
-    # what a redaction writes: decided once, from the frame as decoded
-    fills = [_pixels.fill_value(frames[i], dcm.dataset, tuple(policy.fill)) for i in range(count)]
-    text_redacted = "text" in policy.detectors
-
-    def write() -> bytes:
-        for index in range(count):
-            _pixels.fill(frames[index], [r.box for r in hidden[index]], fills[index])
-        return _rebuild_dicom(src, frames, policy, pseudonyms, text_redacted)
-
-    data = write()
-    problems, leftover = _verify_dicom(data, hidden, found, fills, policy)
-    for _ in range(MORE_PASSES):
-        more = [_hide_more(left, policy, width, height) for left in leftover]
-        if not any(more):
-            break
-        for index, extra in enumerate(more):
-            hidden[index] += extra
-        data = write()
-        problems, leftover = _verify_dicom(data, hidden, found, fills, policy)
-        notes.append(SECOND_PASS_NOTE.format(n=sum(len(m) for m in more)))
-    regions = _distinct([r for per_frame in hidden for r in per_frame])
-    return DeidResult(data, "dcm", width, height, regions, not problems, notes + problems)
-
-
-def _distinct(regions: list[Region]) -> list[Region]:
-    """The regions, each (kind, box) once: a region hidden in many frames is reported once."""
-    seen, out = set(), []
-    for region in regions:
-        key = (region.kind, tuple(region.box))
-        if key not in seen:
-            seen.add(key)
-            out.append(region)
-    return out
-
-
-def _verify_dicom(data: bytes, hidden: list[list[Region]], found: list[list[Region]], fills: list,
-                  policy: Policy) -> tuple[list[str], list[list[Region]]]:
-    """Warnings about a written DICOM file, and per frame what the detectors still find beside a region."""
-    from . import _dicom
-
-    warnings = metadata_problems(data, "dcm")
-    leftover: list[list[Region]] = [[] for _ in hidden]
-    try:
-        out = _dicom.read_dicom(data)
-    except (InvalidInput, UnsupportedFormat):
-        return warnings + ["the written DICOM file cannot be decoded again"], leftover
-    if out.frame_count != len(hidden):
-        return warnings + ["the written DICOM file does not hold every frame"], leftover
-    run_detectors = bool(policy.verify_detectors and policy.detectors)
-    for index, regions in enumerate(hidden):
-        frame = out.frames[index]
-        height, width = frame.shape[:2]
-        for region in regions:
-            x, y, w, h = region.box
-            patch = frame[max(0, y):min(height, y + h), max(0, x):min(width, x + w)]
-            if patch.size and not np.all(patch == fills[index]):
-                warnings.append(f"{region.kind} region at {list(region.box)} in frame {index} is not filled")
-        if not run_detectors or not regions:
-            continue  # elsewhere the frame is the input's, where the detectors found nothing
-        boxes = [r.box for r in regions]
-        for first in found[index]:
-            if coverage(first.box, boxes) < HIDDEN_COVERAGE:
-                warnings.append(f"{first.kind} detected at {list(first.box)} in frame {index} was not hidden")
-        small, scale = _detection_copy(Image.fromarray(out.display(index)))
-        for again in _detect_around(small, regions, policy, scale):
-            if coverage(again.box, boxes) < HIDDEN_COVERAGE:
-                warnings.append(f"{again.kind} still detected at {list(again.box)} in frame {index}")
-                leftover[index].append(again)
-    return warnings, leftover
-
-
-def _verify_dicom_file(data: bytes, regions: Sequence[Region], policy: Policy, warnings: list[str],
-                       run_detectors: bool, check_fill: bool,
-                       detections: Sequence[Region] | None) -> tuple[list[str], list[Region]]:
-    """:func:`verify` for a DICOM file: every frame, as a reader shows it."""
-    from . import _dicom
-
-    try:
-        out = _dicom.read_dicom(data)
-    except (InvalidInput, UnsupportedFormat):
-        return warnings + ["the DICOM file cannot be decoded"], []
-    leftover: list[Region] = []
-    boxes = [r.box for r in regions]
-    for index in range(out.frame_count):
-        image = Image.fromarray(out.display(index))
-        if check_fill:
-            warnings += [f"{w} in frame {index}" for w in _unfilled(image, regions, 1.0, policy.fill)]
-        if not run_detectors:
-            continue
-        small, scale = _detection_copy(image)
-        if detections is None:
-            again = detect(small, policy, scale=scale)
-        else:
-            for first in detections:
-                if coverage(first.box, boxes) < HIDDEN_COVERAGE:
-                    warnings.append(f"{first.kind} detected at {list(first.box)} was not hidden")
-            again = _detect_around(small, regions, policy, scale)
-        for item in again:
-            if coverage(item.box, boxes) < HIDDEN_COVERAGE:
-                warnings.append(f"{item.kind} still detected at {list(item.box)} in frame {index}")
-                leftover.append(item)
-    return warnings, leftover
-
-
-def _rebuild_dicom(src: _Source, frames: np.ndarray, policy: Policy, pseudonyms, text_redacted: bool) -> bytes:
-    from . import _dicom
-
-    pseudonyms = pseudonyms or Pseudonyms(os.urandom(32), date_shift_days=policy.date_shift_days)
-    ds = src.dicom.dataset
-    patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "unknown")
-    clean = _dicom.deidentify_dataset(
-        ds,
-        patient_pseudonym=pseudonyms.patient(patient),
-        date_shift_days=pseudonyms.date_shift(patient),
-        uid_key=pseudonyms.uid_key(),
-        burned_in_text_redacted=text_redacted,
-    )
-    return _dicom.write_dicom(clean, frames)
 
 
 def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidResult:
