@@ -23,6 +23,7 @@ from pydicom.encaps import encapsulate
 
 from workbench import deid
 from workbench.deid._dicom import read_dicom
+from workbench.errors import UnsupportedFormat
 
 from test_dicom import PLANTED, UIDS, plant_identifiers
 
@@ -242,3 +243,21 @@ def test_text_is_hidden_in_every_frame_not_only_the_first(outputs):
     for index in range(out.frame_count):
         # where the text was: the frame's darkest stored value
         assert (out.frames[index][_text_mask(index)] == source.frames[index].min()).all(), index
+
+
+def test_verify_checks_every_frame_of_a_dicom_file(outputs):
+    data, result = outputs["XA"]
+    ok, warnings_ = deid.verify(result.data, "dcm", result.regions, TEXT_ONLY)
+    assert ok, warnings_
+    # the input, checked as a file of unknown origin: text found in every frame, header refused
+    ok, warnings_ = deid.verify(data, "dcm", [], TEXT_ONLY)
+    assert not ok
+    assert any("frame 0" in w for w in warnings_) and any("frame 1" in w for w in warnings_)
+    assert any("PatientIdentityRemoved" in w for w in warnings_)
+    assert not any("ZZTEST" in w or "1961" in w for w in warnings_)
+
+
+def test_multi_frame_dicom_is_not_flattened_into_one_png(outputs):
+    data, _ = outputs["XA"]
+    with pytest.raises(UnsupportedFormat, match="multi-frame DICOM image is written as DICOM only"):
+        deid.deidentify(data, deid.Policy(detectors=(), dicom_output="png"))

@@ -401,8 +401,9 @@ def problems(ds: Dataset, rules: Profile | None = None) -> list[str]:
     Every element at every depth, and the file meta group, is judged again
     by the rules that wrote it: an element the profile removes is a problem;
     so is a value the profile empties that is not empty, a UID that is
-    neither DICOM-defined nor of the workbench's ``2.25.`` form, and any
-    file meta element beyond those PS3.10 requires. Each problem names the
+    neither DICOM-defined nor of the workbench's ``2.25.`` form, a kept
+    value that does not fit its VR, and any file meta element beyond those
+    PS3.10 requires. Each problem names the
     attribute (keyword and tag), never its value.
     """
     rules = rules or profile()
@@ -438,6 +439,8 @@ def _walk(ds: Dataset, rules: Profile, found: list[str]) -> None:
             continue
         if action == "Z" and not _is_empty(elem.value):
             found.append(f"attribute {_name(tag)} is not empty")
+        elif action == "K" and not well_formed(elem):
+            found.append(f"attribute {_name(tag)} does not fit its VR")
         elif action == "U" and elem.VR == "UI":
             values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
             if any(uid_text(v) and not _replaced_uid(uid_text(v)) for v in values):
