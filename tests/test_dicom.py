@@ -175,7 +175,7 @@ def plant_identifiers(ds: Dataset, sop_class: str) -> None:
         ReferencedSOPClassUID=sop_class,
         ReferencedSOPInstanceUID=UIDS["ref"],
         ContentDate=DEEP_DATE,
-        InstanceCreationDate=DEEP_DATE,  # the table's 2024b row has no option columns here: removed
+        InstanceCreationDate=DEEP_DATE,
     )
     ds.ContributingEquipmentSequence = Sequence(
         [
@@ -185,7 +185,7 @@ def plant_identifiers(ds: Dataset, sop_class: str) -> None:
                 StationName=STATION,
                 PersonName=NAME,
                 OperatorsName=OPERATOR,
-                ContributionDateTime=NESTED_DATE + "093000",  # no option columns in our copy: removed
+                ContributionDateTime=NESTED_DATE + "093000",
                 AcquisitionDateTime=NESTED_DATE + "093000",
                 ContributionDescription=f"scanned for {NAME}",
                 SourceImageSequence=Sequence([deeper]),
@@ -426,7 +426,8 @@ def test_date_shift_keeps_intervals_and_times():
     assert out.AcquisitionDateTime == shifted(STUDY_DATE) + "101501.000000+0100"
     nested = out.ContributingEquipmentSequence[0]
     assert nested.AcquisitionDateTime == shifted(NESTED_DATE) + "093000"
-    assert "ContributionDateTime" not in nested and "InstanceCreationDate" not in nested.SourceImageSequence[0]
+    assert nested.ContributionDateTime == shifted(NESTED_DATE) + "093000"
+    assert nested.SourceImageSequence[0].InstanceCreationDate == shifted(DEEP_DATE)
     deep = nested.SourceImageSequence[0].ContentDate
 
     def days(a: str, b: str) -> int:

@@ -48,7 +48,8 @@ def concrete_rows():
         tag = int(row.tag[1:5] + row.tag[6:10], 16)
         if tag >> 16 in (0x0000, 0x0002):
             continue  # command and file meta groups: tested on their own below
-        vr = dictionary_VR(tag).split(" or ")[0]
+        # the few 2025 attributes pydicom 3.0.2 does not know arrive as UN
+        vr = dictionary_VR(tag).split(" or ")[0] if dictionary_has_tag(tag) else "UN"
         out.append((row, tag, vr))
     return out
 
@@ -175,19 +176,25 @@ def _letters(name: str) -> str:
 
 def test_table_is_complete_data_and_every_row_has_an_action():
     rows = _profile.load_table()
-    assert len(rows) >= 600  # the 2024b edition has 621
+    assert len(rows) == 631  # the 2025a edition
     tags = [r.tag for r in rows]
     assert len(set(tags)) == len(tags)
     for row in rows:
         assert row.action in _profile.ACTIONS, row
     assert {"(50xx,xxxx)", "(60xx,3000)", "(60xx,4000)", "(gggg,eeee)"} <= set(tags)
-    # every single tag is the standard's attribute as pydicom names it
+    # every single tag is the standard's attribute as pydicom names it, except
+    # the eight that are newer than pydicom 3.0.2's dictionary
+    newer = []
     for row in rows:
         if "x" in row.tag or "g" in row.tag:
             continue
         tag = int(row.tag[1:5] + row.tag[6:10], 16)
-        assert dictionary_has_tag(tag), row
+        if not dictionary_has_tag(tag):
+            newer.append(row.tag)
+            continue
         assert _letters(row.name) == _letters(dictionary_description(tag)), row
+    assert newer == ["(0008,1301)", "(0008,1302)", "(0008,1303)", "(0008,1304)",
+                     "(0040,B034)", "(0040,B036)", "(0040,B03B)", "(0040,B03F)"]
     # the options the workbench claims decide the action where the table says so
     by_tag = {r.tag: r for r in rows}
     assert by_tag["(0008,0020)"].action == "C"  # Study Date: Z, Modified Dates C

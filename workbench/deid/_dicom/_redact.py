@@ -47,7 +47,11 @@ def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms) -> 
     """De-identify every frame of a decoded DICOM image and its header; verify the file written.
 
     ``dcm`` is a :class:`DicomImage`; ``manual`` regions are hidden in every
-    frame. Returns the pipeline's :class:`DeidResult` (``ext`` ``dcm``).
+    frame. What is found in one frame is hidden in every frame: burned-in
+    text sits where the modality writes it (a cine loop's name line moves
+    by a few pixels at most), and the result's regions are then true of
+    every frame, so ``deid.verify`` can check the file on its own. Returns
+    the pipeline's :class:`DeidResult` (``ext`` ``dcm``).
     """
     frames = dcm.frames.copy()
     count, height, width = (int(v) for v in frames.shape[:3])
@@ -55,14 +59,14 @@ def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms) -> 
     if policy.style != "fill":
         notes.append(DICOM_FILL_NOTE)
     found: list[list[Region]] = []
-    hidden: list[list[Region]] = []
     for index in range(count):
         first = []
         if policy.detectors:
             small, scale = _detection_copy(Image.fromarray(dcm.display(index)))
             first = detect(small, policy, scale=scale)
         found.append(first)
-        hidden.append(grow(first + manual, policy, width, height))
+    shared = _distinct(grow([r for first in found for r in first] + manual, policy, width, height))
+    hidden = [shared] * count  # one list: every frame hides every region
     # what a redaction writes: decided once, from the frame as decoded
     fills = [_pixels.fill_value(frames[i], dcm.dataset, tuple(policy.fill)) for i in range(count)]
     text_redacted = "text" in policy.detectors
@@ -75,16 +79,14 @@ def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms) -> 
     data = write()
     problems, leftover = _verify(data, hidden, found, fills, policy)
     for _ in range(MORE_PASSES):
-        more = [_hide_more(left, policy, width, height) for left in leftover]
-        if not any(more):
+        more = _distinct(_hide_more([r for left in leftover for r in left], policy, width, height))
+        if not more:
             break
-        for index, extra in enumerate(more):
-            hidden[index] += extra
+        shared += more
         data = write()
         problems, leftover = _verify(data, hidden, found, fills, policy)
-        notes.append(SECOND_PASS_NOTE.format(n=sum(len(m) for m in more)))
-    regions = _distinct([r for per_frame in hidden for r in per_frame])
-    return DeidResult(data, "dcm", width, height, regions, not problems, notes + problems)
+        notes.append(SECOND_PASS_NOTE.format(n=len(more)))
+    return DeidResult(data, "dcm", width, height, list(shared), not problems, notes + problems)
 
 
 def _distinct(regions: list[Region]) -> list[Region]:
@@ -99,7 +101,7 @@ def _distinct(regions: list[Region]) -> list[Region]:
 
 
 def _verify(data: bytes, hidden: list[list[Region]], found: list[list[Region]], fills: list,
-                  policy: Policy) -> tuple[list[str], list[list[Region]]]:
+            policy: Policy) -> tuple[list[str], list[list[Region]]]:
     """Warnings about a written DICOM file, and per frame what the detectors still find beside a region."""
     warnings = metadata_problems(data, "dcm")
     leftover: list[list[Region]] = [[] for _ in hidden]
