@@ -25,7 +25,6 @@ from .._pipeline import (
     _detect_around,
     _detection_copy,
     _hide_more,
-    _unfilled,
     detect,
     grow,
     metadata_problems,
@@ -147,7 +146,9 @@ def verify_file(data: bytes, regions: Sequence[Region], policy: Policy, warnings
     for index in range(out.frame_count):
         image = Image.fromarray(out.display(index))
         if check_fill:
-            warnings += [f"{w} in frame {index}" for w in _unfilled(image, regions, 1.0, policy.fill)]
+            # stored values, exactly: the file is lossless, and a fill is the
+            # frame's darkest value (or the fill colour), see _pixels.fill_value
+            warnings += _unfilled_frame(out.frames[index], regions, out.dataset, policy, index)
         if not run_detectors:
             continue
         small, scale = _detection_copy(image)
@@ -163,6 +164,18 @@ def verify_file(data: bytes, regions: Sequence[Region], policy: Policy, warnings
                 warnings.append(f"{item.kind} still detected at {list(item.box)} in frame {index}")
                 leftover.append(item)
     return warnings, leftover
+
+
+def _unfilled_frame(frame: np.ndarray, regions: Sequence[Region], ds, policy: Policy, index: int) -> list[str]:
+    value = _pixels.fill_value(frame, ds, tuple(policy.fill))
+    height, width = frame.shape[:2]
+    out = []
+    for region in regions:
+        x, y, w, h = region.box
+        patch = frame[max(0, y):min(height, y + h), max(0, x):min(width, x + w)]
+        if patch.size and not np.all(patch == value):
+            out.append(f"{region.kind} region at {list(region.box)} in frame {index} is not filled")
+    return out
 
 
 def _rebuild(dcm, frames: np.ndarray, policy: Policy, pseudonyms, text_redacted: bool) -> bytes:
