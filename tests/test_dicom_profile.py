@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.datadict import dictionary_description, dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_description, dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
 from workbench import deid
-from workbench.deid import _dicom
 from workbench.deid._dicom import _profile
 from workbench.deid._dicom import deidentify_dataset, profile_problems, read_dicom, write_dicom
 
