@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from datetime import datetime, timezone
 
@@ -73,16 +74,30 @@ def clock():
     return FixedClock(datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc))
 
 
+@pytest.fixture(scope="session")
+def _vault_template(tmp_path_factory):
+    """The vault every test's ``vault_path`` starts as, made once (seven Argon2id slots cost ~2 s)."""
+    path = tmp_path_factory.mktemp("template") / "vault"
+    state = os.environ["XDG_STATE_HOME"]  # the witness of its making is no test's
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("template-state"))
+    try:
+        clock = FixedClock(datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc))
+        with wb.init_vault(path, admin="ada", passphrase=passphrase("ada"), clock=clock) as admin:
+            for role, user in ROLE_USERS.items():
+                if role != "admin":
+                    admin.add_user(user, role, passphrase(user))
+            admin.add_consent("MRN-0001", "care,research", name="ZZTEST Alpha", birth_date="1970-01-02")
+            admin.add_consent("MRN-0002", "care,education")
+    finally:
+        os.environ["XDG_STATE_HOME"] = state
+    return path
+
+
 @pytest.fixture
-def vault_path(tmp_path, clock):
-    """A vault with one user per role, and two consented patients."""
+def vault_path(tmp_path, clock, _vault_template):
+    """A vault with one user per role, and two consented patients (a copy of one made per session)."""
     path = tmp_path / "vault"
-    with wb.init_vault(path, admin="ada", passphrase=passphrase("ada"), clock=clock) as admin:
-        for role, user in ROLE_USERS.items():
-            if role != "admin":
-                admin.add_user(user, role, passphrase(user))
-        admin.add_consent("MRN-0001", "care,research", name="ZZTEST Alpha", birth_date="1970-01-02")
-        admin.add_consent("MRN-0002", "care,education")
+    shutil.copytree(_vault_template, path)
     return path
 
 

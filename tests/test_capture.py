@@ -56,51 +56,89 @@ def _actions(vault_path, clock) -> list[str]:
 # --- card import from a folder ----------------------------------------------------
 
 
+def _cr3(seed: int) -> bytes:
+    """A file with the container of a Canon CR3 (ISO media, ``crx`` brand) and generated content."""
+    import struct
+
+    body = np.random.default_rng(seed).bytes(4000)
+    return struct.pack(">I", 24) + b"ftypcrx " + struct.pack(">I", 1) + b"crx isom" + \
+        struct.pack(">I", 8 + len(body)) + b"mdat" + body
+
+
 def test_folder_import_removes_only_verified_files_and_a_rerun_stores_nothing_twice(vault_path, clock, tmp_path):
     card, digests = _card(tmp_path / "card")
     folder = card / "DCIM" / "100CANON"
-    (folder / "IMG_0001.CR3").write_bytes(b"raw companion")  # the pair of IMG_0001.JPG
+    raw = _cr3(1)
+    (folder / "IMG_0001.CR3").write_bytes(raw)  # the pair of IMG_0001.JPG
+    (folder / "IMG_0002.CR3").write_bytes(b"not a raw file")  # the pair of IMG_0002.JPG: refused
     (folder / "NOTES.TXT").write_text("not a photo")
     with open_as(vault_path, "photographer", clock) as pho:
         report = wb.import_card(pho, card, patient=PATIENT, body_site="forearm", remove=True)
-    assert len(report.imported) == 5 and not report.failed and report.ok
-    assert [f.file for f in report.left] == ["DCIM/100CANON/IMG_0001.CR3"]
+    # five photos, and the raw file of the first kept with its JPEG's photo
+    assert len(report.imported) == 6 and not report.left
+    by_name = {f.file: f for f in report.files}
+    pair = by_name["DCIM/100CANON/IMG_0001.CR3"]
+    assert pair.photo_id == by_name["DCIM/100CANON/IMG_0001.JPG"].photo_id and pair.verified and pair.removed
+    bad = by_name["DCIM/100CANON/IMG_0002.CR3"]
+    assert [f.file for f in report.failed] == ["DCIM/100CANON/IMG_0002.CR3"] and not report.ok
+    assert "not the CR3 raw file its name says" in str(bad.error)
     assert [f.file for f in report.skipped] == ["DCIM/100CANON/NOTES.TXT"]
-    # the JPEG of the pair stays with its raw file; every other photo went
-    assert len(report.removed) == 4
-    assert _photos_on(card) == {"DCIM/100CANON/IMG_0001.CR3", "DCIM/100CANON/IMG_0001.JPG",
+    # every other photo went; a pair goes together, and the refused raw keeps its JPEG on the card
+    assert len(report.removed) == 5
+    assert _photos_on(card) == {"DCIM/100CANON/IMG_0002.CR3", "DCIM/100CANON/IMG_0002.JPG",
                                 "DCIM/100CANON/NOTES.TXT"}
     assert sorted(_stored_digests(vault_path, clock)) == sorted(digests.values())
     for entry in report.imported:
-        assert entry.verified and entry.sha256 == digests[entry.file] and entry.photo_id
-    assert "4 removed from the card" in report.summary() and "5 imported" in report.summary()
+        assert entry.verified and entry.photo_id
+        assert entry.sha256 == digests.get(entry.file, hashlib.sha256(raw).hexdigest())
+    assert "6 imported (1 of them raw files kept with their JPEG's photo)" in report.summary()
+    assert "5 removed from the card" in report.summary()
 
+    (folder / "IMG_0002.CR3").write_bytes(_cr3(2))  # the card's file, put right
+    shutil.copy(folder / "IMG_0002.JPG", tmp_path / "kept.jpg")
     with open_as(vault_path, "photographer", clock) as pho:
         again = wb.import_card(pho, card, patient=PATIENT, body_site="forearm", remove=True)
-        # the manifest names card files: sealed to identities, which a photographer cannot open
+        # the manifest names card files, and a raw file is the camera's whole file: both are
+        # sealed to identities, which a photographer cannot open
         with pytest.raises(wb.AccessDenied):
             pho.read_import_manifest(report.manifest_id)
-    assert not again.imported and [f.file for f in again.present] == ["DCIM/100CANON/IMG_0001.JPG"]
+        with pytest.raises(wb.AccessDenied):
+            pho.read_raw_companion(pair.photo_id)
+    assert [f.file for f in again.imported] == ["DCIM/100CANON/IMG_0002.CR3"]
+    assert [f.file for f in again.present] == ["DCIM/100CANON/IMG_0002.JPG"]
     assert len(_stored_digests(vault_path, clock)) == 5
-    assert _photos_on(card) == {"DCIM/100CANON/IMG_0001.CR3", "DCIM/100CANON/IMG_0001.JPG",
-                                "DCIM/100CANON/NOTES.TXT"}
+    assert _photos_on(card) == {"DCIM/100CANON/NOTES.TXT"}
+
+    # the same pair from another card: nothing stored twice
+    (folder / "IMG_0001.JPG").write_bytes((tmp_path / "kept.jpg").read_bytes())
+    (folder / "IMG_0001.JPG").rename(folder / "IMG_0009.JPG")
+    (folder / "IMG_0009.CR3").write_bytes(_cr3(2))
+    with open_as(vault_path, "photographer", clock) as pho:
+        third = wb.import_card(pho, card, patient=PATIENT, body_site="forearm")
+    assert [f.status for f in third.files if f.file.endswith((".JPG", ".CR3"))] == ["present", "present"]
 
     with open_as(vault_path, "admin", clock) as ada:
         manifest = ada.read_import_manifest(report.manifest_id)
+        assert ada.read_raw_companion(pair.photo_id) == raw
+        assert len(ada.raw_companions(by_name["DCIM/100CANON/IMG_0002.JPG"].photo_id)) == 1
         assert ada.verify_audit().ok
         records = ada.audit_records()
+    with open_as(vault_path, "analyst", clock) as ana, pytest.raises(wb.AccessDenied):
+        ana.read_raw_companion(pair.photo_id)
     by_file = {m["file"]: m for m in manifest}
     assert set(by_file) == {f.file for f in report.files}
-    jpeg = by_file["DCIM/100CANON/IMG_0002.JPG"]
+    jpeg = by_file["DCIM/100CANON/IMG_0003.JPG"]
     assert jpeg["status"] == "imported" and jpeg["verified"] and jpeg["removed"]
-    assert jpeg["sha256"] == digests["DCIM/100CANON/IMG_0002.JPG"] and jpeg["size"] > 0
-    assert by_file["DCIM/100CANON/IMG_0001.CR3"]["status"] == "left"
+    assert jpeg["sha256"] == digests["DCIM/100CANON/IMG_0003.JPG"] and jpeg["size"] > 0
+    assert by_file["DCIM/100CANON/IMG_0001.CR3"]["removed"] and by_file["DCIM/100CANON/IMG_0002.CR3"]["status"] == "failed"
     # each deletion is a signed record naming the verified photo, and no record names a file
     deletes = records[records["action"] == "card_delete"]
-    assert sorted(d["photo_id"] for d in deletes["detail"]) == sorted(f.photo_id for f in report.removed)
+    assert sorted(d["photo_id"] for d in deletes["detail"]) == sorted(
+        f.photo_id for f in report.removed + again.removed)
     assert "IMG_" not in json.dumps(list(records["detail"]))
+    assert list(records.loc[records["action"] == "raw_companion", "user"]) == ["pho", "pho"]
     imports = records[records["action"] == "card_import"]
-    assert [d["removed"] for d in imports["detail"]] == [4, 0]
+    assert [d["removed"] for d in imports["detail"]] == [5, 2, 0]
 
 
 def test_without_remove_the_card_is_untouched(vault_path, clock, tmp_path):
@@ -272,9 +310,9 @@ class _Shutter(_Flaky):
     """Directory Browse with a shutter: ``capture`` returns the next file already on the card
     (as a camera that writes each shot to its card), or fails with ``faults["capture"]``."""
 
-    def __init__(self, handle, folder, names, **kw):
+    def __init__(self, handle, folder, names, events=(), **kw):
         super().__init__(handle, **kw)
-        self.folder, self.names = folder, list(names)
+        self.folder, self.names, self.events = folder, list(names), list(events)
 
     @property
     def capture(self):
@@ -291,14 +329,17 @@ class _Shutter(_Flaky):
         return self._handle.get_abilities()
 
     def wait_for_event(self, timeout):
+        """A file added for each name in ``events`` (the shutter, or a raw file after its JPEG), then quiet."""
         import gphoto2 as gp
 
+        if self.events:
+            return gp.GP_EVENT_FILE_ADDED, SimpleNamespace(folder=self.folder, name=self.events.pop(0))
         return gp.GP_EVENT_TIMEOUT, None
 
 
-def _shutter_camera(card, **kw):
+def _shutter_camera(card, names=None, **kw):
     camera = wb.open_camera(f"disk:{card}", sleep=lambda s: None)
-    names = sorted(p.name for p in (card / "DCIM" / "100CANON").iterdir())
+    names = sorted(p.name for p in (card / "DCIM" / "100CANON").iterdir()) if names is None else names
     camera._handle = _Shutter(camera._handle, "/DCIM/100CANON", names, **kw)
     return camera
 
@@ -314,6 +355,22 @@ def test_capture_stores_verifies_deletes_and_audits_each_shot(vault_path, clock,
         frame = ada.photos("care")
         assert set(frame["laterality"]) == {"left"} and len(frame) == 3
         assert ada.verify_audit().ok
+
+
+def test_a_raw_plus_jpeg_shot_is_one_photo_with_its_raw_file(vault_path, clock, tmp_path):
+    card, digests = _card(tmp_path / "card", count=2)
+    folder = card / "DCIM" / "100CANON"
+    (folder / "IMG_0001.CR3").write_bytes(_cr3(5))
+    # the camera writes the JPEG, then its raw file, for the first shot; a JPEG alone for the second
+    with _shutter_camera(card, ["IMG_0001.JPG", "IMG_0002.JPG"], events=["IMG_0001.CR3"]) as camera, \
+            open_as(vault_path, "photographer", clock) as pho:
+        report = wb.capture(pho, camera, patient=PATIENT, body_site="wound", count=2)
+    assert [(f.file.rsplit("/", 1)[-1], f.status, f.removed) for f in report.files] == [
+        ("IMG_0001.JPG", "imported", True), ("IMG_0001.CR3", "imported", True), ("IMG_0002.JPG", "imported", True)]
+    assert report.files[0].photo_id == report.files[1].photo_id and _photos_on(card) == set()
+    with open_as(vault_path, "admin", clock) as ada:
+        assert len(ada.photos("care")) == 2
+        assert ada.read_raw_companion(report.files[0].photo_id) == _cr3(5)
 
 
 def test_capture_keep_on_camera(vault_path, clock, tmp_path):
@@ -522,3 +579,58 @@ def test_sigkill_during_a_card_import(tmp_path):
         shutil.rmtree(card)
     # the kills landed mid-import, not only before or after it
     assert any(0 < n < KILL_PHOTOS for n in removed_counts), removed_counts
+
+
+# --- the capture panel (the notebook's widget) --------------------------------------
+
+
+def test_the_capture_panel_takes_pictures_into_the_vault_and_keeps_no_identifier(vault_path, clock, tmp_path):
+    from test_widgets import assert_state_is_clean, browser, capture as sent_to_browser
+    from PIL import Image
+    import io
+
+    from workbench.widgets import CapturePanel
+
+    card, digests = _card(tmp_path / "card", count=3)
+    with _shutter_camera(card, events=[]) as camera, open_as(vault_path, "photographer", clock) as pho:
+        panel = CapturePanel(pho, camera)
+        sent = sent_to_browser(panel)
+        assert panel.camera["model"] and panel.can_capture and "battery" in panel.status
+        browser(panel, "capture", patient="MRN-NOBODY", body_site="wound")
+        assert "no active consent that covers care" in panel.error and not panel.shots
+        browser(panel, "capture", patient=PATIENT, body_site="", laterality="left")
+        assert "body site" in panel.error and not panel.shots
+        browser(panel, "capture", patient=PATIENT, body_site="wound", laterality="left")
+        assert panel.error == "" and [(s["status"], s["verified"], s["removed"]) for s in panel.shots] == [
+            ("imported", True, True)]
+        content, buffers = sent[-1]
+        assert content["slot"] == "last" and Image.open(io.BytesIO(buffers[0])).format == "JPEG"
+        # the photographer's own shutter, watched in the background until stopped
+        camera._handle.events = ["IMG_0002.JPG"]
+        browser(panel, "watch", patient=PATIENT, body_site="wound")
+        for _ in range(100):
+            if len(panel.shots) == 2:
+                break
+            time.sleep(0.05)
+        browser(panel, "stop")
+        assert not panel.watching and [s["status"] for s in panel.shots] == ["imported", "imported"]
+        assert_state_is_clean(panel)
+        panel.close()
+    assert _photos_on(card) == {"DCIM/100CANON/IMG_0003.JPG"}
+    with open_as(vault_path, "admin", clock) as ada:
+        frame = ada.photos("care")
+    assert sorted(frame["laterality"].fillna("")) == ["", "left"]
+
+
+def test_the_capture_panel_says_what_is_wrong_without_a_camera_or_the_role(vault_path, clock):
+    from workbench.widgets import CapturePanel
+
+    with open_as(vault_path, "researcher", clock) as res:
+        panel = CapturePanel(res, "disk:/nowhere")
+        assert not panel.can_capture and "cannot capture photos" in panel.error
+    assert wb.list_cameras() == []  # real libgphoto2, no camera on this machine's USB
+    with open_as(vault_path, "photographer", clock) as pho:
+        panel = CapturePanel(pho)
+        assert panel.error.startswith("no camera") and panel.camera == {}
+        panel.capture(PATIENT, "wound")
+        assert "no camera is connected" in panel.error

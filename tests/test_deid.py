@@ -372,3 +372,36 @@ def test_a_report_with_detectors_names_the_models_and_the_cpu_path_that_ran(tmp_
     models = report["models"]
     assert "float32" in models["centerface-float.recipe"]
     assert models["centerface-float.path"].startswith("onnxruntime CPU execution provider on ")
+
+
+def test_a_dismissed_detector_box_is_left_visible_and_nothing_else_is():
+    """A reviewer's "not identifying" on one detection leaves that box alone, and only that box."""
+    from workbench.deid._pipeline import DISMISSED_MARK
+
+    data = _face_photo(small_face_at=(618, 330))
+    src = np.asarray(Image.open(io.BytesIO(data)).convert("L")).astype(int)
+    full = deid.deidentify(data)
+    faces = sorted((r for r in full.regions if r.kind == "face"), key=lambda r: -r.area())
+    assert len(faces) >= 2 and full.verified, full.warnings
+    big, small = faces[0], faces[1]
+
+    def filled(result, box) -> float:
+        x, y, w, h = box
+        out = np.asarray(Image.open(io.BytesIO(result.data)).convert("L")).astype(int)
+        return float((np.abs(out[y + 4:y + h - 4, x + 4:x + w - 4]) < 12).mean())
+
+    kept = deid.deidentify(data, dismissed=[{"kind": "face", "box": list(big.box)}])
+    assert kept.verified, kept.warnings
+    assert [w for w in kept.warnings if DISMISSED_MARK in w] and big not in kept.regions
+    x, y, w, h = big.box
+    out = np.asarray(Image.open(io.BytesIO(kept.data)).convert("L")).astype(int)
+    assert np.abs(out[y:y + h, x:x + w] - src[y:y + h, x:x + w]).mean() < 4, "the dismissed box was changed"
+    assert filled(kept, small.box) > 0.95, "a dismissal uncovered another face"
+    # the same dismissal arrives from the vault as a flagged region
+    flagged = deid.deidentify(data, regions=[{"kind": "face", "box": list(big.box), "dismissed": True}])
+    assert flagged.data == kept.data
+    # another kind, or a box that is not the detection's, dismisses nothing
+    for other in ({"kind": "text", "box": list(big.box)}, {"kind": "face", "box": [0, 0, 1200, 800]}):
+        result = deid.deidentify(data, dismissed=[other])
+        assert filled(result, big.box) > 0.95 and filled(result, small.box) > 0.95
+        assert not [w for w in result.warnings if DISMISSED_MARK in w]

@@ -207,3 +207,34 @@ def test_a_review_row_in_another_reviewers_name_is_refused(photo, clock):
     db.close()
     with pytest.raises(wb.IntegrityError, match="in another user's name"):
         open_as(path, "admin", clock)
+
+
+def test_a_dismissal_counts_once_approved_and_makes_the_build_redo_the_derivative(photo, clock):
+    """A draft's dismissal leaves nothing visible; an approved one does, and names itself in the provenance."""
+    from workbench.cohort import policy_digest
+
+    path, photo_id = photo
+    box = [100, 30, 70, 50]
+    with open_as(path, "analyst", clock) as v:
+        draft = v.save_review(photo_id, based_on=0, regions=[
+            {"kind": "face", "box": box, "dismissed": True}, {"kind": "tattoo", "box": list(TATTOO)}])
+        assert [r.get("dismissed") for r in draft.regions] == [True, None]
+        assert v.manual_regions([photo_id])[photo_id] == [
+            {"kind": "tattoo", "box": list(TATTOO), "score": 1.0, "detector": "manual"}]
+        with pytest.raises(wb.InvalidInput, match="dismissed is true or false"):
+            v.save_review(photo_id, based_on=1, regions=[{"kind": "face", "box": box, "dismissed": "yes"}])
+        approved = v.save_review(photo_id, based_on=1, state="approved")
+        regions = v.manual_regions([photo_id])[photo_id]
+        history = v.review_history([photo_id])
+    assert approved.version == 2 and {"kind": "face", "box": box, "score": 1.0, "detector": "manual",
+                                      "dismissed": True} in regions
+    # the dismissal is part of what a derivative must have been made with
+    plain = [dict(r, dismissed=False) for r in regions]
+    assert policy_digest(Policy(), regions) != policy_digest(Policy(), plain)
+    assert policy_digest(Policy(), [regions[1]]) == policy_digest(Policy(), [{"kind": "tattoo", "box": list(TATTOO)}])
+    # a save that only dismisses is a change the conflict report names
+    with open_as(path, "clinician", clock) as v, pytest.raises(wb.ConflictError) as caught:
+        v.save_review(photo_id, based_on=0, state="approved", regions=[])
+    added = caught.value.changes[0]["regions_added"]
+    assert {"kind": "face", "box": box, "dismissed": True} in added
+    assert len(history) == 2

@@ -73,7 +73,7 @@ EDITOR_STATE = {
     "regions": [{"kind": "tattoo", "box": [2000, 1000, 400, 200]}], "selected": 0, "kind": "tattoo", "reason": "",
     "status": "", "error": "", "conflict": {}, "photo_ids": ["x"], "index": 0, "version": 0,
     "state": "unreviewed", "dirty": False, "verified": True, "role": "analyst", "redacted_preview": False,
-    "can_review": True, "zoom_box": [],
+    "can_review": True, "zoom_box": [], "picked": -1,
 }
 
 
@@ -97,10 +97,12 @@ img.onload = () => {{
   const root = document.querySelector(".wb-editor");
   root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowRight", bubbles: true }}));
   root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowDown", shiftKey: true, bubbles: true }}));
-  for (const key of ["4", "Delete", "z", "t", "n", "p", "a", "r", "x"]) {{
+  for (const key of ["4", "Delete", "z", "t", "n", "p", "a", "r", "Tab", "x", "q"]) {{
     root.dispatchEvent(new KeyboardEvent("keydown", {{ key, bubbles: true }}));
   }}
-  for (const cls of ["wb-approve", "wb-reject", "wb-next", "wb-prev"]) document.querySelector("." + cls).click();
+  for (const cls of ["wb-approve", "wb-reject", "wb-next", "wb-prev", "wb-dismiss"]) document.querySelector("." + cls).click();
+  // a proposed box is picked by its label, never moved or drawn over by it
+  document.querySelector("text.wb-proposed-label").dispatchEvent(new MouseEvent("mousedown", {{ bubbles: true, button: 0 }}));
   finish({{ shown: [r.width, r.height], region: [rr.width, rr.height],
            keys: document.querySelector(".wb-shortcuts").textContent }});
 }};
@@ -121,7 +123,8 @@ for (const fn of handlers["msg:custom"]) {{
     sent = sent[:3] + sent[5:]
     actions = [m["action"] for m in sent[3:]]
     assert actions == ["set_kind", "delete", "zoom", "toggle_preview", "next", "previous", "approve", "reject",
-                       "approve", "reject", "next", "previous"]
+                       "pick", "dismiss", "approve", "reject", "next", "previous", "dismiss", "pick"]
+    assert sent[-1]["args"] == {"index": 0}
     assert sent[3]["args"] == {"kind": "tattoo"}  # key 4
     assert "approve" in out["keys"]
 

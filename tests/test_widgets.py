@@ -142,6 +142,36 @@ def test_zoom_and_redacted_preview_send_other_pixels(photos, clock):
         assert_state_is_clean(editor)
 
 
+def test_a_proposed_box_is_dismissed_only_as_it_was_proposed_and_the_preview_leaves_it(photos, clock):
+    """The weak "face" on the first photo is picked and dismissed; it stays fixed, and undoes cleanly."""
+    path, ids = photos
+    with open_as(path, "analyst", clock) as v:
+        editor = RedactionEditor(v, ids[0])
+        sent = capture(editor)
+        browser(editor, "dismiss")
+        assert "pick a proposed box first" in editor.error and editor.regions == []
+        browser(editor, "pick")                       # Tab: the next proposed box
+        assert editor.picked == 0 and "x dismisses it" in editor.status
+        browser(editor, "dismiss")
+        assert editor.regions == [{"kind": "face", "box": [10, 10, 40, 40], "dismissed": True}]
+        browser(editor, "set_box", index=0, box=[0, 0, 80, 80])
+        assert "cannot be moved" in editor.error and editor.regions[0]["box"] == [10, 10, 40, 40]
+        browser(editor, "set_kind", kind="tattoo", index=0)
+        assert "cannot be given another kind" in editor.error and editor.regions[0]["kind"] == "face"
+        browser(editor, "toggle_preview")
+        preview = np.asarray(Image.open(io.BytesIO(sent[-1][1][0])).convert("RGB")).astype(int)
+        assert preview[15:45, 15:45].mean() > 100     # left visible in the preview
+        browser(editor, "dismiss", index=0)           # again: hidden again
+        assert editor.regions == []
+        preview = np.asarray(Image.open(io.BytesIO(sent[-1][1][0])).convert("RGB")).astype(int)
+        assert preview[15:45, 15:45].max() < 30
+        browser(editor, "dismiss", index=0)
+        browser(editor, "approve")
+        review = v.review(ids[0])
+    assert [(r["kind"], r["box"], r.get("dismissed")) for r in review.regions] == [("face", [10, 10, 40, 40], True)]
+    assert review.state == "approved"
+
+
 def test_approve_saves_one_version_calls_back_and_moves_on(photos, clock):
     path, ids = photos
     saved = []
@@ -345,6 +375,37 @@ def test_second_blind_review_and_the_figures(photos, clock):
                       regions=[{"kind": "face", "box": [0, 0, 9, 9]}])
         assert review_figures(v.review_history())["corrections"] == {
             "face": {"added": 1, "removed": 0}, "tattoo": {"added": 0, "removed": 1}}
+
+
+def test_a_blind_second_review_sees_neither_the_first_regions_nor_decision_and_uncovers_nothing(photos, clock):
+    path, ids = photos
+    with open_as(path, "analyst", clock) as v:
+        for photo_id in ids[:2]:
+            v.save_review(photo_id, based_on=0, state="approved", reason="fine",
+                          regions=[{"kind": "tattoo", "box": list(TATTOO)}])
+    with open_as(path, "clinician", clock) as v:
+        queue = ReviewQueue(v, second_share=1.0)
+        assert sorted(queue.photo_ids(second_review=True)) == sorted(ids[:2])
+        sent = capture(queue)
+        redacted = {c["slot"]: b for c, b in sent}["redacted"][0]
+        pixels = np.asarray(Image.open(io.BytesIO(redacted)).convert("RGB")).astype(int)
+        x, y, w, h = TATTOO
+        assert pixels[y + 6:y + h - 6, x + 6:x + w - 6, 2].mean() > 80  # the first reviewer's box is not shown
+        editor = RedactionEditor(v, ids[:2], blind=True)
+        assert editor.regions == [] and editor.state == "second review" and editor.reason == ""
+        assert_state_is_clean(editor)
+        assert "ana" not in json.dumps(editor.get_state())
+        editor.draw([x - 2, y + 1, w + 2, h], "tattoo")   # the same tattoo, drawn by another hand
+        editor.approve()
+        editor.approve()                                  # the second photo: nothing of its own marked
+        first, second = v.review(ids[0]), v.review(ids[1])
+        figures = review_figures(v.review_history())
+    # nothing the first reviewer hid was uncovered
+    assert {(r["author"], r["kind"]) for r in first.regions} == {("ana", "tattoo"), ("cli", "tattoo")}
+    assert [(r["author"], tuple(r["box"])) for r in second.regions] == [("ana", TATTOO)]
+    # the regions agree on the first photo, not at all on the second
+    assert figures["region_pairs"] == 2 and figures["region_agreement"] == 0.5
+    assert figures["compared"] == 2 and figures["agreement"] == 1.0
 
 
 # --- the consent form -------------------------------------------------------------------

@@ -656,6 +656,33 @@ def _sniff(data: bytes) -> str:
     raise UnsupportedFormat(_MSG_UNKNOWN)
 
 
+#: the largest raw companion file taken in (an R6 CR3 is about 25 MB)
+MAX_RAW_BYTES = 512 * 1024 * 1024
+
+
+def check_raw(data: bytes, extension: str) -> None:
+    """Raise ``UnsupportedFormat`` unless ``data`` is a camera raw file (CR3, CR2, DNG) as ``extension`` says.
+
+    Only the container is checked (the raw data is kept, not decoded):
+    CR3 is ISO media with the ``crx`` brand, CR2 a TIFF marked ``CR``, DNG a
+    TIFF whose first directory has a DNGVersion.
+    """
+    ext = extension.lower().lstrip(".")
+    if len(data) > MAX_RAW_BYTES:
+        raise UnsupportedFormat(f"a raw file larger than {MAX_RAW_BYTES >> 20} MB was not taken in; "
+                                "check the card for a damaged file")
+    try:
+        kind = _sniff(data)
+        is_cr2 = data[:4] == b"II*\x00" and data[8:10] == b"CR"
+        is_cr3 = data[4:8] == b"ftyp"
+        ok = kind == "raw" and {"cr3": is_cr3, "cr2": is_cr2, "dng": not (is_cr2 or is_cr3)}.get(ext, False)
+    except UnsupportedFormat:
+        ok = False
+    if not ok:
+        raise UnsupportedFormat(f"this file is not the {ext.upper() or 'raw'} raw file its name says; it was "
+                                "left on the card: check it with the camera's own software", extension=ext)
+
+
 def _tiff_kind(data: bytes) -> str:
     """Tell a plain TIFF from a DNG or another raw format built on TIFF.
 

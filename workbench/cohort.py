@@ -37,7 +37,7 @@ import pandas as pd
 from . import __version__, _imageio
 from ._progress import progress_bar
 from .deid import Policy, Pseudonyms, review_reasons
-from .deid._pipeline import DeidResult, deidentify
+from .deid._pipeline import DISMISSED_MARK, DeidResult, deidentify
 from .errors import AlreadyExists, ConsentError, InvalidInput, NotFound
 from .vault import Vault
 
@@ -130,11 +130,14 @@ def policy_digest(policy: Policy, regions: list[dict] | None = None) -> str:
 
     With ``regions`` (the regions a person marked on one photo, see
     ``Vault.manual_regions``) it names the policy and those regions: a
-    derivative made before a reviewer added or moved a region is redone.
+    derivative made before a reviewer added, moved or dismissed a region is
+    redone.
     """
     doc = policy.to_json()
     if regions:
-        doc = {"policy": doc, "regions": sorted((r["kind"], list(r["box"])) for r in regions)}
+        # a dismissal is its own entry; plain regions keep the digests they had
+        doc = {"policy": doc, "regions": sorted(
+            [r["kind"], list(r["box"])] + (["dismissed"] if r.get("dismissed") else []) for r in regions)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -466,7 +469,8 @@ def build_cohort(
         approved_by, approved = approvals.get(photo.photo_id, (None, None))
         per_photo.append({"image_id": image_id, "review_state": photo.review_state,
                           "approved_by": approved_by, "approved": approved,
-                          "verified": bool(result["verified"]), "regions": counts})
+                          "verified": bool(result["verified"]), "regions": counts,
+                          "left_visible": sum(DISMISSED_MARK in w for w in result["warnings"])})
     manifest = pd.DataFrame.from_records(rows, columns=MANIFEST_COLUMNS).sort_values("image_id")
     manifest = manifest.reset_index(drop=True)
     _write_manifest(tmp, manifest)

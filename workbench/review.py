@@ -43,6 +43,7 @@ SHORTCUTS = (
         f"{n} {kind}" for n, kind in enumerate(REGION_KINDS, start=1))),
     ("arrows", "move the selected box (with Shift: resize it)"),
     ("Delete", "delete the selected box"),
+    ("Tab / x", "pick the next proposed box / dismiss it (it hides no identifier: left visible once approved)"),
     ("z", "zoom to full resolution on the selected box (again: whole photo)"),
     ("t", "toggle the preview of the redacted result"),
     ("a", "approve"),
@@ -159,15 +160,18 @@ class PhotoView:
     def redacted(self, manual: list[dict], policy: Policy | None = None) -> bytes:
         """The displayed photo with the proposed and manual regions filled, as a build would.
 
+        Proposed regions that ``manual`` dismisses are left visible.
         Proposed regions are the boxes the stored version hid (grown
         already); manual ones are grown by their kind's margin, as
         :func:`workbench.deid.deidentify` grows them (tattoo, birthmark and
         other boxes are used as drawn).
         """
         policy = policy or Policy()
+        dismissed = {(r["kind"], tuple(r["box"])) for r in manual if r.get("dismissed")}
         hidden = [Region(r["kind"], tuple(r["box"]), float(r.get("score", 1.0)), r.get("detector", "manual"))
-                  for r in self.proposed]
-        hidden += grow([Region(r["kind"], tuple(r["box"])) for r in manual], policy, *self.size)
+                  for r in self.proposed if (r["kind"], tuple(r["box"])) not in dismissed]
+        hidden += grow([Region(r["kind"], tuple(r["box"])) for r in manual if not r.get("dismissed")],
+                       policy, *self.size)
         with Image.open(io.BytesIO(self.jpeg)) as shown:
             canvas = shown.convert("RGB")
         draw = ImageDraw.Draw(canvas)
@@ -275,6 +279,20 @@ def risk_queue(vault: Vault, *, purpose: str = "care", second_share: float = 0.1
     return frame.sort_values(["risk", "photo_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def _dice(a: list[dict], b: list[dict]) -> float:
+    """2 x matched / (|a| + |b|): a region matches one of the other's of the same kind at IoU >= 0.5."""
+    from .deid._pipeline import _iou
+
+    free = list(b)
+    matched = 0
+    for r in a:
+        best = max(free, default=None, key=lambda o: _iou(r["box"], o["box"]) if o["kind"] == r["kind"] else -1)
+        if best is not None and best["kind"] == r["kind"] and _iou(r["box"], best["box"]) >= 0.5:
+            matched += 1
+            free.remove(best)
+    return 2 * matched / (len(a) + len(b)) if a or b else 1.0
+
+
 def review_figures(history: pd.DataFrame, *, session_gap: float = 900.0) -> dict:
     """How reviews went, from :meth:`Vault.review_history`.
 
@@ -284,6 +302,11 @@ def review_figures(history: pd.DataFrame, *, session_gap: float = 900.0) -> dict
         ``agreement``: share of decisions (approved or rejected) that agree
         with the decision before them on the same photo by another reviewer
         (None when no photo was decided twice), with ``compared`` pairs;
+        ``region_agreement``: on photos whose regions two reviewers marked
+        (a blind second review marks its own), the mean Dice score of their
+        regions, a region of one matching one of the other's of the same kind
+        that overlaps it by IoU >= 0.5 (None without such photos), over
+        ``region_pairs`` photos;
         ``corrections``: regions added and removed by kind after a photo's
         first save; ``seconds_per_photo``: median time between a reviewer's
         consecutive saves of different photos (gaps over ``session_gap``
@@ -291,6 +314,7 @@ def review_figures(history: pd.DataFrame, *, session_gap: float = 900.0) -> dict
         ``photos``.
     """
     agree = compared = 0
+    dice: list[float] = []
     corrections: dict[str, dict[str, int]] = {k: {"added": 0, "removed": 0} for k in REGION_KINDS}
     gaps: list[float] = []
     for _, saves in history.groupby("photo_id", sort=False):
@@ -311,6 +335,14 @@ def review_figures(history: pd.DataFrame, *, session_gap: float = 900.0) -> dict
                 for kind, _ in old - new:
                     corrections.setdefault(kind, {"added": 0, "removed": 0})["removed"] += 1
             previous = save.regions
+        by_author: dict[str, list[dict]] = {}
+        for r in previous or ():
+            if not r.get("dismissed") and r.get("author"):
+                by_author.setdefault(r["author"], []).append(r)
+        deciders = list(dict.fromkeys(s.reviewed_by for s in saves.itertuples(index=False)
+                                      if s.state in ("approved", "rejected")))
+        if len(deciders) >= 2 and (by_author.get(deciders[0]) or by_author.get(deciders[1])):
+            dice.append(_dice(by_author.get(deciders[0], []), by_author.get(deciders[1], [])))
     for _, saves in history.groupby("reviewed_by"):
         times = pd.to_datetime(saves["reviewed"], utc=True, format="ISO8601")
         order = saves.assign(_t=times).sort_values("_t")
@@ -324,6 +356,8 @@ def review_figures(history: pd.DataFrame, *, session_gap: float = 900.0) -> dict
     return {
         "agreement": (agree / compared) if compared else None,
         "compared": compared,
+        "region_agreement": float(np.mean(dice)) if dice else None,
+        "region_pairs": len(dice),
         "corrections": {k: v for k, v in corrections.items() if v["added"] or v["removed"]},
         "seconds_per_photo": float(np.median(gaps)) if gaps else None,
         "saves": int(len(history)),

@@ -42,6 +42,7 @@ def capture(
     stop: Callable[[], bool] | None = None,
     poll: float = 1.0,
     progress: Callable[[int, int, ImportedFile], None] | None = None,
+    preview: Callable[[str, bytes], None] | None = None,
 ) -> ImportReport:
     """Take pictures with a tethered camera, or pull in each one its shutter takes, into the vault.
 
@@ -82,6 +83,10 @@ def capture(
         Seconds to wait for an event before polling ``stop`` again.
     progress : callable, optional
         Called as ``progress(done, total, imported_file)`` after each file.
+    preview : callable, optional
+        Called as ``preview(extension, data)`` with each file's bytes as soon
+        as they are in memory (before they are stored), e.g. to show the last
+        shot; identifiable: keep it in memory.
 
     Returns
     -------
@@ -104,7 +109,8 @@ def capture(
     cam = open_camera(camera) if own else camera
     importer = _Importer(vault, _CameraSource(cam), patient=patient, body_site=body_site,
                          laterality=laterality, diagnosis=diagnosis, allow_no_consent=False,
-                         remove=not keep_on_camera, workers=0, progress=progress, desc="capture")
+                         remove=not keep_on_camera, workers=0, progress=progress, desc="capture",
+                         preview=preview)
     try:
         if target is not None:
             cam.set_target(target)

@@ -31,10 +31,9 @@ from ._device import Camera, CameraFile
 RAW_EXTENSIONS = frozenset({".cr3", ".cr2", ".dng"})
 _JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 
-_LEFT_RAW = ("the raw file of a RAW+JPEG pair: the JPEG of the same shot is imported, and both "
-             "stay on the card (the vault keeps one file per photo; deleting the JPEG would "
-             "leave the raw file looking like a photo of its own); copy the pair elsewhere "
-             "if the raw file is needed, then clear the card")
+_RAW_WITHOUT_JPEG = ("the JPEG of this RAW+JPEG shot (same folder and name) was not stored, so its raw "
+                     "file was not taken in either and both stay on the card; see the JPEG's entry, "
+                     "then run the import again")
 
 
 @dataclass
@@ -44,7 +43,9 @@ class ImportedFile:
     ``status`` is ``"imported"`` (a new photo), ``"present"`` (the vault
     already holds this file under this patient), ``"failed"`` (``error`` says
     why; the file stays on the card), ``"left"`` (the raw file of a RAW+JPEG
-    pair, kept on the card) or ``"skipped"`` (not a photo; never read).
+    pair whose JPEG was not stored: both stay on the card) or ``"skipped"``
+    (not a photo; never read). The raw file of a pair has its JPEG's
+    ``photo_id``: it is kept with that photo.
     ``file`` is its name on the card: an identifier, shown to the operator
     and sealed in the manifest, never logged.
     """
@@ -107,9 +108,11 @@ class ImportReport:
         """Counts, then one line per kind of failure with its advice (no file names)."""
         parts = [f"{len(self.imported)} imported", f"{len(self.present)} already present",
                  f"{len(self.failed)} failed"]
+        raws = sum(os.path.splitext(f.file)[1].lower() in RAW_EXTENSIONS for f in self.imported)
+        if raws:
+            parts[0] += f" ({raws} of them raw files kept with their JPEG's photo)"
         if self.left:
-            parts.append(f"{len(self.left)} left (raw files of RAW+JPEG pairs, kept with their JPEG "
-                         "on the card)")
+            parts.append(f"{len(self.left)} left (raw files whose JPEG was not stored, on the card with it)")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped (not photos)")
         parts.append(f"{len(self.removed)} removed from the card")
@@ -219,8 +222,10 @@ class _Importer:
 
     def __init__(self, vault, source, *, patient: str, body_site: str, laterality: str | None,
                  diagnosis: str | None, allow_no_consent: bool, remove: bool, workers: int,
-                 progress: Callable[[int, int, ImportedFile], None] | None, desc: str):
+                 progress: Callable[[int, int, ImportedFile], None] | None, desc: str,
+                 preview: Callable[[str, bytes], None] | None = None):
         self.vault, self.source, self.remove = vault, source, remove
+        self.preview = preview
         self.fields = dict(patient=patient, body_site=body_site, laterality=laterality,
                            diagnosis=diagnosis, allow_no_consent=allow_no_consent)
         self.workers, self.progress, self.desc = workers, progress, desc
@@ -229,9 +234,15 @@ class _Importer:
         self.paired: set[tuple[str, str]] = set()  # shots of RAW+JPEG pairs: both stay on the card
 
     def run(self, listing: list[tuple[CameraFile, str | None]]) -> None:
-        """Import ``listing`` (files with ``None``, or the extension of a non-photo to skip)."""
+        """Import ``listing`` (files with ``None``, or the extension of a non-photo to skip).
+
+        The raw file of a RAW+JPEG shot is kept with the photo made from its
+        JPEG (:meth:`Vault.add_raw_companion`), after the JPEG; the pair
+        leaves the card together, once both are verified in the vault.
+        """
         self.paired = _pairs(listing)
         todo: list[tuple[CameraFile, ImportedFile]] = []
+        raws: list[tuple[CameraFile, ImportedFile]] = []
         for f, skip in listing:
             entry = ImportedFile(self.source.display(f), size=f.size)
             if skip is not None:
@@ -239,21 +250,28 @@ class _Importer:
                 entry.error = UnsupportedFormat(
                     f"not a photo ({skip or 'no extension'}): not read, left on the card", extension=skip)
             elif _stem(f) in self.paired and _ext(f) in RAW_EXTENSIONS:
-                entry.status, entry.error = "left", InvalidInput(_LEFT_RAW)
+                raws.append((f, entry))
+                continue
             todo.append((f, entry))
         readable = [(f, entry) for f, entry in todo if entry.status is None]
         results = iter(self.vault.add_photos(
             ((self._fetch(f, entry), f.name) for f, entry in readable),
             workers=self.workers, **self.fields))
-        bar = progress_bar(total=len(todo), desc=self.desc)
+        total = len(todo) + len(raws)
+        jpegs: dict[tuple[str, str], tuple[CameraFile, ImportedFile]] = {}
+        bar = progress_bar(total=total, desc=self.desc)
         try:
-            for number, (f, entry) in enumerate(todo, start=1):
-                if entry.status is None:
+            for number, (f, entry) in enumerate(todo + raws, start=1):
+                if number > len(todo):
+                    self._companion(f, entry, *jpegs.get(_stem(f), (None, None)))
+                elif entry.status is None:
                     self._settle(f, entry, next(results))
+                    if _stem(f) in self.paired:
+                        jpegs[_stem(f)] = (f, entry)
                 self.report.files.append(entry)
                 bar.update(1)
                 if self.progress is not None:
-                    self.progress(number, len(todo), entry)
+                    self.progress(number, total, entry)
         finally:
             bar.close()
 
@@ -270,8 +288,36 @@ class _Importer:
                     self.gone = exc
                 raise
             entry.size, entry.sha256 = len(data), hashlib.sha256(data).hexdigest()
+            if self.preview is not None:
+                self.preview(_ext(f), data)
             return data
         return fetch
+
+    def _companion(self, f: CameraFile, entry: ImportedFile, jpeg: CameraFile | None,
+                   photo: ImportedFile | None) -> None:
+        """Keep a raw file with its JPEG's photo; remove both from the card once both are verified."""
+        if photo is None or photo.status not in ("imported", "present") or not photo.verified:
+            entry.status, entry.error = "left", InvalidInput(_RAW_WITHOUT_JPEG)
+            return
+        entry.photo_id = photo.photo_id
+        try:
+            data = self._fetch(f, entry)()
+            status, _ = self.vault.add_raw_companion(photo.photo_id, data, _ext(f))
+        except WorkbenchError as exc:
+            entry.status, entry.error = "failed", exc
+            return
+        entry.status = "imported" if status == "added" else "present"
+        entry.verified = self.vault.verify_photo(photo.photo_id)
+        if not entry.verified:
+            entry.status = "failed"
+            entry.error = IntegrityError(
+                "stored, but its vault copy did not verify, so the pair was kept on the card; run "
+                "`workbench vault check` and then this import again", photo_id=photo.photo_id)
+            return
+        if self.remove:  # the raw file first: a JPEG left alone is picked up as present next time
+            self._remove(f, entry)
+            if entry.removed:
+                self._remove(jpeg, photo)
 
     def _settle(self, f: CameraFile, entry: ImportedFile, result) -> None:
         """Turn one ingest result into the entry; verify, and remove the card copy if asked."""
@@ -288,22 +334,27 @@ class _Importer:
                 "`workbench vault check` and then this import again", photo_id=result.photo_id)
             return
         if not self.remove or _stem(f) in self.paired:
-            return  # the JPEG of a RAW+JPEG pair stays with its raw file
+            return  # the JPEG of a RAW+JPEG pair goes with its raw file (_companion)
+        self._remove(f, entry)
+
+    def _remove(self, f: CameraFile, entry: ImportedFile) -> None:
+        """Delete a verified file from the card: recorded first, and only if it is still the file read."""
         if not self.source.unchanged(f, entry.size):
             entry.status = "failed"
             entry.error = InvalidInput(
                 "the file on the card changed (or went) after it was read, so it was not deleted; "
-                "run the import again", photo_id=result.photo_id)
+                "run the import again", photo_id=entry.photo_id)
             return
         action = "camera_delete" if self.source.kind == "camera" else "card_delete"
-        self.vault._record(action, {"photo_id": result.photo_id, "verified": True})
+        self.vault._record(action, {"photo_id": entry.photo_id, "verified": True,
+                                    **({"file": "raw"} if _ext(f) in RAW_EXTENSIONS else {})})
         try:
             self.source.remove(f)
         except (OSError, CameraError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             entry.status = "failed"
             entry.error = InvalidInput(f"stored and verified, but not deleted from the card ({reason}); "
-                                       "run the import again to delete it", photo_id=result.photo_id)
+                                       "run the import again to delete it", photo_id=entry.photo_id)
             return
         entry.removed = True
 
@@ -341,10 +392,12 @@ def import_card(
     ``"present"``, not stored twice, and with ``remove`` they are deleted
     from the card then. A file is deleted from the card only after its vault
     copy was verified and only if the card still holds the very file that
-    was read; a failed, left or skipped file is never deleted. Of a RAW+JPEG
+    was read; a failed, left or skipped file is never deleted. A RAW+JPEG
     pair (same folder and name, e.g. ``IMG_0001.CR3`` beside
-    ``IMG_0001.JPG``) the JPEG is imported and both files stay on the card;
-    the raw file is reported as ``"left"``. A manifest of every
+    ``IMG_0001.JPG``) is one photo: the JPEG is imported and the raw file
+    kept with it, sealed to the identities tier
+    (:meth:`Vault.read_raw_companion`); the pair leaves the card together,
+    once both are verified. A manifest of every
     file is sealed to the identities tier (:meth:`Vault.read_import_manifest`).
 
     Parameters

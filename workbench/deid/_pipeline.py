@@ -398,7 +398,8 @@ def verify(
 
 def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | None = None, *,
             painted: Image.Image | None = None,
-            detections: Sequence[Region] | None = None) -> tuple[list[str], list[Region]]:
+            detections: Sequence[Region] | None = None,
+            dismissed: "_Dismissals | None" = None) -> tuple[list[str], list[Region]]:
     """:func:`verify`'s warnings, and the regions its detectors found not hidden (full-frame pixels)."""
     policy = policy or Policy()
     warnings = metadata_problems(data, ext)
@@ -431,6 +432,8 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
                     warnings.append(f"{first.kind} detected at {list(first.box)} was not hidden")
             again = _detect_around(small, regions, policy, scale * extra)
         for found in again:
+            if dismissed is not None and dismissed.matches(found):
+                continue  # a person judged it not identifying (deidentify notes it)
             if coverage(found.box, boxes) < HIDDEN_COVERAGE:
                 warnings.append(f"{found.kind} still detected at {list(found.box)}")
                 leftover.append(found)
@@ -520,6 +523,7 @@ def deidentify(
     policy: Policy | None = None,
     *,
     regions: Sequence[Region | dict] = (),
+    dismissed: Sequence[Region | dict] = (),
     pseudonyms: Pseudonyms | None = None,
     output_format: str | None = None,
 ) -> DeidResult:
@@ -535,7 +539,16 @@ def deidentify(
         Defaults hide faces, text and barcodes with a solid fill.
     regions : sequence of Region or dict
         Regions marked by a person, in the upright image's pixel frame.
-        They are always redacted.
+        They are always redacted. A dict with ``"dismissed": true`` is
+        taken as one of ``dismissed`` instead (``Vault.manual_regions``
+        gives both).
+    dismissed : sequence of Region or dict
+        Detector boxes a person judged not identifying in review (a "face"
+        on a wound): the detection they name (same kind, and grown by its
+        margin overlapping the box by :data:`DISMISS_IOU` or more) is left
+        visible, verification does not count it, and ``warnings`` notes it.
+        Any other detection is hidden as usual, so a dismissal never
+        uncovers more than the box it was made on.
     pseudonyms : Pseudonyms, optional
         Needed for DICOM headers (patient pseudonym, date shift, UIDs). A
         random, single-use key is used when omitted.
@@ -556,15 +569,15 @@ def deidentify(
         The input cannot be read; nothing is written.
     """
     policy = policy or Policy()
-    manual = [r if isinstance(r, Region) else Region.from_json(r) for r in regions]
+    manual, dismissed = _marked(regions, dismissed)
     lossless = policy.lossless and isinstance(source, (bytes, bytearray, str, os.PathLike))
     if lossless:
-        return _deidentify_lossless(source, policy, manual)
+        return _deidentify_lossless(source, policy, manual, dismissed)
     src = _load(source)
     if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
         from ._dicom._redact import deidentify_frames
 
-        return deidentify_frames(src.dicom, policy, manual, pseudonyms)
+        return deidentify_frames(src.dicom, policy, manual, pseudonyms, dismissed)
     if src.fmt == "dicom" and src.dicom.frame_count > 1:
         raise UnsupportedFormat(
             "a multi-frame DICOM image is written as DICOM only (a PNG holds one frame); "
@@ -576,8 +589,9 @@ def deidentify(
     if policy.detectors:
         small, scale = _detection_copy(image)
         found = detect(small, policy, scale=scale)
+    keep = _Dismissals(dismissed, policy, width, height)
+    found, notes = keep.split(found)
     hidden = grow(found + manual, policy, width, height)
-    notes = []
     if policy.style != "fill" and hidden:
         notes.append(REVERSIBLE_WARNING.format(style=policy.style))
 
@@ -586,12 +600,69 @@ def deidentify(
         fmt = output_format or ("jpeg" if src.fmt == "jpeg" else "png")
         return rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png"), hidden, image
 
-    data, ext, problems = _write_verified(write, hidden, found, policy, width, height, notes)
+    data, ext, problems = _write_verified(write, hidden, found, policy, width, height, notes, keep)
     return DeidResult(data, ext, width, height, hidden, not problems, notes + problems)
 
 
+#: A detection is the one a person dismissed in review when, grown by its
+#: kind's margin (as the editor showed it), it overlaps the dismissed box by
+#: at least this intersection over union, and is of the same kind.
+DISMISS_IOU = 0.5
+
+
+def _marked(regions, dismissed) -> tuple[list[Region], list[Region]]:
+    """The regions a person marked to hide, and the detector boxes they dismissed."""
+    hide, keep = [], [r if isinstance(r, Region) else Region.from_json(r) for r in dismissed]
+    for r in regions:
+        if isinstance(r, dict) and r.get("dismissed"):
+            keep.append(Region.from_json(r))
+        else:
+            hide.append(r if isinstance(r, Region) else Region.from_json(r))
+    return hide, keep
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+@dataclass
+class _Dismissals:
+    """The detector boxes a person dismissed, and the test of whether a detection is one of them."""
+
+    boxes: list[Region]
+    policy: Policy
+    width: int
+    height: int
+
+    def matches(self, region: Region) -> bool:
+        if not self.boxes:
+            return False
+        grown = region.grown(self.policy.margin(region.kind), self.width, self.height)
+        return grown is not None and any(
+            d.kind == region.kind and _iou(grown.box, d.box) >= DISMISS_IOU for d in self.boxes)
+
+    def split(self, found: list[Region]) -> tuple[list[Region], list[str]]:
+        """The detections to hide, and a note for each one left visible."""
+        kept = [r for r in found if not self.matches(r)]
+        notes = [DISMISSED_NOTE.format(kind=r.kind, box=list(r.box), score=r.score)
+                 for r in found if self.matches(r)]
+        return kept, notes
+
+
+#: said of each detection left visible because a person dismissed it in review
+DISMISSED_MARK = "left visible: dismissed in review"
+DISMISSED_NOTE = "{kind} box at {box} (score {score:.2f}) " + DISMISSED_MARK + " as not identifying"
+
+
 def _write_verified(write, hidden: list[Region], found: list[Region], policy: Policy, width: int, height: int,
-                    notes: list[str]) -> tuple[bytes, str, list[str]]:
+                    notes: list[str], keep: "_Dismissals | None" = None) -> tuple[bytes, str, list[str]]:
     """Write the output and verify it; hide what verification still finds and verify again.
 
     ``write(new)`` hides the regions ``new`` (at first all of ``hidden``)
@@ -603,14 +674,14 @@ def _write_verified(write, hidden: list[Region], found: list[Region], policy: Po
     Returns the bytes, the type and the final verification's warnings.
     """
     data, ext, checked, painted = write(hidden)
-    problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found)
+    problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found, dismissed=keep)
     for _ in range(MORE_PASSES):
         more = _hide_more(leftover, policy, width, height)
         if not more:
             break
         hidden += more
         data, ext, checked, painted = write(more)
-        problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found)
+        problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found, dismissed=keep)
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
     return data, ext, problems
 
@@ -631,7 +702,7 @@ def _hide_more(leftover: Sequence[Region], policy: Policy, width: int, height: i
     return [r for r in grow(leftover, policy, width, height) if r.box[2] * r.box[3] <= MORE_MAX_SHARE * width * height]
 
 
-def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidResult:
+def _deidentify_lossless(source, policy: Policy, manual: list[Region], dismissed: list[Region]) -> DeidResult:
     from ._lossless import redact_jpeg_lossless
 
     # a path's read errors are InvalidInput like everywhere else (fail closed)
@@ -644,6 +715,8 @@ def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidRe
         small, _ = _open_for_detection(data)
         pixels, extra = _detection_copy(small)
         found = detect(pixels, policy, scale=small.size[0] / info.width * extra)
+    keep = _Dismissals(dismissed, policy, info.width, info.height)
+    found, notes = keep.split(found)
     hidden = grow(found + manual, policy, info.width, info.height)
 
     def write(new: list[Region]) -> tuple[bytes, str, list[Region], None]:
@@ -653,8 +726,7 @@ def _deidentify_lossless(source, policy: Policy, manual: list[Region]) -> DeidRe
         out, blanked = redact_jpeg_lossless(data, [r.box for r in hidden], fill=tuple(policy.fill))
         return out, "jpg", [Region("manual", box) for box in blanked], None
 
-    notes: list[str] = []
-    out, _, problems = _write_verified(write, hidden, found, policy, info.width, info.height, notes)
+    out, _, problems = _write_verified(write, hidden, found, policy, info.width, info.height, notes, keep)
     return DeidResult(out, "jpg", info.width, info.height, hidden, not problems, notes + problems)
 
 

@@ -122,6 +122,9 @@ RULES: dict[str, Rule] = {
     # a card import's manifest names the card's files (identifiers): sealed
     # to the identities tier, written by those who may ingest
     "card_import": Rule(INGEST_ROLES, frozenset({"blobs"}), {"import_manifest": "identities"}),
+    # the raw file of a RAW+JPEG shot, kept whole beside its photo: its
+    # metadata cannot be split off, so it is sealed to the identities tier
+    "raw_companion": Rule(INGEST_ROLES, frozenset({"blobs"}), {"raw": "identities"}),
     "render_previews": Rule(REVIEW_ROLES, frozenset({"blobs"}), {"preview": "originals"}),
     "review_state": Rule(REVIEW_ROLES, frozenset({"reviews"})),
     "deid_store": Rule(REVIEW_ROLES, frozenset({"blobs", "deid_results"}), {"deid": "derivatives"}),
@@ -134,7 +137,7 @@ RULES: dict[str, Rule] = {
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
 #: blob kinds that only their own action may add
-_RESERVED_KINDS = frozenset({"metadata", "pixels", "preview", "consent_form", "deid", "import_manifest"})
+_RESERVED_KINDS = frozenset({"metadata", "pixels", "preview", "consent_form", "deid", "import_manifest", "raw"})
 
 
 # --- rows --------------------------------------------------------------------

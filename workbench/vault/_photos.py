@@ -685,10 +685,80 @@ class PhotosMixin:
         self._record("read_import_manifest", detail)
         return json.loads(data)["files"]
 
+    def add_raw_companion(self, photo_id: str, data: bytes, extension: str) -> tuple[str, str]:
+        """Keep the raw file of a RAW+JPEG shot (CR3, CR2, DNG) with the photo made from its JPEG.
+
+        The raw file is stored whole, as the camera wrote it: its metadata
+        (serial numbers, owner, capture time) cannot be split from its
+        pixels as a JPEG's can, so it is sealed to the identities tier
+        (admins and clinicians read it back with :meth:`read_raw_companion`).
+        Adding the same raw file again stores nothing: its blob id is a keyed
+        digest of its content.
+
+        Returns
+        -------
+        (status, blob_id)
+            ``"added"`` or ``"present"``, and the raw file's id.
+
+        Raises
+        ------
+        UnsupportedFormat
+            The bytes are not a raw file of the kind ``extension`` names.
+        NotFound
+            No photo with that id.
+        AccessDenied
+            The role may not add photos.
+        """
+        if self.role not in _log.INGEST_ROLES:
+            raise self._denied("add raw files", "originals", {"photo_id": photo_id})
+        _imageio.check_raw(data, extension)
+        self._photo_row(photo_id)
+        lookup_key = self._keys.get("lookup", "add raw files")
+        blob_id = _crypto.keyed_digest(lookup_key, "raw", data)[:32]
+        self._check_tables("blobs")
+        if self._query("SELECT 1 FROM blobs WHERE blob_id = ? AND kind = 'raw' AND photo_id = ?",
+                       (blob_id, photo_id)):
+            return "present", blob_id
+        row = self._store_blob("raw", "identities", data, photo_id, blob_id=blob_id)
+        fsync_dir(self._blob_path(row[0]).parent)
+        with self._write("raw_companion", {"photo_id": photo_id, "raw": blob_id, "size": len(data)}):
+            self._insert_blob(row)
+        return "added", blob_id
+
+    def raw_companions(self, photo_id: str) -> list[str]:
+        """The ids of the raw files kept with a photo (see :meth:`add_raw_companion`)."""
+        self._check_tables("blobs")
+        return [r[0] for r in self._query(
+            "SELECT blob_id FROM blobs WHERE photo_id = ? AND kind = 'raw' ORDER BY rowid", (photo_id,))]
+
+    def read_raw_companion(self, photo_id: str, *, purpose: str = "care") -> bytes:
+        """The raw file kept with a photo, byte for byte as the camera wrote it (audited).
+
+        Raises
+        ------
+        AccessDenied
+            The role has no identities key.
+        NotFound
+            The photo has no raw file.
+        ConsentError
+            The photo's patient is not consented for ``purpose`` now.
+        """
+        files = self._photo_row(photo_id)
+        detail = {"photo_id": photo_id, "patient_ref": files.patient_ref}
+        self._need("identities", "read raw files", detail)
+        self._require_consent({photo_id: files.patient_ref}, purpose, "read raw files")
+        raws = self.raw_companions(photo_id)
+        if not raws:
+            raise NotFound("this photo has no raw file kept with it", photo_id=photo_id)
+        data = self._open_blobs(raws[-1:], "read raw files", detail)[raws[-1]]
+        self._record("decrypt_original", {**detail, "file": "raw"})
+        return data
+
     def verify_photo(self, photo_id: str) -> bool:
-        """True when a photo's files are present and match their recorded digests."""
+        """True when a photo's files (raw companions included) are present and match their recorded digests."""
         files = self._photo_row(photo_id)
         wanted = [b for b in (files.metadata, files.pixels, files.preview) if b is not None]
+        wanted += self.raw_companions(photo_id)
         rows = self._query(f"SELECT blob_id, file_sha256 FROM blobs WHERE blob_id IN ({', '.join('?' * len(wanted))})",
                            tuple(wanted))
         if len(rows) != len(wanted):

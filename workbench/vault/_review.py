@@ -31,7 +31,8 @@ class Review:
     reason : str or None
     regions : tuple of dict
         ``{"kind", "box": [x, y, w, h], "author", "time"}`` each, in the
-        upright photo's pixels.
+        upright photo's pixels; ``"dismissed": true`` on a detector's box
+        that the reviewer judged not identifying (left visible).
     reviewed_by, reviewed : str or None
         Who saved this version, and when (ISO 8601, UTC).
     """
@@ -56,8 +57,18 @@ def _review_from_row(row: tuple) -> Review:
     return Review(photo_id, int(version), state, reason, tuple(json.loads(regions)), user, time)
 
 
+def _key(region: dict) -> tuple:
+    """What makes two regions the same: kind, box, and whether it hides or dismisses."""
+    return region["kind"], tuple(region["box"]), bool(region.get("dismissed"))
+
+
+def _short(key: tuple) -> dict:
+    kind, box, dismissed = key
+    return {"kind": kind, "box": list(box), **({"dismissed": True} if dismissed else {})}
+
+
 def _check_regions(regions: Iterable[dict]) -> list[dict]:
-    """``{"kind", "box"}`` dicts with a known kind and four finite numbers (anything else is dropped)."""
+    """``{"kind", "box", "dismissed"?}`` dicts with a known kind and four finite numbers."""
     out = []
     for n, region in enumerate(list(regions), start=1):
         if not isinstance(region, dict) or "box" not in region:
@@ -73,7 +84,10 @@ def _check_regions(regions: Iterable[dict]) -> list[dict]:
             box = []
         if len(box) != 4 or not all(math.isfinite(v) for v in box):
             raise InvalidInput(f"region {n}'s box is not four numbers [x, y, width, height]", region=n)
-        out.append({"kind": kind, "box": box})
+        dismissed = region.get("dismissed", False)
+        if not isinstance(dismissed, bool):
+            raise InvalidInput(f"region {n}'s dismissed is true or false", region=n)
+        out.append({"kind": kind, "box": box, **({"dismissed": True} if dismissed else {})})
     return out
 
 
@@ -86,31 +100,31 @@ def _clip(regions: list[dict], width: int, height: int) -> list[dict]:
         y0, y1 = sorted((y, y + h))
         x0, y0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
         x1, y1 = min(width, int(math.ceil(x1))), min(height, int(math.ceil(y1)))
-        key = (region["kind"], x0, y0, x1 - x0, y1 - y0)
-        if x1 > x0 and y1 > y0 and key not in seen:
-            seen.add(key)
-            out.append({"kind": region["kind"], "box": [x0, y0, x1 - x0, y1 - y0]})
+        clipped = {**region, "box": [x0, y0, x1 - x0, y1 - y0]}
+        if x1 > x0 and y1 > y0 and _key(clipped) not in seen:
+            seen.add(_key(clipped))
+            out.append(clipped)
     return out
 
 
 def _attribute(regions: list[dict], previous: tuple, user: str, now: str) -> list[dict]:
     """Each region with the author and time of the save that first marked it as it is."""
-    known = {(r["kind"], tuple(r["box"])): r for r in previous}
+    known = {_key(r): r for r in previous}
     out = []
     for region in regions:
-        old = known.get((region["kind"], tuple(region["box"])))
+        old = known.get(_key(region))
         out.append({**region, "author": old["author"] if old else user, "time": old["time"] if old else now})
     return out
 
 
 def _change(before: Review, after: Review) -> dict:
     """What one save changed: who, when, the state, the regions added and removed."""
-    old = {(r["kind"], tuple(r["box"])) for r in before.regions}
-    new = {(r["kind"], tuple(r["box"])) for r in after.regions}
+    old = {_key(r) for r in before.regions}
+    new = {_key(r) for r in after.regions}
     return {"version": after.version, "reviewed_by": after.reviewed_by, "reviewed": after.reviewed,
             "state": after.state, "reason": after.reason,
-            "regions_added": [{"kind": k, "box": list(b)} for k, b in sorted(new - old)],
-            "regions_removed": [{"kind": k, "box": list(b)} for k, b in sorted(old - new)]}
+            "regions_added": [_short(k) for k in sorted(new - old)],
+            "regions_removed": [_short(k) for k in sorted(old - new)]}
 
 
 def _conflict_message(photo_id: str, based_on: int, current: Review, changes: list[dict]) -> str:
@@ -188,7 +202,11 @@ class ReviewMixin:
         regions : iterable of dict, optional
             ``{"kind": "tattoo", "box": [x, y, w, h]}`` each, kind one of
             :data:`REGION_KINDS`; the whole set for the photo (omitted:
-            keep the regions of version ``based_on``).
+            keep the regions of version ``based_on``). With
+            ``"dismissed": true`` a region names a detector's box (as the
+            editor showed it) that is *not* identifying, such as a "face"
+            on a wound: builds leave that detection visible and say so
+            (see :func:`workbench.deid.deidentify`'s ``dismissed``).
         reason : str, optional
             Why (a rejection's cause): a few words, never an identifier.
 
@@ -270,8 +288,11 @@ class ReviewMixin:
         """The regions people marked on each photo, in its latest review, for :func:`deidentify`.
 
         Every photo with at least one marked region, as ``{"kind", "box",
-        "score": 1.0, "detector": "manual"}`` dicts. A draft's regions count
-        too: whatever a person marked to hide is hidden.
+        "score": 1.0, "detector": "manual"}`` dicts, and ``"dismissed":
+        true`` on the detector boxes a reviewer dismissed. A draft's regions
+        to hide count too (whatever a person marked to hide is hidden); a
+        dismissal counts only once the photo is approved, so a detection is
+        left visible only by a decision that was made.
         """
         wanted = None if photo_ids is None else set(photo_ids)
         latest: dict[str, tuple] = {}
@@ -280,8 +301,10 @@ class ReviewMixin:
                 latest[row[0]] = row
         out = {}
         for photo_id, row in latest.items():
-            regions = [{"kind": r["kind"], "box": list(r["box"]), "score": 1.0, "detector": "manual"}
-                       for r in json.loads(row[4])]
+            approved = row[2] == "approved"
+            regions = [{"kind": r["kind"], "box": list(r["box"]), "score": 1.0, "detector": "manual",
+                        **({"dismissed": True} if r.get("dismissed") else {})}
+                       for r in json.loads(row[4]) if approved or not r.get("dismissed")]
             if regions:
                 out[photo_id] = regions
         return out

@@ -573,15 +573,16 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
     def _blob_path(self, blob_id: str) -> Path:
         return self.root / "blobs" / blob_id[:2] / blob_id
 
-    def _store_blob(self, kind: str, tier: str, plaintext: bytes, photo_id: str | None) -> tuple:
+    def _store_blob(self, kind: str, tier: str, plaintext: bytes, photo_id: str | None,
+                    blob_id: str | None = None) -> tuple:
         """Encrypt, write atomically, read back and check. Returns the index row.
 
         The row is inserted by the caller inside its transaction, so a blob
         whose row never committed is an unreachable orphan, never a visible
-        half-written photo.
+        half-written photo. ``blob_id`` defaults to a random id.
         """
         self._hold_blob_lock()
-        blob_id = _crypto.random_id()
+        blob_id = blob_id or _crypto.random_id()
         data_key, file_bytes = _crypto.encrypt_blob(blob_id, kind, plaintext)
         aad = _crypto.blob_aad(blob_id, kind)
         if tier in ("originals", "identities"):

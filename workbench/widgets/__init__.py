@@ -1,4 +1,4 @@
-"""Review in the notebook: gallery, redaction editor, review queue and consent form.
+"""The notebook's interactive parts: capture panel, gallery, redaction editor, review queue, consent form.
 
 Each widget is thin: synced JSON traits (ids, boxes, kinds, states, messages)
 and callbacks; the work is done by the vault and :mod:`workbench.review`.
@@ -11,9 +11,10 @@ typed into the consent form are sent once and never kept in a trait.
 >>> RedactionEditor(vault, queue.photo_ids())                    # doctest: +SKIP
 """
 
+from ._capture import CapturePanel
 from ._consent import ConsentForm
 from ._editor import RedactionEditor
 from ._gallery import Gallery
 from ._queue import ReviewQueue
 
-__all__ = ["ConsentForm", "Gallery", "RedactionEditor", "ReviewQueue"]
+__all__ = ["CapturePanel", "ConsentForm", "Gallery", "RedactionEditor", "ReviewQueue"]

@@ -34,11 +34,19 @@ class RedactionEditor(_Widget):
     purpose : str, default ``"care"``
         Why the photos are looked at; a photo whose patient is not
         consented for it now is not shown.
+    blind : bool, default False
+        A second, blind review: the regions earlier reviewers marked are
+        neither shown nor counted, and the proposed boxes are the
+        detectors' alone. Your marks are saved *added to* theirs, so a
+        blind review never uncovers what someone else hid, and
+        :func:`workbench.review.review_figures` compares your regions with
+        theirs (``region_agreement``).
 
     Notes
     -----
     In the browser: drag on the photo (``.wb-editor-surface``) to draw a box,
-    drag a box to move it, its corner handle to resize it; buttons
+    drag a box to move it, its corner handle to resize it; click a proposed
+    box's label (or press Tab) to pick it and ``x`` to dismiss it; buttons
     ``.wb-approve``, ``.wb-reject``, ``.wb-next``, ``.wb-prev``; the status
     line ``.wb-status``. Keys: see :data:`workbench.review.SHORTCUTS`.
     """
@@ -54,9 +62,12 @@ class RedactionEditor(_Widget):
     #: the detectors' regions: ``{"kind", "box", "score", "detector"}`` (read-only)
     proposed = traitlets.List().tag(sync=True)
     verified = traitlets.Any(None).tag(sync=True)
-    #: the regions a person marked: ``{"kind", "box", "author"?, "time"?}``
+    #: the regions a person marked: ``{"kind", "box", "author"?, "time"?}``, and
+    #: ``"dismissed": true`` on a proposed box judged not identifying
     regions = traitlets.List().tag(sync=True)
     selected = traitlets.Int(-1).tag(sync=True)
+    #: the proposed box picked for dismissing (-1: none)
+    picked = traitlets.Int(-1).tag(sync=True)
     #: the kind given to new boxes (and set on the selected one by keys 1-6)
     kind = traitlets.Unicode("tattoo").tag(sync=True)
     kinds = traitlets.List(list(REGION_KINDS)).tag(sync=True)
@@ -72,13 +83,16 @@ class RedactionEditor(_Widget):
     conflict = traitlets.Dict().tag(sync=True)
     can_review = traitlets.Bool(False).tag(sync=True)
     shortcuts = traitlets.List([list(s) for s in SHORTCUTS]).tag(sync=True)
+    blind = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, vault: Vault, photo_ids: str | Iterable[str], *, purpose: str = "care"):
+    def __init__(self, vault: Vault, photo_ids: str | Iterable[str], *, purpose: str = "care",
+                 blind: bool = False):
         ids = [photo_ids] if isinstance(photo_ids, str) else list(photo_ids)
-        super().__init__(photo_ids=ids, role=vault.role)
+        super().__init__(photo_ids=ids, role=vault.role, blind=bool(blind))
         self._vault = vault
         self._purpose = purpose
         self._view: PhotoView | None = None
+        self._others: list[dict] = []  # blind: the regions others marked, kept out of sight
         self.observe(self._on_regions, names="regions")
         try:
             require_reviewer(vault)
@@ -121,6 +135,7 @@ class RedactionEditor(_Widget):
             self.verified = view.verified
             self._load_review(review)
             self.selected = -1
+            self.picked = -1
             self.zoom_box = []
             self.redacted_preview = False
             self.conflict = {}
@@ -135,7 +150,12 @@ class RedactionEditor(_Widget):
         self.version = review.version
         self.state = review.state
         self.reason = review.reason or ""
-        self._set_regions([dict(r) for r in review.to_json()["regions"]])
+        regions = [dict(r) for r in review.to_json()["regions"]]
+        if self.blind:  # yours are shown; everyone else's are kept, unseen, and saved with yours
+            self._others = [r for r in regions if r.get("author") != self._vault.user]
+            regions = [r for r in regions if r.get("author") == self._vault.user]
+            self.state, self.reason = "second review", ""  # the decision before yours is not shown
+        self._set_regions(regions)
         self.dirty = False
 
     def _set_regions(self, regions: list[dict]) -> None:
@@ -178,6 +198,8 @@ class RedactionEditor(_Widget):
         same = [round(v) for v in (x, y, w, h)] == [x0, y0, x1 - x0, y1 - y0]
         if not same:  # a changed box is a new mark: it gets its author on save
             out = {}
+        if region.get("dismissed") is True:
+            out["dismissed"] = True
         return {"kind": region["kind"], "box": [x0, y0, x1 - x0, y1 - y0], **out}
 
     def _on_regions(self, change) -> None:
@@ -217,7 +239,7 @@ class RedactionEditor(_Widget):
     def _index_ok(self, index) -> int:
         if not isinstance(index, int) or not 0 <= index < len(self.regions):
             raise InvalidInput(f"there is no marked box number {index}; select one of the "
-                               f"{len(self.regions)} boxes you marked (proposed boxes are always redacted)")
+                               f"{len(self.regions)} boxes you marked (a proposed box is picked with Tab and dismissed with x)")
         return index
 
     @action
@@ -246,6 +268,7 @@ class RedactionEditor(_Widget):
         """Move or resize a marked box (its new ``[x, y, w, h]``); an empty result deletes it."""
         self._need_photo()
         index = self._index_ok(index)
+        self._not_dismissed(index, "moved or resized")
         region = self._clean({"kind": self.regions[index]["kind"], "box": box})
         regions = list(self.regions)
         if region is None:
@@ -264,6 +287,51 @@ class RedactionEditor(_Widget):
         gone = regions.pop(index)
         self._edit(regions, -1, f"deleted the {gone['kind']} box at {gone['box']}")
 
+    def _not_dismissed(self, index: int, what: str) -> None:
+        if self.regions[index].get("dismissed"):
+            raise InvalidInput(f"box {index + 1} is a dismissed detector box and cannot be {what}: delete "
+                               "it to hide the detection again, then draw a box of your own")
+
+    @action
+    def pick(self, index: int | None = None) -> None:
+        """Pick proposed box ``index`` for :meth:`dismiss` (default: the next one; -1: none)."""
+        self._need_photo()
+        if not self.proposed:
+            raise InvalidInput("no box was proposed on this photo: there is nothing to dismiss")
+        if index is None:
+            index = (self.picked + 1) % len(self.proposed)
+        if not isinstance(index, int) or not -1 <= index < len(self.proposed):
+            raise InvalidInput(f"there is no proposed box number {index}; pick one of the "
+                               f"{len(self.proposed)} proposed boxes")
+        self.picked = index
+        if index >= 0:
+            p = self.proposed[index]
+            self.status = (f"picked the proposed {p['kind']} box at {p['box']} (score "
+                           f"{float(p.get('score', 1)):.2f}): x dismisses it if it hides no identifier")
+
+    @action
+    def dismiss(self, index: int | None = None) -> None:
+        """Dismiss proposed box ``index`` (default: the picked one): it hides no identifier.
+
+        The box is added to the regions as ``"dismissed": true``; once the
+        photo is approved, builds leave that detection visible and say so.
+        Dismissing it again (or deleting the dismissed box) takes it back.
+        """
+        self._need_photo()
+        index = self.picked if index is None else index
+        if not isinstance(index, int) or not 0 <= index < len(self.proposed):
+            raise InvalidInput("pick a proposed box first (click its label, or press Tab), then dismiss it")
+        p = self.proposed[index]
+        mark = {"kind": p["kind"], "box": [int(v) for v in p["box"]], "dismissed": True}
+        same = [n for n, r in enumerate(self.regions)
+                if r.get("dismissed") and r["kind"] == mark["kind"] and list(r["box"]) == mark["box"]]
+        regions = [r for n, r in enumerate(self.regions) if n not in same]
+        if same:
+            self._edit(regions, -1, f"the proposed {p['kind']} box at {mark['box']} is hidden again")
+        else:
+            self._edit(regions + [mark], -1, f"dismissed the proposed {p['kind']} box at {mark['box']}: "
+                       "approve to leave it visible in builds")
+
     @action
     def set_kind(self, kind: str, index: int | None = None) -> None:
         """Set the kind of new boxes, and of box ``index`` (default: the selected one, if any)."""
@@ -272,6 +340,7 @@ class RedactionEditor(_Widget):
         self.kind = kind
         index = self.selected if index is None else self._index_ok(index)
         if index >= 0 and self._view is not None:
+            self._not_dismissed(index, "given another kind")
             regions = list(self.regions)
             regions[index] = {"kind": kind, "box": list(regions[index]["box"])}
             self._edit(regions, index, f"box {index + 1} is now a {kind}")
@@ -316,9 +385,14 @@ class RedactionEditor(_Widget):
     def _save(self, state: str, reason: str | None) -> dict | None:
         self._need_photo()
         reason = self.reason if reason is None else reason
+        regions = list(self.regions)
+        if self.blind:
+            mine = {(r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) for r in regions}
+            regions += [r for r in self._others
+                        if (r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) not in mine]
         try:
             review = self._vault.save_review(self.photo_id, based_on=self.version, state=state,
-                                             regions=self.regions, reason=reason or None)
+                                             regions=regions, reason=reason or None)
         except ConflictError as exc:
             self.conflict = {"version": exc.version, "changes": exc.changes}
             raise

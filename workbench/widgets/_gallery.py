@@ -188,7 +188,7 @@ class Gallery(_Widget):
              "review_state": r.review_state, "shown": self._thumbs.get(pid) is not None}
             for pid, r in zip(ids, rows.itertuples(index=False))
         ]
-        self.status = (f"{self.total} photos consented for {self.purpose}"
+        self.status = (f"{self.total} photo{'' if self.total == 1 else 's'} consented for {self.purpose}"
                        f"{' (filtered)' if any(self.filters.values()) else ''}; page {self.page + 1} of "
                        f"{self.pages}; {len(self.selected)} selected")
         self._resend()

@@ -18,9 +18,12 @@ class ReviewQueue(_Widget):
     The queue (:func:`workbench.review.risk_queue`) puts first the photos
     never reviewed, whose output failed verification, with low-confidence
     detections or regions near the size limits; a share ``second_share`` of
-    approved photos comes back for a second, blind review by someone else
-    (the widget does not show who approved them, or why). For each photo it
-    shows the original and the stored redacted version side by side; you
+    approved photos comes back for a second, blind review by someone else:
+    the widget does not show who approved them or why, and its redacted side
+    shows the automatic redaction only, without the regions the first
+    reviewer marked (open such photos in ``RedactionEditor(..., blind=True)``
+    to mark your own). For each other photo it shows the original and the
+    stored redacted version side by side; you
     accept it (approved) or send it back (rejected, with a reason), and the
     next one comes. ``figures`` reports agreement between reviewers,
     corrections by kind and time per photo (:func:`workbench.review.review_figures`).
@@ -64,9 +67,14 @@ class ReviewQueue(_Widget):
         """Call ``fn(review)`` after each accept or send back (the saved review as JSON)."""
         self._on("decision", fn)
 
-    def photo_ids(self) -> list[str]:
-        """The queue's photo ids, riskiest first (to open them in a :class:`RedactionEditor`)."""
-        return [item["photo_id"] for item in self.items]
+    def photo_ids(self, *, second_review: bool | None = None) -> list[str]:
+        """The queue's photo ids, riskiest first (to open them in a :class:`RedactionEditor`).
+
+        ``second_review=True`` gives only the photos drawn for a second, blind
+        review (for ``RedactionEditor(vault, ids, blind=True)``), False only the others.
+        """
+        return [item["photo_id"] for item in self.items
+                if second_review is None or item["second_review"] == second_review]
 
     @action
     def refresh(self) -> None:
@@ -88,8 +96,11 @@ class ReviewQueue(_Widget):
         index = max(0, min(index, len(self.items) - 1))
         photo_id = self.items[index]["photo_id"]
         view = PhotoView.open(self._vault, photo_id, purpose=self._purpose)
+        blind = self.items[index]["second_review"]
         self._images = {"original": view.jpeg,
-                        "redacted": redacted_jpeg(self._vault, photo_id, purpose=self._purpose)}
+                        # blind: what the detectors hid, not what the first reviewer added
+                        "redacted": view.redacted([]) if blind else
+                        redacted_jpeg(self._vault, photo_id, purpose=self._purpose)}
         self.index, self.photo_id = index, photo_id
         item = self.items[index]
         self.status = (f"{index + 1} of {len(self.items)}: risk {item['risk']} "
@@ -146,5 +157,5 @@ class ReviewQueue(_Widget):
     def go(self, index: int) -> None:
         """Photo number ``index`` (0-based) of the queue."""
         if not isinstance(index, int) or not 0 <= index < len(self.items):
-            raise InvalidInput(f"the queue has {len(self.items)} photos")
+            raise InvalidInput(f"the queue has {len(self.items)} photo{'' if len(self.items) == 1 else 's'}")
         self._show(index)

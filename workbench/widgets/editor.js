@@ -16,6 +16,8 @@ function render({ model, el }) {
   const next = h("button", "wb-next", "next (n) ▶");
   const kind = h("select", "wb-kind");
   const del = h("button", "wb-delete", "delete box (Del)");
+  const dismiss = h("button", "wb-dismiss", "dismiss proposed box (x)");
+  dismiss.title = "the picked proposed box hides no identifier (a 'face' on a wound): leave it visible once approved";
   const zoom = h("button", "wb-zoom", "zoom (z)");
   const preview = h("button", "wb-preview", "redacted preview (t)");
   const reason = h("input", "wb-reason");
@@ -23,7 +25,7 @@ function render({ model, el }) {
   const save = h("button", "wb-save", "save draft");
   const approve = h("button", "wb-approve", "approve (a)");
   const reject = h("button", "wb-reject", "reject (r)");
-  bar.append(prev, next, kind, del, zoom, preview, reason, save, approve, reject);
+  bar.append(prev, next, kind, del, dismiss, zoom, preview, reason, save, approve, reject);
 
   const conflict = h("div", "wb-conflict");
   const conflictText = h("span", "wb-conflict-text");
@@ -90,19 +92,28 @@ function render({ model, el }) {
     if (!shown) shown = [0, 0, size[0] || 1, size[1] || 1];
     svg.setAttribute("viewBox", shown.join(" "));
     const nodes = [];
-    for (const p of model.get("proposed")) {
+    const picked = model.get("picked");
+    const regions = model.get("regions");
+    const gone = new Set(regions.filter((r) => r.dismissed).map((r) => `${r.kind}|${r.box.join()}`));
+    model.get("proposed").forEach((p, n) => {
+      if (gone.has(`${p.kind}|${p.box.join()}`)) return;  // drawn below, as dismissed
       const colour = COLOURS[p.kind] || "#808080";
-      nodes.push(rect(p.box, "wb-proposed", colour));
-      nodes.push(label(p.box, `${p.kind} ${Number(p.score).toFixed(2)} (${p.detector})`, colour));
-    }
+      nodes.push(rect(p.box, "wb-proposed" + (n === picked ? " wb-picked" : ""), colour));
+      const tag = label(p.box, `${p.kind} ${Number(p.score).toFixed(2)} (${p.detector})`, colour);
+      tag.classList.add("wb-proposed-label");
+      tag.dataset.proposed = n;
+      nodes.push(tag);
+    });
     const selected = model.get("selected");
-    model.get("regions").forEach((r, n) => {
-      const colour = COLOURS[r.kind] || "#808080";
+    regions.forEach((r, n) => {
+      const colour = r.dismissed ? "#808080" : COLOURS[r.kind] || "#808080";
       const box = drag && drag.index === n && drag.box ? drag.box : r.box;
-      const node = rect(box, "wb-region" + (n === selected ? " wb-selected" : ""), colour);
+      const cls = (r.dismissed ? "wb-region wb-dismissed" : "wb-region") + (n === selected ? " wb-selected" : "");
+      const node = rect(box, cls, colour);
       node.dataset.index = n;
-      nodes.push(node, label(box, `${n + 1}: ${r.kind}`, colour));
-      if (n === selected) {
+      if (r.dismissed) node.dataset.dismissed = "1";
+      nodes.push(node, label(box, r.dismissed ? `${n + 1}: ${r.kind} dismissed (left visible)` : `${n + 1}: ${r.kind}`, colour));
+      if (n === selected && !r.dismissed) {
         const s = Math.max(shown[2], shown[3]) / 80;
         const handle = rect([box[0] + box[2] - s, box[1] + box[3] - s, 2 * s, 2 * s], "wb-handle", colour);
         handle.dataset.index = n;
@@ -128,7 +139,7 @@ function render({ model, el }) {
       `${model.get("version")}${model.get("dirty") ? " · unsaved changes" : ""} · automatic redaction ` +
       `${v === null ? "not made yet" : v ? "verified" : "NOT verified"} · role ${model.get("role")}` +
       (model.get("redacted_preview") ? " · showing the redacted result" : "");
-    for (const b of [approve, reject, save, del, zoom, preview, next, prev]) b.disabled = !model.get("can_review");
+    for (const b of [approve, reject, save, del, dismiss, zoom, preview, next, prev]) b.disabled = !model.get("can_review");
   }
 
   function toImage(event) {
@@ -144,6 +155,14 @@ function render({ model, el }) {
     root.focus({ preventScroll: true });  // a jump would put the box off the pointer
     const p = toImage(event);
     const t = event.target;
+    if (t.dataset && t.dataset.proposed !== undefined) {
+      act("pick", { index: Number(t.dataset.proposed) });
+      return;
+    }
+    if (t.dataset && t.dataset.dismissed) {  // fixed in place: select it (Delete hides it again)
+      act("select", { index: Number(t.dataset.index) });
+      return;
+    }
     if (t.dataset && t.dataset.index !== undefined) {
       const n = Number(t.dataset.index);
       const box = model.get("regions")[n].box.slice();
@@ -194,6 +213,8 @@ function render({ model, el }) {
     else if (k === "n") act("next");
     else if (k === "p") act("previous");
     else if (k === "Delete" || k === "Backspace") act("delete");
+    else if (k === "Tab" && !event.shiftKey) act("pick");
+    else if (k === "x") act("dismiss");
     else if (k === "z") act("zoom");
     else if (k === "t") act("toggle_preview");
     else if (/^[1-9]$/.test(k) && Number(k) <= kinds.length) act("set_kind", { kind: kinds[Number(k) - 1] });
@@ -216,6 +237,7 @@ function render({ model, el }) {
   prev.onclick = () => act("previous");
   next.onclick = () => act("next");
   del.onclick = () => act("delete");
+  dismiss.onclick = () => act("dismiss");
   zoom.onclick = () => act("zoom");
   preview.onclick = () => act("toggle_preview");
   save.onclick = () => act("save");
@@ -240,7 +262,7 @@ function render({ model, el }) {
     shown = msg.box || null;
     draw();
   });
-  const names = ["regions", "proposed", "selected", "kind", "status", "error", "conflict", "version", "state",
+  const names = ["regions", "proposed", "selected", "picked", "kind", "status", "error", "conflict", "version", "state",
                  "dirty", "verified", "redacted_preview", "zoom_box", "reason", "can_review", "index"];
   const redraw = () => draw();
   for (const n of names) model.on(`change:${n}`, redraw);

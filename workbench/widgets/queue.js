@@ -44,7 +44,8 @@ function render({ model, el }) {
     const f = model.get("figures");
     const pct = (x) => (x === null || x === undefined ? "n/a" : `${Math.round(x * 100)}%`);
     const corr = Object.entries(f.corrections || {}).map(([k, v]) => `${k} +${v.added}/-${v.removed}`).join(", ");
-    figures.textContent = `agreement between reviewers ${pct(f.agreement)} (${f.compared || 0} compared) · ` +
+    figures.textContent = `agreement between reviewers ${pct(f.agreement)} (${f.compared || 0} compared), ` +
+      `on regions ${pct(f.region_agreement)} (${f.region_pairs || 0} photos) · ` +
       `corrections by kind: ${corr || "none"} · time per photo ` +
       `${f.seconds_per_photo == null ? "n/a" : Math.round(f.seconds_per_photo) + " s"}`;
     if (document.activeElement !== share) share.value = model.get("second_share");

@@ -22,6 +22,7 @@ from ...errors import InvalidInput, UnsupportedFormat
 from .._pipeline import (
     MORE_PASSES,
     DeidResult,
+    _Dismissals,
     _detect_around,
     _detection_copy,
     _hide_more,
@@ -42,27 +43,32 @@ DICOM_FILL_NOTE = (
 )
 
 
-def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms) -> DeidResult:
+def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms,
+                      dismissed: Sequence[Region] = ()) -> DeidResult:
     """De-identify every frame of a decoded DICOM image and its header; verify the file written.
 
     ``dcm`` is a :class:`DicomImage`; ``manual`` regions are hidden in every
-    frame. What is found in one frame is hidden in every frame: burned-in
-    text sits where the modality writes it (a cine loop's name line moves
-    by a few pixels at most), and the result's regions are then true of
-    every frame, so ``deid.verify`` can check the file on its own. Returns
-    the pipeline's :class:`DeidResult` (``ext`` ``dcm``).
+    frame, and a detection a person ``dismissed`` in review is left visible
+    (as ``deid.deidentify`` does for a photo). What is found in one frame
+    is hidden in every frame: burned-in text sits where the modality writes
+    it (a cine loop's name line moves by a few pixels at most), and the
+    result's regions are then true of every frame, so ``deid.verify`` can
+    check the file on its own. Returns the pipeline's :class:`DeidResult`
+    (``ext`` ``dcm``).
     """
     frames = dcm.frames.copy()
     count, height, width = (int(v) for v in frames.shape[:3])
     notes: list[str] = []
     if policy.style != "fill":
         notes.append(DICOM_FILL_NOTE)
+    keep = _Dismissals(list(dismissed), policy, width, height)
     found: list[list[Region]] = []
     for index in range(count):
         first = []
         if policy.detectors:
             small, scale = _detection_copy(Image.fromarray(dcm.display(index)))
-            first = detect(small, policy, scale=scale)
+            first, left_visible = keep.split(detect(small, policy, scale=scale))
+            notes += [note for note in left_visible if note not in notes]
         found.append(first)
     shared = _distinct(grow([r for first in found for r in first] + manual, policy, width, height))
     hidden = [shared] * count  # one list: every frame hides every region
@@ -76,14 +82,14 @@ def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms) -> 
         return _rebuild(dcm, frames, policy, pseudonyms, text_redacted)
 
     data = write()
-    problems, leftover = _verify(data, hidden, found, fills, policy)
+    problems, leftover = _verify(data, hidden, found, fills, policy, keep)
     for _ in range(MORE_PASSES):
         more = _distinct(_hide_more([r for left in leftover for r in left], policy, width, height))
         if not more:
             break
         shared += more
         data = write()
-        problems, leftover = _verify(data, hidden, found, fills, policy)
+        problems, leftover = _verify(data, hidden, found, fills, policy, keep)
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
     return DeidResult(data, "dcm", width, height, list(shared), not problems, notes + problems)
 
@@ -100,7 +106,7 @@ def _distinct(regions: list[Region]) -> list[Region]:
 
 
 def _verify(data: bytes, hidden: list[list[Region]], found: list[list[Region]], fills: list,
-            policy: Policy) -> tuple[list[str], list[list[Region]]]:
+            policy: Policy, keep: _Dismissals | None = None) -> tuple[list[str], list[list[Region]]]:
     """Warnings about a written DICOM file, and per frame what the detectors still find beside a region."""
     warnings = metadata_problems(data, "dcm")
     leftover: list[list[Region]] = [[] for _ in hidden]
@@ -127,6 +133,8 @@ def _verify(data: bytes, hidden: list[list[Region]], found: list[list[Region]], 
                 warnings.append(f"{first.kind} detected at {list(first.box)} in frame {index} was not hidden")
         small, scale = _detection_copy(Image.fromarray(out.display(index)))
         for again in _detect_around(small, regions, policy, scale):
+            if keep is not None and keep.matches(again):
+                continue  # a person judged it not identifying (the result notes it)
             if coverage(again.box, boxes) < HIDDEN_COVERAGE:
                 warnings.append(f"{again.kind} still detected at {list(again.box)} in frame {index}")
                 leftover[index].append(again)
