@@ -261,3 +261,15 @@ def test_multi_frame_dicom_is_not_flattened_into_one_png(outputs):
     data, _ = outputs["XA"]
     with pytest.raises(UnsupportedFormat, match="multi-frame DICOM image is written as DICOM only"):
         deid.deidentify(data, deid.Policy(detectors=(), dicom_output="png"))
+
+
+def test_a_detection_dismissed_in_review_stays_visible_in_dicom_too(outputs):
+    data, first = outputs["CT"]
+    text = [r for r in first.regions if r.kind == "text"]
+    assert text
+    again = deid.deidentify(data, TEXT_ONLY, pseudonyms=KEYS, dismissed=text)
+    assert again.verified, again.warnings
+    assert any("dismissed in review" in w for w in again.warnings)
+    before, after = read_dicom(data).frames, read_dicom(again.data).frames
+    assert np.array_equal(before, after)  # nothing hidden: the one detection was dismissed
+    assert b"ZZTEST" not in again.data  # the header is cleaned all the same
