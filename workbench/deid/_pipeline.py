@@ -349,17 +349,8 @@ def _png_problems(data: bytes) -> list[str]:
 
 
 def _dicom_problems(data: bytes, module) -> list[str]:
-    import pydicom
-
-    ds = pydicom.dcmread(io.BytesIO(data))
-    problems = []
-    if ds.get("PatientIdentityRemoved") != "YES":
-        problems.append("DICOM PatientIdentityRemoved is not YES")
-    for elem in ds.iterall():
-        if elem.tag.is_private:
-            problems.append("DICOM private tags present")
-            break
-    return problems
+    """The whole file read again, file meta included, and judged by the profile (names, never values)."""
+    return ["DICOM " + problem for problem in module.profile_problems(data)]
 
 
 def verify(
@@ -420,10 +411,9 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
         warnings += _unfilled(painted, regions, 1.0, policy.fill)
         return warnings, []
     if ext == "dcm":
-        from . import _dicom
+        from ._dicom._redact import verify_file
 
-        image = Image.fromarray(_dicom.read_dicom(data).pixels)
-        width = image.size[0]
+        return verify_file(data, regions, policy, warnings, run_detectors, check_fill, detections)
     else:
         image, info = _open_for_detection(data)
         width = info.width
@@ -584,6 +574,15 @@ def deidentify(
     if lossless:
         return _deidentify_lossless(source, policy, manual, dismissed)
     src = _load(source)
+    if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
+        from ._dicom._redact import deidentify_frames
+
+        return deidentify_frames(src.dicom, policy, manual, pseudonyms, dismissed)
+    if src.fmt == "dicom" and src.dicom.frame_count > 1:
+        raise UnsupportedFormat(
+            "a multi-frame DICOM image is written as DICOM only (a PNG holds one frame); "
+            "run without --format png, or export the frame you need from a viewer"
+        )
     image = src.image
     width, height = image.size
     found: list[Region] = []
@@ -598,9 +597,6 @@ def deidentify(
 
     def write(new: list[Region]) -> tuple[bytes, str, list[Region], Image.Image]:
         _paint(image, new, policy.style, tuple(policy.fill))
-        if src.fmt == "dicom" and policy.dicom_output == "dicom" and output_format is None:
-            data = _rebuild_dicom(src, image, policy, pseudonyms, "text" in policy.detectors)
-            return data, "dcm", hidden, image
         fmt = output_format or ("jpeg" if src.fmt == "jpeg" else "png")
         return rebuild(image, fmt, quality=policy.jpeg_quality), ("jpg" if fmt == "jpeg" else "png"), hidden, image
 
@@ -704,22 +700,6 @@ MORE_MAX_SHARE = 0.02
 def _hide_more(leftover: Sequence[Region], policy: Policy, width: int, height: int) -> list[Region]:
     """The regions to hide after verification found ``leftover``: grown, each at most :data:`MORE_MAX_SHARE` of the frame."""
     return [r for r in grow(leftover, policy, width, height) if r.box[2] * r.box[3] <= MORE_MAX_SHARE * width * height]
-
-
-def _rebuild_dicom(src: _Source, image: Image.Image, policy: Policy, pseudonyms, text_redacted: bool) -> bytes:
-    from . import _dicom
-
-    pseudonyms = pseudonyms or Pseudonyms(os.urandom(32), date_shift_days=policy.date_shift_days)
-    ds = src.dicom.dataset
-    patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "unknown")
-    clean = _dicom.deidentify_dataset(
-        ds,
-        patient_pseudonym=pseudonyms.patient(patient),
-        date_shift_days=pseudonyms.date_shift(patient),
-        uid_key=pseudonyms.uid_key(),
-        burned_in_text_redacted=text_redacted,
-    )
-    return _dicom.write_dicom(clean, np.asarray(image))
 
 
 def _deidentify_lossless(source, policy: Policy, manual: list[Region], dismissed: list[Region]) -> DeidResult:
