@@ -325,16 +325,22 @@ class _Importer:
         except WorkbenchError as exc:
             entry.status, entry.error = "failed", exc
             return
-        entry.status = "imported" if status == "added" else "present"
-        entry.verified = self.vault.verify_photo(photo.photo_id)
-        if not entry.verified:
-            entry.status = "failed"
-            entry.error = IntegrityError(
-                "stored, but its vault copy did not verify, so the pair was kept on the card; run "
-                "`workbench vault check` and then this import again", photo_id=photo.photo_id)
+        if not self._verified(entry, photo.photo_id, "added" if status == "added" else "duplicate",
+                              "the pair was kept on the card"):
             return
         if self.remove:  # the raw file first: a JPEG left alone is picked up as present next time
             self._remove((f, entry), (jpeg, photo))
+
+    def _verified(self, entry: ImportedFile, photo_id: str, status: str, kept: str) -> bool:
+        """Mark the entry imported or present, and verified; or failed, saying what was kept."""
+        entry.status = "imported" if status == "added" else "present"
+        entry.verified = self.vault.verify_photo(photo_id)
+        if not entry.verified:
+            entry.status = "failed"
+            entry.error = IntegrityError(
+                f"stored, but its vault copy did not verify, so {kept}; run "
+                "`workbench vault check` and then this import again", photo_id=photo_id)
+        return entry.verified
 
     def _settle(self, f: CameraFile, entry: ImportedFile, result) -> None:
         """Turn one ingest result into the entry; verify, and remove the card copy if asked."""
@@ -342,13 +348,7 @@ class _Importer:
         if result.status not in ("added", "duplicate"):
             entry.status, entry.error = "failed", result.error
             return
-        entry.status = "imported" if result.status == "added" else "present"
-        entry.verified = self.vault.verify_photo(result.photo_id)
-        if not entry.verified:
-            entry.status = "failed"
-            entry.error = IntegrityError(
-                "stored, but its vault copy did not verify, so the card copy was kept; run "
-                "`workbench vault check` and then this import again", photo_id=result.photo_id)
+        if not self._verified(entry, result.photo_id, result.status, "the card copy was kept"):
             return
         if not self.remove or _stem(f) in self.paired:
             return  # the JPEG of a RAW+JPEG pair goes with its raw file (_companion)
