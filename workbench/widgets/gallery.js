@@ -35,6 +35,7 @@ function render({ model, el }) {
   root.append(notice, bar, grid, status, error);
   el.append(root);
   let urls = {};
+  let imgs = {};  // one element per thumbnail, made once per page: a redraw does not decode it again
 
   function options() {
     const choices = model.get("choices");
@@ -59,9 +60,12 @@ function render({ model, el }) {
       const cell = h("div", "wb-thumb" + (chosen.has(item.photo_id) ? " wb-chosen" : ""));
       cell.dataset.photoId = item.photo_id;
       if (urls[item.photo_id]) {
-        const img = h("img");
-        img.decoding = "async";
-        img.src = urls[item.photo_id];
+        let img = imgs[item.photo_id];
+        if (!img) {
+          img = imgs[item.photo_id] = h("img");
+          img.decoding = "async";
+          img.src = urls[item.photo_id];
+        }
         img.alt = item.body_site || "photo";
         cell.append(img);
       } else {
@@ -81,6 +85,7 @@ function render({ model, el }) {
     if (!msg || msg.type !== "thumbs") return;
     for (const u of Object.values(urls)) URL.revokeObjectURL(u);
     urls = {};
+    imgs = {};
     msg.ids.forEach((id, n) => {
       urls[id] = URL.createObjectURL(new Blob([buffers[n]], { type: "image/jpeg" }));
     });
