@@ -97,7 +97,7 @@ img.onload = () => {{
   const root = document.querySelector(".wb-editor");
   root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowRight", bubbles: true }}));
   root.dispatchEvent(new KeyboardEvent("keydown", {{ key: "ArrowDown", shiftKey: true, bubbles: true }}));
-  for (const key of ["4", "Delete", "z", "t", "n", "p", "a", "r", "Tab", "x", "q"]) {{
+  for (const key of ["4", "Delete", "z", "t", "n", "p", "a", "r", "s", "Tab", "x", "q"]) {{
     root.dispatchEvent(new KeyboardEvent("keydown", {{ key, bubbles: true }}));
   }}
   for (const cls of ["wb-approve", "wb-reject", "wb-next", "wb-prev", "wb-dismiss"]) document.querySelector("." + cls).click();
@@ -123,7 +123,7 @@ for (const fn of handlers["msg:custom"]) {{
     sent = sent[:3] + sent[5:]
     actions = [m["action"] for m in sent[3:]]
     assert actions == ["set_kind", "delete", "zoom", "toggle_preview", "next", "previous", "approve", "reject",
-                       "pick", "dismiss", "approve", "reject", "next", "previous", "dismiss", "pick"]
+                       "save", "pick", "dismiss", "approve", "reject", "next", "previous", "dismiss", "pick"]
     assert sent[-1]["args"] == {"index": 0}
     assert sent[3]["args"] == {"kind": "tattoo"}  # key 4
     assert "approve" in out["keys"]

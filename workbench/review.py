@@ -46,6 +46,7 @@ SHORTCUTS = (
     ("Tab / x", "pick the next proposed box / dismiss it (it hides no identifier: left visible once approved)"),
     ("z", "zoom to full resolution on the selected box (again: whole photo)"),
     ("t", "toggle the preview of the redacted result"),
+    ("s", "save the marks as a draft, without deciding"),
     ("a", "approve"),
     ("r", "reject (with the reason typed)"),
     ("n / p", "next / previous photo"),

@@ -22,7 +22,7 @@ function render({ model, el }) {
   const preview = h("button", "wb-preview", "redacted preview (t)");
   const reason = h("input", "wb-reason");
   reason.placeholder = "reason (needed to reject)";
-  const save = h("button", "wb-save", "save draft");
+  const save = h("button", "wb-save", "save draft (s)");
   const approve = h("button", "wb-approve", "approve (a)");
   const reject = h("button", "wb-reject", "reject (r)");
   bar.append(prev, next, kind, del, dismiss, zoom, preview, reason, save, approve, reject);
@@ -210,6 +210,7 @@ function render({ model, el }) {
     let handled = true;
     if (k === "a") act("approve", { reason: reason.value });
     else if (k === "r") act("reject", { reason: reason.value });
+    else if (k === "s") act("save");
     else if (k === "n") act("next");
     else if (k === "p") act("previous");
     else if (k === "Delete" || k === "Backspace") act("delete");
