@@ -396,27 +396,43 @@ def split_metadata(data: bytes) -> tuple[bytes, bytes]:
         As :func:`check` (and :func:`decode` for the other formats).
     """
 
-    def work() -> tuple[bytes, bytes]:
-        data_ = _as_bytes(data)
-        fmt = _sniff(data_)
-        if fmt in ("jpeg", "png"):
-            _check_structure(data_, fmt)
-            _, meta, _ = _open_pillow(data_, fmt)
-            pieces = (_jpeg_pixels if fmt == "jpeg" else _png_pixels)(data_, meta.orientation)
-            pixels = b"".join(piece for piece, _ in pieces)
-            _header_info(pixels, structure=True)
-            rest = _recipe(data_, pieces)
-        else:
-            image, _, icc = open_upright(data_)
-            buffer = io.BytesIO()
-            image.info = {}
-            image.save(buffer, "PNG", compress_level=1, **({"icc_profile": icc} if icc else {}))
-            pixels, rest = buffer.getvalue(), _RECIPE_MAGIC + _literal(data_)
-        if _join(pixels, rest) != data_:
-            raise InvalidInput(_MSG_CORRUPT)
-        return pixels, rest
+    return _run(lambda: _split(_as_bytes(data))[:2])
 
-    return _run(work)
+
+def split_with_preview(data: bytes, max_side: int = 512) -> tuple[bytes, bytes, bytes | None, "ImageInfo | None"]:
+    """:func:`split_metadata`, and for a format it decodes (not JPEG or PNG) the preview of :func:`render_preview`.
+
+    Returns ``(pixels, rest, preview, info)``; ``preview`` and ``info`` are
+    None for JPEG and PNG, whose coded image is not decoded. Otherwise the
+    one upright decode that makes the pixels file makes the preview too,
+    and ``info`` is :func:`probe`'s (a TIFF, HEIF or raw file was decoded twice).
+    """
+    return _run(lambda: _split(_as_bytes(data), max_side))
+
+
+def _split(data_: bytes, preview_side: int | None = None) -> tuple[bytes, bytes, bytes | None, "ImageInfo | None"]:
+    fmt = _sniff(data_)
+    preview = info = None
+    if fmt in ("jpeg", "png"):
+        _check_structure(data_, fmt)
+        _, meta, _ = _open_pillow(data_, fmt)
+        pieces = (_jpeg_pixels if fmt == "jpeg" else _png_pixels)(data_, meta.orientation)
+        pixels = b"".join(piece for piece, _ in pieces)
+        _header_info(pixels, structure=True)
+        rest = _recipe(data_, pieces)
+    else:
+        image, _, icc = open_upright(data_)
+        buffer = io.BytesIO()
+        image.info = {}
+        image.save(buffer, "PNG", compress_level=1, **({"icc_profile": icc} if icc else {}))
+        pixels, rest = buffer.getvalue(), _RECIPE_MAGIC + _literal(data_)
+        if preview_side is not None:
+            rgb = _to_rgb(image)
+            preview = _encode_jpeg(_rgb_array(_resize(rgb, _fit(rgb.size, preview_side))))
+            info = probe(data_)
+    if _join(pixels, rest) != data_:
+        raise InvalidInput(_MSG_CORRUPT)
+    return pixels, rest, preview, info
 
 
 def pixels_only(data: bytes) -> bytes:

@@ -259,8 +259,9 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
         self._rows: dict[str, list[tuple]] = {}  # verified rows of a table, while it stays verified
         self._data_version: int | None = None
         self._blob_lock: int | None = None  # see _hold_blob_lock
-        # blob id -> SHA-256 of the file as this session wrote and read it back (see verify_photo)
-        self._read_back: dict[str, str] = {}
+        # blob id -> (SHA-256, size, mtime) of the file as this session wrote and read it back
+        # (see verify_photo)
+        self._read_back: dict[str, tuple[str, int, int]] = {}
         self._keys, self._epoch, self._db = self._connect(slot)
         try:
             stored = self._db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()
@@ -609,7 +610,8 @@ class Vault(UsersMixin, PatientsMixin, PhotosMixin, ReviewMixin, ChecksMixin):
             )
         digest = _crypto.sha256_hex(stored)
         if len(self._read_back) < 100_000:  # a bound on memory for very long sessions
-            self._read_back[blob_id] = digest
+            st = os.stat(path)
+            self._read_back[blob_id] = (digest, st.st_size, st.st_mtime_ns)
         return (blob_id, photo_id, kind, tier, len(plaintext), digest, wrapped)
 
     def _hold_blob_lock(self) -> None:
