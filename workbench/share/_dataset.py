@@ -114,23 +114,29 @@ def _read_regular(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def verified_records(vault: Vault) -> list[_log.Record]:
+def verified_records(vault: Vault, known: list | None = None) -> list[_log.Record]:
     """Every log record up to the head ``vault`` verified, re-linked to that head.
 
     The vault verified every signature when it replayed the log; reading the
     records again, each must link to the one before and the last must be the
-    verified head, so what is read is what was verified.
+    verified head, so what is read is what was verified. With ``known`` (an
+    earlier answer) only the records after it are read.
     """
+    known = list(known or [])
     with vault._thread_lock:
         vault._sync()
         state = vault._state
-        records = vault._log_records(0)
-    records = [r for r in records if r.seq <= state.seq]
-    prev = _log.GENESIS
-    for record in records:
+        after = known[-1].seq if known else 0
+        if after > state.seq:
+            raise IntegrityError("the vault's log is shorter than before; run `workbench audit verify`")
+        new = vault._log_records(after) if after < state.seq else []
+    new = [r for r in new if r.seq <= state.seq]
+    prev = known[-1].hash if known else _log.GENESIS
+    for record in new:
         if record.content.get("prev") != prev:
             raise IntegrityError("the vault's log changed while it was read; run `workbench audit verify`")
         prev = record.hash
+    records = known + new
     if len(records) != state.seq or prev != state.hash:
         raise IntegrityError("the vault's log changed while it was read; run `workbench audit verify`")
     return records

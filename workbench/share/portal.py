@@ -34,6 +34,7 @@ import asyncio
 import io
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -214,7 +215,7 @@ class Portal:
         self.thumbs = _Cache()
         self._lock = threading.RLock()
         self._checked = 0.0
-        self._seq = -1
+        self._records: list = []
         self.refresh(starting=True)
         active = [s for s in self.served.values() if s.share.status(self.now()) == "active"]
         if not active:
@@ -233,9 +234,9 @@ class Portal:
     def refresh(self, *, starting: bool = False) -> None:
         """Read shares from the verified log again, verify new datasets, re-check consent."""
         with self._lock:
-            records = verified_records(self.vault)
-            if records and records[-1].seq != self._seq:
-                self._seq = records[-1].seq
+            before = len(self._records)
+            self._records = records = verified_records(self.vault, self._records)
+            if any(r.action in ("share_create", "share_revoke") for r in records[before:]):
                 shares = shares_from_records(records)
                 for share_id, share in shares.items():
                     if self.share_ids is not None and share_id not in self.share_ids:
@@ -671,8 +672,20 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
     """
     import uvicorn
 
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
+                           "or --host") from None
     hosts = list(allowed_hosts or []) + ["127.0.0.1", "localhost", host]
-    portal = Portal(vault, share_ids=share_ids, tls=tls_self_signed or behind_proxy, allowed_hosts=hosts)
+    try:
+        portal = Portal(vault, share_ids=share_ids, tls=tls_self_signed or behind_proxy, allowed_hosts=hosts)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(portal)
     folder = None
     options = {}
@@ -690,19 +703,19 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
                             server_header=False, **options)
     server = uvicorn.Server(config)
     scheme = "https" if tls_self_signed else "http"
+
+    async def run():
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if server.started and ready is not None:
+            ready(f"{scheme}://{host}:{sock.getsockname()[1]}")
+        await task
+
     try:
-        if ready is not None:
-            async def run():
-                task = asyncio.create_task(server.serve())
-                while not server.started and not task.done():
-                    await asyncio.sleep(0.02)
-                if server.started:
-                    ready(f"{scheme}://{host}:{server.servers[0].sockets[0].getsockname()[1]}")
-                await task
-            asyncio.run(run())
-        else:
-            server.run()
+        asyncio.run(run())
     finally:
+        sock.close()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         try:
