@@ -26,18 +26,13 @@ from workbench.cli import main
 from workbench.cohort import rebuild_cohort
 from workbench.vault import _keys
 
-from _share import USERS, build_template, copy_template, open_user
+from _share import copy_template, open_user
 from conftest import insider_index, passphrase
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return build_template(tmp_path_factory.mktemp("share-template"))
-
-
 @pytest.fixture
-def root(template, tmp_path):
-    return copy_template(template, tmp_path / "work")
+def root(share_template, tmp_path):
+    return copy_template(share_template, tmp_path / "work")
 
 
 def _manifest(folder):

@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "client address from X-Forwarded-For sent by 127.0.0.1")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="a host name the portal answers to (the proxy's public name)")
+    p.add_argument("--datasets", metavar="DIR",
+                   help="where the shared folders are now, if the datasets folder was moved "
+                        "(each is verified against its share's signed digests all the same)")
 
     p = add("teaching", "build a teaching set (gallery + deck) through papermill")
     p.add_argument("--out", metavar="DIR", help="default: datasets/<name>")
@@ -536,7 +539,8 @@ def _share(vault, args) -> int:
         print(f"share portal at {url} (Ctrl+C stops it)", flush=True)
 
     serve(vault, host=args.host, port=args.port, share_ids=args.share, tls_self_signed=args.tls_self_signed,
-          behind_proxy=args.behind_proxy, allowed_hosts=args.allowed_host, ready=ready)
+          behind_proxy=args.behind_proxy, allowed_hosts=args.allowed_host, datasets=args.datasets,
+          ready=ready)
     return 0
 
 

@@ -31,6 +31,7 @@ suspended because a patient withdrew consent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import shutil
@@ -182,6 +183,10 @@ class Portal:
         a page of another site whose name was re-bound to 127.0.0.1 gets 400.
     refresh_seconds : float
         How old the view of shares and consent may be at a request.
+    datasets : path-like, optional
+        Look for each shared folder here, by its name, instead of where it
+        was when it was shared (the datasets folder was moved or copied): it
+        is verified against the share's signed digests all the same.
 
     Raises
     ------
@@ -195,7 +200,8 @@ class Portal:
     """
 
     def __init__(self, vault: Vault, *, share_ids: list[str] | None = None, tls: bool = False,
-                 allowed_hosts: list[str] | None = None, refresh_seconds: float = REFRESH_SECONDS):
+                 allowed_hosts: list[str] | None = None, refresh_seconds: float = REFRESH_SECONDS,
+                 datasets: str | os.PathLike | None = None):
         if vault.role != "portal":
             raise AccessDenied("run the share portal as its own account (role portal, which decrypts "
                                "nothing): `workbench user add portal --role portal`, then "
@@ -205,6 +211,7 @@ class Portal:
         self.tls = tls
         self.allowed_hosts = allowed_hosts or ["127.0.0.1", "localhost"]
         self.refresh_seconds = refresh_seconds
+        self.datasets = Path(datasets) if datasets is not None else None
         self.served: dict[str, _Served] = {}
         self.sessions: dict[str, dict] = {}
         self.by_account = _Failures(MAX_FAILURES_ACCOUNT)
@@ -249,7 +256,9 @@ class Portal:
                         self.served[share_id] = _Served(share, None)
                         continue
                     try:
-                        dataset = verify_dataset(self.vault, share.dataset, records=records, check_consent=False)
+                        folder = (self.datasets / Path(share.dataset).name if self.datasets is not None
+                                  else Path(share.dataset))
+                        dataset = verify_dataset(self.vault, folder, records=records, check_consent=False)
                         if dataset.run_id != share.run_id or dataset.manifest_sha256 != share.manifest_sha256:
                             raise IntegrityError("a shared folder now holds another build than the one "
                                                  "shared; share the new build", share=share_id)
@@ -277,6 +286,7 @@ class Portal:
         now = self.now()
         key = f"link:{link_share}" if link_share else f"account:{account}"
         if self.by_account.locked(key, now) or self.by_address.locked(address, now):
+            self.by_address.add(address, now)  # hammering a locked account counts against the address
             self.audit("share_login_failed", {"reason": "locked", "address": address,
                                               **({"share": link_share} if link_share else {})})
             return None, "locked"
@@ -618,7 +628,14 @@ def create_app(portal: Portal) -> Starlette:
         Middleware(SessionMiddleware, secret_key=_secrets.new_session_secret(), session_cookie="wb_share",
                    max_age=SESSION_HOURS * 3600, same_site="strict", https_only=portal.tls),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        # uvicorn's shutdown (Ctrl+C, SIGTERM) runs this before the process ends
+        with contextlib.suppress(WorkbenchError):
+            await run_in_threadpool(portal.audit, "portal_stop", {})
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 def _csrf_token(request: Request) -> str:
@@ -646,7 +663,7 @@ def _set_zip(portal: Portal, served: _Served, account: str) -> bytes:
 
 def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids: list[str] | None = None,
           tls_self_signed: bool = False, behind_proxy: bool = False, allowed_hosts: list[str] | None = None,
-          ready=None) -> None:
+          datasets: str | os.PathLike | None = None, ready=None) -> None:
     """Run the portal with uvicorn until interrupted.
 
     Parameters
@@ -667,6 +684,8 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
         ``X-Forwarded-For`` (trusted from 127.0.0.1 only).
     allowed_hosts : list of str, optional
         Host names to answer to (the proxy's public name).
+    datasets : path-like, optional
+        Where the shared folders are now, if moved (see :class:`Portal`).
     ready : callable, optional
         Called with the base URL once listening (tests, benchmarks).
     """
@@ -682,7 +701,8 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
                            "or --host") from None
     hosts = list(allowed_hosts or []) + ["127.0.0.1", "localhost", host]
     try:
-        portal = Portal(vault, share_ids=share_ids, tls=tls_self_signed or behind_proxy, allowed_hosts=hosts)
+        portal = Portal(vault, share_ids=share_ids, tls=tls_self_signed or behind_proxy, allowed_hosts=hosts,
+                        datasets=datasets)
     except BaseException:
         sock.close()
         raise
@@ -708,6 +728,8 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
+        if folder is not None:  # loaded into the server's SSL context: off the disk now
+            shutil.rmtree(folder, ignore_errors=True)
         if server.started and ready is not None:
             ready(f"{scheme}://{host}:{sock.getsockname()[1]}")
         await task
@@ -718,7 +740,3 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
         sock.close()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        try:
-            portal.audit("portal_stop", {})
-        except WorkbenchError:
-            pass
