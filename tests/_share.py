@@ -7,11 +7,16 @@ has an admin, a researcher, an educator and the portal's own account.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import workbench as wb
 from workbench import _synth
@@ -57,3 +62,36 @@ def open_user(root: Path, role: str, clock=None):
     user = USERS[role]
     return wb.open_vault(root / "vault", user=user, passphrase=passphrase(user),
                          clock=clock or FixedClock(START))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def csrf_of(response) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', response.text).group(1)
+
+
+def start_server(root: Path, env: dict | None = None):
+    """``workbench share serve --port 0`` as the portal account; returns (process, base URL)."""
+    environment = dict(os.environ, WORKBENCH_PASSPHRASE=passphrase("portal"), PYTHONPATH=str(ROOT),
+                       **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "--vault", str(root / "vault"), "--user", "portal",
+                             "share", "serve", "--port", "0"], env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+    if not match:
+        proc.kill()
+        pytest.fail(f"the portal did not start: {line} {proc.stderr.read()[-2000:]}")
+    return proc, match.group(1)
+
+
+def http_login(base: str, account: str, password: str) -> dict:
+    import httpx
+
+    with httpx.Client(base_url=base, follow_redirects=True) as c:
+        csrf = csrf_of(c.get("/login"))
+        r = c.post("/login", data={"account": account, "password": password, "csrf": csrf})
+        assert r.status_code == 200 and "/gallery" in str(r.url)
+        return dict(c.cookies)
+

@@ -32,7 +32,7 @@ from workbench import share
 from workbench.share import portal as portal_mod
 from workbench.share.portal import Portal, create_app
 
-from _share import START, copy_template, open_user
+from _share import START, copy_template, csrf_of, http_login, open_user, start_server
 from conftest import FixedClock, passphrase
 
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -78,10 +78,6 @@ class Site:
 
     def digests(self, name: str) -> set[str]:
         return set(self.manifest(name)["sha256"])
-
-
-def csrf_of(response) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', response.text).group(1)
 
 
 def login(client, account, password):
@@ -391,31 +387,6 @@ def run_load(base: str, sessions: list[dict], viewers: int, seconds: float, imag
 def p(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def start_server(root: Path, env: dict | None = None):
-    """``workbench share serve --port 0`` as the portal account; returns (process, base URL)."""
-    environment = dict(os.environ, WORKBENCH_PASSPHRASE=passphrase("portal"), PYTHONPATH=str(ROOT),
-                       **(env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "workbench", "--vault", str(root / "vault"), "--user", "portal",
-                             "share", "serve", "--port", "0"], env=environment, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-    if not match:
-        proc.kill()
-        pytest.fail(f"the portal did not start: {line} {proc.stderr.read()[-2000:]}")
-    return proc, match.group(1)
-
-
-def http_login(base: str, account: str, password: str) -> dict:
-    import httpx
-
-    with httpx.Client(base_url=base, follow_redirects=True) as c:
-        csrf = csrf_of(c.get("/login"))
-        r = c.post("/login", data={"account": account, "password": password, "csrf": csrf})
-        assert r.status_code == 200 and "/gallery" in str(r.url)
-        return dict(c.cookies)
 
 
 #: p95 ceilings on this 2-core machine under 50 viewers (the benchmark's figures, with room)
