@@ -71,15 +71,15 @@ def csrf_of(response) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', response.text).group(1)
 
 
-def start_server(root: Path, env: dict | None = None):
-    """``workbench share serve --port 0`` as the portal account; returns (process, base URL)."""
+def start_server(root: Path, env: dict | None = None, args: tuple = ()):
+    """``workbench share serve --port 0 [args]`` as the portal account; returns (process, base URL)."""
     environment = dict(os.environ, WORKBENCH_PASSPHRASE=passphrase("portal"), PYTHONPATH=str(ROOT),
                        **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "workbench", "--vault", str(root / "vault"), "--user", "portal",
-                             "share", "serve", "--port", "0"], env=environment, stdout=subprocess.PIPE,
+                             "share", "serve", "--port", "0", *args], env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
-    match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+    match = re.search(r"(https?://127\.0\.0\.1:\d+)", line)
     if not match:
         proc.kill()
         pytest.fail(f"the portal did not start: {line} {proc.stderr.read()[-2000:]}")

@@ -125,9 +125,14 @@ def test_login_gallery_viewer_download_and_logout(site):
     assert got == site.digests("research")
     one = client.get("/download/2")
     assert hashlib.sha256(one.content).hexdigest() in site.digests("research")
+    old_cookie = client.cookies.get("wb_share")
     r = client.post("/logout", data={"csrf": csrf_of(gallery)})
     assert r.status_code == 200 and "logged out" in r.text.lower()
     assert client.get("/gallery", follow_redirects=False).status_code == 303
+    # the old cookie, replayed, opens nothing: logout ended the session in the portal, not just the cookie
+    replay = site.client()
+    replay.cookies.set("wb_share", old_cookie, domain="testserver")
+    assert replay.get("/gallery", follow_redirects=False).status_code == 303
 
 
 def test_every_response_carries_the_security_headers(site):
@@ -220,6 +225,25 @@ def test_lockout_after_failed_logins_per_account_and_per_address(site):
     assert len(failed) >= portal_mod.MAX_FAILURES_ACCOUNT + portal_mod.MAX_FAILURES_ADDRESS
     assert {"locked", "wrong password"} <= {d["reason"] for d in failed["detail"]}
     assert not any("guess" in str(d) for d in failed["detail"])  # never what was typed as a password
+    assert not any("name" in str(d.get("account", "")) for d in failed["detail"])  # nor an unknown name
+
+
+def test_an_unknown_account_costs_the_same_argon2id_work_as_a_wrong_password(site, monkeypatch):
+    from workbench.share import _secrets
+
+    calls = []
+    real = _secrets._HASHER
+
+    class Counting:
+        def verify(self, stored, secret):
+            calls.append(stored[:9])
+            return real.verify(stored, secret)
+
+    monkeypatch.setattr(_secrets, "_HASHER", Counting())
+    client = site.client()
+    assert login(client, "nobody", "guess").status_code == 401
+    assert login(client, "ng", "guess").status_code == 401
+    assert calls == ["$argon2id", "$argon2id"]
 
 
 def _outside_files(site) -> list[bytes]:
@@ -403,7 +427,7 @@ def test_fifty_concurrent_viewers_on_loopback_get_only_their_share_fast(share_te
     try:
         assert base.startswith("http://127.0.0.1:")  # loopback only, by default
         sessions = [http_login(base, "ng", a.secret) for _ in range(5)]
-        result = run_load(base, sessions, viewers=50, seconds=8, images=7)  # 5 images; 5, 6 are not there
+        result = run_load(base, sessions, viewers=50, seconds=7, images=7)  # 5 images; 5, 6 are not there
     finally:
         proc.terminate()
         proc.wait(timeout=20)

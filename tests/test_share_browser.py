@@ -2,7 +2,8 @@
 
 ``workbench share serve`` runs as the portal account on 127.0.0.1; Debian's
 Chromium (driven by Playwright's Python package, never `playwright install`)
-logs in, browses the gallery, opens an image, downloads it and logs out.
+logs in, browses the gallery, opens an image, downloads it and logs out, over
+HTTPS with the certificate the portal generates (``--tls-self-signed``).
 Screenshots go to ``tests/artifacts/``; the gallery's also to
 ``docs/screenshots/share-portal.png`` (shown in the README). Without
 Chromium this skips, except under CI (``CI=true``), where it fails.
@@ -30,9 +31,11 @@ def test_a_collaborator_logs_in_browses_opens_downloads_and_logs_out(share_templ
     with wb.open_vault(root / "vault", user="edu", passphrase=passphrase("edu")) as edu:
         new = share.create_share(edu, root / "datasets" / "teaching", account="ito", download=True)
     ARTIFACTS.mkdir(exist_ok=True)
-    with chromium_page(viewport=(1100, 760)) as page:
-        proc, base = start_server(root)
+    # the portal's own self-signed certificate: this browser is told to accept it
+    with chromium_page(viewport=(1100, 760), ignore_https_errors=True) as page:
+        proc, base = start_server(root, args=("--tls-self-signed",))
         try:
+            assert base.startswith("https://127.0.0.1:")
             page.goto(f"{base}/gallery")
             assert page.url.endswith("/login")  # nothing without logging in
             page.fill("#account", "ito")
@@ -43,6 +46,8 @@ def test_a_collaborator_logs_in_browses_opens_downloads_and_logs_out(share_templ
             page.fill("#password", new.secret)
             page.click("#login")
             page.wait_for_url(f"{base}/gallery")
+            cookie = next(c for c in page.context.cookies() if c["name"] == "wb_share")
+            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             thumbs = page.locator("a.thumb img")
             assert thumbs.count() == 3
             page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
