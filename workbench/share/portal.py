@@ -542,6 +542,8 @@ def create_app(portal: Portal) -> Starlette:
 
     async def image(request: Request):
         who, refusal = await viewer(request)
+        if isinstance(refusal, RedirectResponse):
+            return refusal
         if refusal:
             return PlainTextResponse("not available", status_code=refusal.status_code)
         served, account = who
