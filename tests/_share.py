@@ -83,6 +83,7 @@ def start_server(root: Path, env: dict | None = None, args: tuple = ()):
     if not match:
         proc.kill()
         pytest.fail(f"the portal did not start: {line} {proc.stderr.read()[-2000:]}")
+    proc.banner = line
     return proc, match.group(1)
 
 

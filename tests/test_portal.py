@@ -444,3 +444,20 @@ def test_fifty_concurrent_viewers_on_loopback_get_only_their_share_fast(share_te
     with wb.open_vault(root / "vault", user="ada", passphrase=passphrase("ada")) as admin:
         actions = admin.audit_records()["action"].tolist()
     assert "portal_start" in actions and "portal_stop" in actions  # a clean stop on SIGTERM
+
+
+def test_after_a_key_rotation_the_portal_fails_closed_until_restarted(site):
+    client = site.client()
+    login(client, "ng", site.a.secret)
+    assert client.get("/image/0").status_code == 200
+    with open_user(site.root, "admin", site.clock) as admin:
+        admin.remove_user("pho")  # every encryption key replaced, the index re-keyed
+    r = client.get("/gallery")
+    assert r.status_code == 503 and "restart" in r.text
+    assert client.get("/image/0").status_code == 503
+    site.vault.close()
+    with open_user(site.root, "portal", site.clock) as vault:  # its grant was re-sealed: a restart works
+        again = TestClient(create_app(Portal(vault, tls=True, allowed_hosts=["testserver"],
+                                             datasets=site.root / "datasets")), base_url="https://testserver")
+        login(again, "ng", site.a.secret)
+        assert again.get("/image/0").status_code == 200

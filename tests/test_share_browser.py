@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import io
 import shutil
+import ssl
+import tempfile
+from pathlib import Path
 
 from PIL import Image
 
@@ -36,6 +39,10 @@ def test_a_collaborator_logs_in_browses_opens_downloads_and_logs_out(share_templ
         proc, base = start_server(root, args=("--tls-self-signed",))
         try:
             assert base.startswith("https://127.0.0.1:")
+            served_cert = ssl.get_server_certificate(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+            from workbench.share._secrets import certificate_fingerprint
+            assert certificate_fingerprint(served_cert.encode()) in proc.banner  # what it printed
+            assert not list(Path(tempfile.gettempdir()).glob("workbench-tls-*/key.pem"))  # off the disk
             page.goto(f"{base}/gallery")
             assert page.url.endswith("/login")  # nothing without logging in
             page.fill("#account", "ito")

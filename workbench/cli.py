@@ -535,8 +535,9 @@ def _share(vault, args) -> int:
         return 0
     from .share.portal import serve
 
-    def ready(url):
-        print(f"share portal at {url} (Ctrl+C stops it)", flush=True)
+    def ready(url, fingerprint):
+        tls = f"; its certificate's SHA-256 fingerprint: {fingerprint}" if fingerprint else ""
+        print(f"share portal at {url} (Ctrl+C stops it){tls}", flush=True)
 
     serve(vault, host=args.host, port=args.port, share_ids=args.share, tls_self_signed=args.tls_self_signed,
           behind_proxy=args.behind_proxy, allowed_hosts=args.allowed_host, datasets=args.datasets,

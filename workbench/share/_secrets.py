@@ -94,3 +94,12 @@ def self_signed_certificate(host: str) -> tuple[bytes, bytes]:
     return (cert.public_bytes(serialization.Encoding.PEM),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
+
+
+def certificate_fingerprint(cert_pem: bytes) -> str:
+    """The SHA-256 fingerprint of a PEM certificate, as browsers show it (``AB:CD:...``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    digest = x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)

@@ -427,7 +427,11 @@ def create_app(portal: Portal) -> Starlette:
         share_id = portal.session_share(sid)
         if share_id is None:
             return None, RedirectResponse("/login", status_code=303)
-        served = await run_in_threadpool(portal.current, share_id)
+        try:
+            served = await run_in_threadpool(portal.current, share_id)
+        except WorkbenchError:  # the vault changed under the portal (its keys were rotated, its log broke)
+            return None, page(request, "message.html", 503, title="Portal unavailable", logged_in=False,
+                              message="The portal cannot check this share now. Its operator has to restart it.")
         now = portal.now()
         if served is None or served.share.revoked:
             portal.end_session(sid)
@@ -689,7 +693,8 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
     datasets : path-like, optional
         Where the shared folders are now, if moved (see :class:`Portal`).
     ready : callable, optional
-        Called with the base URL once listening (tests, benchmarks).
+        Called with the base URL and the certificate's SHA-256 fingerprint
+        (None without ``tls_self_signed``) once listening.
     """
     import uvicorn
 
@@ -710,10 +715,12 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
         raise
     app = create_app(portal)
     folder = None
+    fingerprint = None
     options = {}
     if tls_self_signed:
         folder = Path(tempfile.mkdtemp(prefix="workbench-tls-"))
         cert, key = _secrets.self_signed_certificate(host)
+        fingerprint = _secrets.certificate_fingerprint(cert)
         (folder / "cert.pem").write_bytes(cert)
         fd = os.open(folder / "key.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -733,7 +740,7 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
         if folder is not None:  # loaded into the server's SSL context: off the disk now
             shutil.rmtree(folder, ignore_errors=True)
         if server.started and ready is not None:
-            ready(f"{scheme}://{host}:{sock.getsockname()[1]}")
+            ready(f"{scheme}://{host}:{sock.getsockname()[1]}", fingerprint)
         await task
 
     try:
