@@ -13,10 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
-import re
-import subprocess
-import sys
 import time
 import warnings
 import zipfile
