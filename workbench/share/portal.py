@@ -134,6 +134,8 @@ class _Failures:
 
     def add(self, key: str, now: datetime) -> None:
         with self.lock:
+            if len(self.times) > 10_000:  # many names or addresses: forget those whose window passed
+                self.times = {k: t for k, t in self.times.items() if t and now - t[-1] <= LOCKOUT}
             self.times.setdefault(key, deque()).append(now)
 
     def clear(self, key: str) -> None:
@@ -309,8 +311,11 @@ class Portal:
 
     def new_session(self, share_id: str) -> str:
         sid = _secrets.new_session_id()
+        now = self.now()
         with self._lock:
-            self.sessions[sid] = {"share": share_id, "started": self.now()}
+            self.sessions = {k: v for k, v in self.sessions.items()
+                             if now - v["started"] <= timedelta(hours=SESSION_HOURS)}
+            self.sessions[sid] = {"share": share_id, "started": now}
         return sid
 
     def end_session(self, sid: str | None) -> None:
