@@ -88,7 +88,7 @@ SHARE_ROLES = frozenset({"admin", "researcher", "educator"})
 PORTAL_ROLES = frozenset({"portal"})
 #: what the share portal records (logins, views, downloads); only it may sign them
 PORTAL_ACTIONS = ("portal_start", "portal_stop", "share_login", "share_login_failed", "share_logout",
-                  "share_view", "share_download", "share_refused")
+                  "share_view", "share_download")
 
 
 @dataclass(frozen=True)
@@ -137,13 +137,13 @@ RULES: dict[str, Rule] = {
     # re-keying re-seals identity records in place; the admin's record states
     # the new heads of the tables it re-sealed (see ROTATION_TABLES)
     "key_rotation": Rule(ADMIN_ROLES),
-    # sharing (workbench.share) adds no rows: a share (its account, Argon2id
-    # hash, expiry, permissions) is the signed detail of its record, which the
-    # portal reads back from the verified log; only these roles may sign one
     # a cohort build names its manifest's digest and its patients (random
     # refs), so that a share can be checked without any key; signed only by
     # the roles that may build one
     "cohort_build": Rule(DERIVATIVE_ROLES),
+    # sharing (workbench.share) adds no rows: a share (its account, Argon2id
+    # hash, expiry, permissions) is the signed detail of its record, which the
+    # portal reads back from the verified log; only these roles may sign one
     "share_create": Rule(SHARE_ROLES),
     "share_revoke": Rule(SHARE_ROLES),
     "share_bundle": Rule(SHARE_ROLES),
