@@ -6,7 +6,7 @@
 import importlib
 import sys
 
-ALL = ["vault", "vault_scale", "import", "deid", "lossless", "pipeline", "cohort", "widgets", "dicom"]
+ALL = ["vault", "vault_scale", "import", "deid", "lossless", "pipeline", "cohort", "widgets", "dicom", "portal"]
 
 wanted = sys.argv[1:] or ALL
 for name in wanted:

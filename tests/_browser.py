@@ -99,8 +99,8 @@ def _unavailable(reason: str):
 
 
 @contextlib.contextmanager
-def chromium_page(viewport=(1400, 1000)):
-    """A page of a fresh headless Chromium (its own empty profile)."""
+def chromium_page(viewport=(1400, 1000), **page_options):
+    """A page of a fresh headless Chromium (its own empty profile); ``page_options`` go to ``new_page``."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         _unavailable(f"no Chromium at {CHROMIUM}")
     try:
@@ -110,7 +110,7 @@ def chromium_page(viewport=(1400, 1000)):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, **page_options)
             yield page
         finally:
             browser.close()

@@ -136,3 +136,11 @@ def leave_stale_files(path, clock=None) -> list:
     half = orphan.with_name(f".{'0' * 32}.4242.tmp")
     half.write_bytes(b"half-written")
     return sorted([orphan, half])
+
+
+@pytest.fixture(scope="session")
+def share_template(tmp_path_factory):
+    """A vault with a research cohort and a teaching set, built once (see ``_share``); copy it to use it."""
+    from _share import build_template
+
+    return build_template(tmp_path_factory.mktemp("share-template"))

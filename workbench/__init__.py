@@ -3,7 +3,7 @@
 ``import workbench as wb`` gives the vault (``wb.init_vault``,
 ``wb.open_vault``), ingest (``wb.ingest``), cameras and cards
 (``wb.open_camera``, ``wb.import_card``, ``wb.capture``) and the error family
-(``wb.WorkbenchError`` and subclasses).
+(``wb.WorkbenchError`` and subclasses), and sharing (``wb.share``).
 """
 
 from .errors import (
@@ -25,6 +25,8 @@ from .ingest import ingest
 from .vault import ROLES, SCOPES, Vault, init_vault, open_vault
 
 __version__ = "0.1.0"
+
+from . import share  # noqa: E402  (wb.share.bundle, wb.share.create_share; the portal loads on demand)
 
 __all__ = [
     "AccessDenied",

@@ -183,6 +183,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = cosub.add_parser("rebuild", help="a new version of a cohort without them", parents=[common])
     p.add_argument("path")
 
+    share = add("share", "share a verified cohort: encrypted bundles and the share portal")
+    ssub = share.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ssub.add_parser("bundle", parents=[common],
+                        help="write an encrypted bundle (AES-256 zip, or age with --recipient) of a cohort")
+    p.add_argument("path", metavar="DATASET", help="the cohort or teaching-set folder (datasets/NAME)")
+    p.add_argument("--to", required=True, metavar="FILE", help="the bundle to write (never overwritten)")
+    p.add_argument("--for", dest="collaborator", required=True, metavar="NAME",
+                   help="who it is for (recorded in the audit trail)")
+    p.add_argument("--recipient", action="append", default=[], metavar="AGE_PUBLIC_KEY",
+                   help="an age public key (age1...): write an age file for it (repeatable)")
+    p = ssub.add_parser("create", parents=[common],
+                        help="share a cohort on the portal with a collaborator account or as a link")
+    p.add_argument("path", metavar="DATASET")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--account", metavar="NAME", help="the collaborator's account name")
+    who.add_argument("--link", action="store_true", help="a share link instead of an account")
+    p.add_argument("--expires", default="30", metavar="DAYS_OR_DATE",
+                   help="days from now (default 30) or the last day, YYYY-MM-DD; at most 365 days")
+    p.add_argument("--download", action="store_true", help="permit downloads of images and the whole set")
+    p.add_argument("--no-watermark", action="store_true", help="do not name the viewer on served images")
+    p = ssub.add_parser("revoke", parents=[common], help="end a share now")
+    p.add_argument("share_id", metavar="SHARE")
+    p = ssub.add_parser("list", parents=[common], help="list shares and their status (never a secret)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = ssub.add_parser("serve", parents=[common],
+                        help="run the share portal (as the vault's portal account)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--share", action="append", default=None, metavar="SHARE",
+                   help="serve only this share (repeatable; default: every active share)")
+    p.add_argument("--tls-self-signed", action="store_true",
+                   help="serve HTTPS with a certificate generated at start")
+    p.add_argument("--behind-proxy", action="store_true",
+                   help="TLS ends at a reverse proxy on this machine (see the README): Secure cookies, "
+                        "client address from X-Forwarded-For sent by 127.0.0.1")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name the portal answers to (the proxy's public name)")
+    p.add_argument("--datasets", metavar="DIR",
+                   help="where the shared folders are now, if the datasets folder was moved "
+                        "(each is verified against its share's signed digests all the same)")
+
     p = add("teaching", "build a teaching set (gallery + deck) through papermill")
     p.add_argument("--out", metavar="DIR", help="default: datasets/<name>")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
@@ -434,6 +475,8 @@ def run(args) -> int:
             print(result.summary())
             print(f"new version: {result.path}")
             return 0
+        if cmd == "share":
+            return _share(vault, args)
         if cmd == "audit":
             if action == "verify":
                 check = vault.verify_audit(checkpoint=args.checkpoint)
@@ -458,6 +501,48 @@ def run(args) -> int:
             _emit(frame, args.format)
             return 0
     raise InvalidInput("unknown command; see `workbench --help`")
+
+
+def _share(vault, args) -> int:
+    from . import share
+
+    action = args.action
+    if action == "bundle":
+        result = share.bundle(vault, args.path, args.to, collaborator=args.collaborator,
+                              recipients=args.recipient or None)
+        print(f"wrote {result.format} bundle {result.path} ({result.images} images, sha256 {result.sha256})")
+        if result.passphrase:
+            print(f"passphrase (shown once, stored nowhere; send it by another channel): {result.passphrase}")
+        return 0
+    if action == "create":
+        expires = int(args.expires) if args.expires.isdigit() else args.expires
+        new = share.create_share(vault, args.path, account=args.account, link=args.link, expires=expires,
+                                 download=args.download, watermark=not args.no_watermark)
+        s = new.share
+        print(f"created share {s.share_id} of {Path(s.dataset).name} until {s.expires.isoformat(timespec='minutes')}"
+              f" (downloads {'on' if s.download else 'off'}, watermark {'on' if s.watermark else 'off'})")
+        if new.link_path:
+            print(f"link (shown once; append to the portal's address): {new.link_path}")
+        else:
+            print(f"account {s.account}, password (shown once, stored only as a hash): {new.secret}")
+        return 0
+    if action == "revoke":
+        revoked = share.revoke_share(vault, args.share_id)
+        print(f"revoked share {revoked.share_id}")
+        return 0
+    if action == "list":
+        _emit(share.list_shares(vault), args.format)
+        return 0
+    from .share.portal import serve
+
+    def ready(url, fingerprint):
+        tls = f"; its certificate's SHA-256 fingerprint: {fingerprint}" if fingerprint else ""
+        print(f"share portal at {url} (Ctrl+C stops it){tls}", flush=True)
+
+    serve(vault, host=args.host, port=args.port, share_ids=args.share, tls_self_signed=args.tls_self_signed,
+          behind_proxy=args.behind_proxy, allowed_hosts=args.allowed_host, datasets=args.datasets,
+          ready=ready)
+    return 0
 
 
 def _run_build(args) -> int:

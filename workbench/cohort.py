@@ -506,8 +506,14 @@ def build_cohort(
     if out.exists():
         out.rmdir()
     tmp.rename(out)
+    # the manifest's digest and the patients' random refs (never identifiers)
+    # let a share or bundle be checked against this signed record later, by
+    # the share portal too, which holds no key to the pseudonyms
     vault._record("cohort_build", {"cohort": spec.name, "run_id": run_id, "images": len(manifest),
-                                   "purpose": spec.purpose, "excluded": dict(sorted(excluded.items()))})
+                                   "purpose": spec.purpose, "excluded": dict(sorted(excluded.items())),
+                                   "manifest_sha256": provenance["manifest_sha256"],
+                                   "datacard_sha256": hashlib.sha256((out / "DATACARD.md").read_bytes()).hexdigest(),
+                                   "patient_refs": sorted(set(chosen["patient_ref"]))})
     return CohortResult(out, len(manifest), dict(sorted(excluded.items())), run_id)
 
 

@@ -48,6 +48,11 @@ ROLES: dict[str, frozenset[str]] = {
     ),
     "researcher": frozenset({"derivatives", "index", "pseudonym"}),
     "educator": frozenset({"derivatives", "index", "pseudonym"}),
+    # the share portal (workbench.share): the index key alone, to read the
+    # signed log (its shares, consent withdrawals) and append its own audit
+    # records with its own signing key. No key of any file, identity or
+    # pseudonym: it serves only de-identified files from cohort folders.
+    "portal": frozenset({"index"}),
 }
 
 ROLE_HELP = {
@@ -57,6 +62,7 @@ ROLE_HELP = {
     "analyst": "read originals for redaction review; no identities",
     "researcher": "de-identified derivatives and non-identifying fields only",
     "educator": "de-identified derivatives and non-identifying fields only",
+    "portal": "the share portal's own account: signs its audit records; decrypts no file",
 }
 
 _USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")

@@ -82,6 +82,13 @@ INGEST_ROLES = frozenset({"admin", "photographer", "clinician"})
 REVIEW_ROLES = frozenset({"admin", "clinician", "analyst"})
 DERIVATIVE_ROLES = frozenset({"admin", "clinician", "analyst", "researcher", "educator"})
 ADMIN_ROLES = frozenset({"admin"})
+#: who may bundle a cohort and create or revoke its shares (workbench.share)
+SHARE_ROLES = frozenset({"admin", "researcher", "educator"})
+#: the share portal's own account: only its audit records
+PORTAL_ROLES = frozenset({"portal"})
+#: what the share portal records (logins, views, downloads); only it may sign them
+PORTAL_ACTIONS = ("portal_start", "portal_stop", "share_login", "share_login_failed", "share_logout",
+                  "share_view", "share_download")
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,17 @@ RULES: dict[str, Rule] = {
     # re-keying re-seals identity records in place; the admin's record states
     # the new heads of the tables it re-sealed (see ROTATION_TABLES)
     "key_rotation": Rule(ADMIN_ROLES),
+    # a cohort build names its manifest's digest and its patients (random
+    # refs), so that a share can be checked without any key; signed only by
+    # the roles that may build one
+    "cohort_build": Rule(DERIVATIVE_ROLES),
+    # sharing (workbench.share) adds no rows: a share (its account, Argon2id
+    # hash, expiry, permissions) is the signed detail of its record, which the
+    # portal reads back from the verified log; only these roles may sign one
+    "share_create": Rule(SHARE_ROLES),
+    "share_revoke": Rule(SHARE_ROLES),
+    "share_bundle": Rule(SHARE_ROLES),
+    **{action: Rule(PORTAL_ROLES) for action in PORTAL_ACTIONS},
 }
 #: tables whose sealed columns a key rotation re-seals
 ROTATION_TABLES = ("patients", "photos")
