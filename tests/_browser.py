@@ -133,13 +133,19 @@ def menu(page, top: str, item: str):
 
 
 def run_all_cells(page, timeout_s: float = 300):
-    """Run > Run All Cells, then wait until no cell is queued or running and the kernel is idle."""
+    """Run > Run All Cells, then wait until every code cell ran (or one failed) and the kernel is idle.
+
+    On a loaded machine the cells may not even be queued a moment after the
+    menu: "no cell running" alone would pass before any ran.
+    """
     menu(page, "Run", "Run All Cells")
-    page.wait_for_timeout(500)
     page.wait_for_function(
-        "() => { const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-InputPrompt')];"
+        "() => { const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];"
         " const busy = document.querySelector(\".jp-NotebookPanel .jp-Notebook-ExecutionIndicator\");"
-        " return prompts.every(p => !p.textContent.includes('*'))"
+        " const ran = prompts.every(p => /\\[\\d+\\]/.test(p.textContent));"
+        " const failed = document.querySelector(\".jp-NotebookPanel .jp-OutputArea-output\""
+        "   + \"[data-mime-type='application/vnd.jupyter.stderr']\") !== null;"
+        " return prompts.every(p => !p.textContent.includes('*')) && (ran || failed)"
         " && (!busy || busy.getAttribute('data-status') === 'idle'); }",
         timeout=timeout_s * 1000)
 
