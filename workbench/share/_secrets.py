@@ -10,6 +10,7 @@ certificate is an ECDSA P-256 key valid for 30 days, made with
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -18,9 +19,19 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _HASHER = PasswordHasher()
-# a hash of a random secret, verified when an account is unknown, so that an
-# unknown account costs as much as a wrong password
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(24))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random secret, verified when an account is unknown, so that an unknown account
+    costs as much as a wrong password (made on first use: an Argon2id hash is ~0.15 s and 64 MiB,
+    which ``import workbench`` should not pay)."""
+    return _HASHER.hash(secrets.token_urlsafe(24))
+
+
+def warm() -> None:
+    """Make the hash that unknown accounts are checked against now (a portal does it as it starts)."""
+    _dummy_hash()
 
 # no 0/O, 1/l/I: a bundle passphrase is read off a screen and typed into 7-Zip
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -58,7 +69,7 @@ def hash_secret(secret: str) -> str:
 def verify_secret(stored_hash: str | None, secret: str) -> bool:
     """Whether ``secret`` matches ``stored_hash``; an unknown account (None) costs the same."""
     try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
+        return _HASHER.verify(stored_hash or _dummy_hash(), secret) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -208,6 +208,7 @@ class Portal:
             raise AccessDenied("run the share portal as its own account (role portal, which decrypts "
                                "nothing): `workbench user add portal --role portal`, then "
                                "`workbench share serve --user portal`", role=vault.role)
+        _secrets.warm()  # the first unknown account costs what every later one does
         self.vault = vault
         self.share_ids = set(share_ids) if share_ids else None
         self.tls = tls
