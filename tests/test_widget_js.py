@@ -33,9 +33,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_page(tmp_path, widget_class, state: dict, script: str) -> dict:
-    """Render ``widget_class``'s view with ``state``, run ``script``, return what it wrote to ``out``."""
-    code = str(widget_class._esm).replace("export default { render };", "window.__render = render;")
+def run_page(tmp_path, widget_class, state: dict, script: str, before: str = "") -> dict:
+    """Render ``widget_class``'s view with ``state``, run ``script``, return what it wrote to ``out``.
+
+    ``before`` runs after the model's ``initialize`` and before the view
+    renders (as messages Python sends while the widget is made arrive).
+    """
+    code = str(widget_class._esm)
+    for default in ("export default { initialize, render };", "export default { render };"):
+        code = code.replace(default, "window.__render = render; window.__initialize = "
+                                     "typeof initialize === 'function' ? initialize : null;")
     css = str(widget_class._css)
     page = f"""<!doctype html><html><head><style>{css}</style></head><body><div id=host></div><pre id=out>not run</pre>
 <script>window.onerror = (m) => {{ document.getElementById("out").textContent = JSON.stringify({{error: String(m)}}); }};</script>
@@ -46,6 +53,8 @@ const handlers = {{}};
 const sent = [];
 const model = {{ get: (k) => state[k], set: (k, v) => {{ state[k] = v; }}, save_changes: () => {{}},
   on: (ev, fn) => {{ (handlers[ev] = handlers[ev] || []).push(fn); }}, send: (m) => sent.push(m) }};
+if (window.__initialize) window.__initialize({{ model }});
+{before}
 window.__render({{ model, el: document.getElementById("host") }});
 const finish = (extra) => {{ document.getElementById("out").textContent = JSON.stringify({{ sent, ...extra }}); }};
 {script}
@@ -148,3 +157,23 @@ def test_every_button_of_the_other_views_asks_for_an_action(tmp_path, widget_cla
     assert actions <= {"hello", "next_page", "previous_page", "select_page", "clear_selection", "previous", "next",
                        "accept", "send_back", "grant", "withdraw"}
     assert len(actions - {"hello"}) >= 2
+
+
+def test_an_image_sent_before_the_view_exists_is_shown_without_asking_again(tmp_path):
+    """The model asks for its images as it is made; a view made after the answer shows it at once."""
+    before = f"""
+const early = Uint8Array.from(atob("{_jpeg((400, 200))}"), c => c.charCodeAt(0));
+for (const fn of handlers["msg:custom"]) {{
+  fn({{ type: "image", slot: "photo", photo_id: "x", box: [0, 0, 4000, 2000] }}, [new DataView(early.buffer)]);
+}}
+"""
+    script = """
+const img = document.querySelector(".wb-editor-surface img");
+const done = () => finish({ src: img.src.slice(0, 5), width: img.naturalWidth });
+if (img.complete && img.naturalWidth) done(); else img.onload = done;
+"""
+    out = run_page(tmp_path, RedactionEditor, EDITOR_STATE, script, before=before)
+    assert "error" not in out, out
+    assert out["src"] == "blob:" and out["width"] == 400
+    # one "hello", from the model as it was made; the view asked for nothing more
+    assert out["sent"].count({"action": "hello", "args": {}}) == 1

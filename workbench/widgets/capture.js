@@ -54,7 +54,7 @@ function render({ model, el }) {
       return tr;
     }));
   }
-  model.on("msg:custom", (msg, buffers) => {
+  const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || msg.slot !== "last") return;
     if (url) URL.revokeObjectURL(url);
     url = null;
@@ -64,11 +64,12 @@ function render({ model, el }) {
     } else {
       img.removeAttribute("src");
     }
-  });
+  };
+  model.on("msg:custom", onImage);
   for (const n of ["camera", "status", "error", "can_capture", "watching", "busy", "shots"]) model.on(`change:${n}`, draw);
   draw();
-  act("hello");
+  showEarlyOrAsk(model, onImage, act);
   return () => { if (url) URL.revokeObjectURL(url); };
 }
 
-export default { render };
+export default { initialize, render };

@@ -249,7 +249,7 @@ function render({ model, el }) {
   kind.onchange = () => act("set_kind", { kind: kind.value });
   reason.onchange = () => { model.set("reason", reason.value); model.save_changes(); };
 
-  model.on("msg:custom", (msg, buffers) => {
+  const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || msg.slot !== "photo") return;
     if (url) URL.revokeObjectURL(url);
     url = null;
@@ -262,14 +262,15 @@ function render({ model, el }) {
     }
     shown = msg.box || null;
     draw();
-  });
+  };
+  model.on("msg:custom", onImage);
   const names = ["regions", "proposed", "selected", "picked", "kind", "status", "error", "conflict", "version", "state",
                  "dirty", "verified", "redacted_preview", "zoom_box", "reason", "can_review", "index"];
   const redraw = () => draw();
   for (const n of names) model.on(`change:${n}`, redraw);
   fillStatic();
   draw();
-  act("hello");
+  showEarlyOrAsk(model, onImage, act);
   return () => {
     window.removeEventListener("mousemove", onMove);
     window.removeEventListener("mouseup", onUp);
@@ -277,4 +278,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize, render };

@@ -81,7 +81,7 @@ function render({ model, el }) {
     next.disabled = model.get("page") + 1 >= model.get("pages");
   }
 
-  model.on("msg:custom", (msg, buffers) => {
+  const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "thumbs") return;
     for (const u of Object.values(urls)) URL.revokeObjectURL(u);
     urls = {};
@@ -91,13 +91,14 @@ function render({ model, el }) {
     });
     root.dataset.thumbs = performance.now();
     draw();
-  });
+  };
+  model.on("msg:custom", onImage);
   for (const n of ["items", "selected", "status", "error", "notice", "page", "pages"]) model.on(`change:${n}`, draw);
   for (const n of ["choices", "filters"]) model.on(`change:${n}`, options);
   options();
   draw();
-  act("hello");
+  showEarlyOrAsk(model, onImage, act);
   return () => { for (const u of Object.values(urls)) URL.revokeObjectURL(u); };
 }
 
-export default { render };
+export default { initialize, render };

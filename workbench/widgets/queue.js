@@ -53,7 +53,7 @@ function render({ model, el }) {
     for (const b of [accept, back, next, prev]) b.disabled = !model.get("can_review");
   }
 
-  model.on("msg:custom", (msg, buffers) => {
+  const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || !figs[msg.slot]) return;
     const f = figs[msg.slot];
     if (f.url) URL.revokeObjectURL(f.url);
@@ -64,7 +64,8 @@ function render({ model, el }) {
     } else {
       f.img.removeAttribute("src");
     }
-  });
+  };
+  model.on("msg:custom", onImage);
   prev.onclick = () => act("previous");
   next.onclick = () => act("next");
   accept.onclick = () => act("accept", { reason: reason.value });
@@ -86,8 +87,8 @@ function render({ model, el }) {
     model.on(`change:${n}`, draw);
   }
   draw();
-  act("hello");
+  showEarlyOrAsk(model, onImage, act);
   return () => { for (const f of Object.values(figs)) if (f.url) URL.revokeObjectURL(f.url); };
 }
 
-export default { render };
+export default { initialize, render };
