@@ -322,7 +322,15 @@ PLANTED = {
     "png compressed text": b"ZZPNGZTXT Tama",
     "png international text": b"ZZPNGITXT Aroha",
     "file name": b"ZZFILENAME Wiremu",
+    "raw file": b"ZZRAWOWNER Kahu",
 }
+
+
+def _planted_cr3() -> bytes:
+    """A file with a Canon CR3's container whose metadata names its owner (a RAW+JPEG shot's raw file)."""
+    body = b"CMT1 owner " + PLANTED["raw file"] + bytes(2000)
+    return (24).to_bytes(4, "big") + b"ftypcrx " + (1).to_bytes(4, "big") + b"crx isom" + \
+        (8 + len(body)).to_bytes(4, "big") + b"mdat" + body
 
 
 def _segment(code: int, body: bytes) -> bytes:
@@ -439,6 +447,7 @@ def planted(vault_path, clock):
                            original_name=PLANTED["file name"].decode() + ext).photo_id
                for seed, make, ext in ((1, _planted_jpeg, ".jpg"), (2, _planted_png, ".png"),
                                        (3, _planted_webp, ".webp"))]
+        v.add_raw_companion(ids[0], _planted_cr3(), ".cr3")
     with open_as(vault_path, "analyst", clock) as v:
         v.render_previews()
         for photo_id in ids:
