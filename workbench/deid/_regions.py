@@ -124,13 +124,19 @@ def merge_overlapping(rects: list) -> list[list[int]]:
     return rects
 
 
-#: A detector's face box below this score is as likely to sit on a lesion,
-#: a wound or plain skin as on a face: on generated clinical photos every
-#: box on a lesion scored 0.12-0.28, while faces of 40 px or more score 0.4
-#: and up. The box is hidden all the same (a miss exposes a patient), but
-#: the photo is sent to a person instead of being approved automatically,
-#: so that a hidden finding is caught before a cohort uses it.
-REVIEW_FACE_SCORE = 0.3
+#: A detector's face box below this score may sit on a lesion or a wound
+#: rather than a face. The box is hidden all the same (a miss exposes a
+#: patient), but the photo is sent to a person instead of being approved
+#: automatically, so that a hidden finding is caught before a cohort uses
+#: it; the reviewer dismisses a box that hides no face (the editor's ``x``)
+#: and the finding comes back. At 0.3 (when every box on a lesion of the
+#: first generated sets scored 0.12-0.28) the boxes left on findings after
+#: the second look and the cascade check of seeds 2035 and 2034 that scored
+#: 0.32-0.64 went out without a person; every one of them is under 0.65.
+#: On the 500 phantoms of seed 2035 (faces alone) 103 photos go to review at
+#: 0.65 against 32 at 0.3: mostly small or turned real faces, which a person
+#: approves at a glance.
+REVIEW_FACE_SCORE = 0.65
 
 
 def review_reasons(regions) -> list[str]:
