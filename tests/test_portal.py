@@ -330,6 +330,38 @@ def test_a_withdrawal_suspends_the_share_with_the_reason(site):
     assert lee.get("/gallery").status_code == 200
 
 
+def test_a_suspended_share_serves_the_rebuilt_set_and_says_so(site):
+    """Suspended until the cohort is rebuilt: then the rebuild, without the patient who withdrew, is shared."""
+    from workbench.cohort import rebuild_cohort
+
+    client = site.client()
+    login(client, "ng", site.a.secret)
+    old = client.get("/gallery").text
+    with open_user(site.root, "admin", site.clock) as admin:
+        admin.withdraw_consent("MRN-0002", "research")
+    assert client.get("/gallery").status_code == 403
+    with open_user(site.root, "researcher", site.clock) as res:
+        result = rebuild_cohort(res, site.root / "datasets" / "research", workers=0)
+    assert result.path.name == "research-v2" and result.images == 3
+    r = client.get("/gallery")
+    assert r.status_code == 200 and 'id="rebuilt"' in r.text and "research-v2" in r.text
+    assert 'id="rebuilt"' not in old
+    shown = [hashlib.sha256(client.get(f"/image/{n}").content).hexdigest() for n in range(3)]
+    rebuilt = [hashlib.sha256((result.path / name).read_bytes()).hexdigest()
+               for name in site.manifest("research-v2")["image"]]
+    assert shown == rebuilt and client.get("/image/3").status_code == 404
+    # a rebuild whose files no longer match its signed record is not served in its place
+    path = result.path / site.manifest("research-v2")["image"][0]
+    path.write_bytes(path.read_bytes()[:-10])
+    fresh = Site(site.root, site.a, site.link, site.b)
+    try:
+        other = fresh.client()
+        login(other, "ng", site.a.secret)
+        assert other.get("/gallery").status_code == 403
+    finally:
+        fresh.vault.close()
+
+
 def test_a_file_changed_after_start_is_not_served_and_a_bad_folder_stops_the_start(site):
     client = site.client()
     login(client, "ng", site.a.secret)

@@ -513,7 +513,9 @@ def build_cohort(
                                    "purpose": spec.purpose, "excluded": dict(sorted(excluded.items())),
                                    "manifest_sha256": provenance["manifest_sha256"],
                                    "datacard_sha256": hashlib.sha256((out / "DATACARD.md").read_bytes()).hexdigest(),
-                                   "patient_refs": sorted(set(chosen["patient_ref"]))})
+                                   "patient_refs": sorted(set(chosen["patient_ref"])),
+                                   # a share of the run this one replaces follows it (workbench.share)
+                                   **({"supersedes": supersedes["run_id"]} if supersedes else {})})
     return CohortResult(out, len(manifest), dict(sorted(excluded.items())), run_id)
 
 

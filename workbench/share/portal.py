@@ -115,6 +115,7 @@ class _Served:
     share: Share
     dataset: Dataset | None
     problem: str | None = None  # "suspended", "unavailable"
+    rebuilt: bool = False  # the dataset is a rebuild of the one shared (a patient withdrew)
 
 
 class _Failures:
@@ -274,8 +275,44 @@ class Portal:
             for served in self.served.values():
                 if served.dataset is not None and served.problem != "unavailable":
                     lost = lost_consent(self.vault, served.dataset.patient_refs, served.dataset.purpose)
+                    if lost:
+                        newer = self._rebuilt(served.dataset, records)
+                        if newer is not None:
+                            served.dataset, served.rebuilt, lost = newer, True, {}
                     served.problem = "suspended" if lost else None
             self._checked = time.monotonic()
+
+    def _rebuilt(self, dataset: Dataset, records: list) -> Dataset | None:
+        """The rebuild of ``dataset`` that its patients' consent still allows, or None.
+
+        A share is suspended when a patient of its set withdraws, until the
+        set is rebuilt: ``rebuild_cohort`` signs a build record that names the
+        run it supersedes, and writes the new version beside the old folder.
+        That folder is checked as any shared one (files against the signed
+        record) and must serve the same purpose; a rebuild that has lost a
+        patient too is followed to the next one.
+        """
+        seen = {dataset.run_id}
+        while True:
+            later = [r.content["detail"] for r in records if r.action == "cohort_build"
+                     and r.content.get("detail", {}).get("supersedes") == dataset.run_id]
+            if not later:
+                return None
+            detail = later[-1]
+            name = str(detail.get("cohort", ""))
+            if name in ("", ".", "..") or Path(name).name != name:
+                return None  # a folder beside the shared one, never a path elsewhere
+            folder = dataset.path.with_name(name)
+            try:
+                newer = verify_dataset(self.vault, folder, records=records, check_consent=False)
+            except WorkbenchError:
+                return None
+            if newer.run_id != detail.get("run_id") or newer.purpose != dataset.purpose or newer.run_id in seen:
+                return None
+            if not lost_consent(self.vault, newer.patient_refs, newer.purpose):
+                return newer
+            seen.add(newer.run_id)
+            dataset = newer
 
     def current(self, share_id: str) -> _Served | None:
         if time.monotonic() - self._checked >= self.refresh_seconds:
@@ -535,7 +572,7 @@ def create_app(portal: Portal) -> Starlette:
         served, account = who
         await seen(request, served, "gallery")
         return page(request, "gallery.html", logged_in=True, account=account, share=served.share,
-                    dataset=served.dataset)
+                    dataset=served.dataset, rebuilt=served.rebuilt)
 
     async def view(request: Request):
         who, refusal = await viewer(request)
