@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from . import _imageio
 from .deid import Policy, Region, grow
 from .deid._pipeline import MORE_MAX_SHARE
-from .deid._regions import REVIEW_FACE_SCORE
+from .deid._regions import REVIEW_FACE_SCORE, iou
 from .errors import AccessDenied, InvalidInput
 from .vault import REGION_KINDS, ROLE_HELP, Vault
 from .vault._log import REVIEW_ROLES
@@ -282,13 +282,11 @@ def risk_queue(vault: Vault, *, purpose: str = "care", second_share: float = 0.1
 
 def _dice(a: list[dict], b: list[dict]) -> float:
     """2 x matched / (|a| + |b|): a region matches one of the other's of the same kind at IoU >= 0.5."""
-    from .deid._pipeline import _iou
-
     free = list(b)
     matched = 0
     for r in a:
-        best = max(free, default=None, key=lambda o: _iou(r["box"], o["box"]) if o["kind"] == r["kind"] else -1)
-        if best is not None and best["kind"] == r["kind"] and _iou(r["box"], best["box"]) >= 0.5:
+        best = max(free, default=None, key=lambda o: iou(r["box"], o["box"]) if o["kind"] == r["kind"] else -1)
+        if best is not None and best["kind"] == r["kind"] and iou(r["box"], best["box"]) >= 0.5:
             matched += 1
             free.remove(best)
     return 2 * matched / (len(a) + len(b)) if a or b else 1.0

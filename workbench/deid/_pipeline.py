@@ -21,7 +21,7 @@ from .. import _imageio
 from ..errors import InvalidInput, NotVerified, UnsupportedFormat
 from ._policy import REVERSIBLE_WARNING, SECOND_PASS_NOTE, Policy
 from ._pseudonym import Pseudonyms
-from ._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
+from ._regions import HIDDEN_COVERAGE, Region, coverage, iou, merge_overlapping
 from ..vault._files import read_input
 
 #: detection runs on a copy no longer than this (a 20 MP frame is halved)
@@ -621,17 +621,6 @@ def _marked(regions, dismissed) -> tuple[list[Region], list[Region]]:
     return hide, keep
 
 
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = min(ax + aw, bx + bw) - max(ax, bx)
-    h = min(ay + ah, by + bh) - max(ay, by)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (aw * ah + bw * bh - inter)
-
-
 @dataclass
 class _Dismissals:
     """The detector boxes a person dismissed, and the test of whether a detection is one of them."""
@@ -646,13 +635,16 @@ class _Dismissals:
             return False
         grown = region.grown(self.policy.margin(region.kind), self.width, self.height)
         return grown is not None and any(
-            d.kind == region.kind and _iou(grown.box, d.box) >= DISMISS_IOU for d in self.boxes)
+            d.kind == region.kind and iou(grown.box, d.box) >= DISMISS_IOU for d in self.boxes)
 
     def split(self, found: list[Region]) -> tuple[list[Region], list[str]]:
         """The detections to hide, and a note for each one left visible."""
-        kept = [r for r in found if not self.matches(r)]
-        notes = [DISMISSED_NOTE.format(kind=r.kind, box=list(r.box), score=r.score)
-                 for r in found if self.matches(r)]
+        kept, notes = [], []
+        for r in found:
+            if self.matches(r):
+                notes.append(DISMISSED_NOTE.format(kind=r.kind, box=list(r.box), score=r.score))
+            else:
+                kept.append(r)
         return kept, notes
 
 

@@ -91,6 +91,18 @@ class Region:
         return self.box[2] * self.box[3]
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
 def coverage(target: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]]) -> float:
     """Fraction of ``target``'s area covered by the union of ``boxes`` (exact, by rasterising)."""
     import numpy as np

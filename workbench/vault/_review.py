@@ -57,7 +57,7 @@ def _review_from_row(row: tuple) -> Review:
     return Review(photo_id, int(version), state, reason, tuple(json.loads(regions)), user, time)
 
 
-def _key(region: dict) -> tuple:
+def region_key(region: dict) -> tuple:
     """What makes two regions the same: kind, box, and whether it hides or dismisses."""
     return region["kind"], tuple(region["box"]), bool(region.get("dismissed"))
 
@@ -101,26 +101,26 @@ def _clip(regions: list[dict], width: int, height: int) -> list[dict]:
         x0, y0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
         x1, y1 = min(width, int(math.ceil(x1))), min(height, int(math.ceil(y1)))
         clipped = {**region, "box": [x0, y0, x1 - x0, y1 - y0]}
-        if x1 > x0 and y1 > y0 and _key(clipped) not in seen:
-            seen.add(_key(clipped))
+        if x1 > x0 and y1 > y0 and region_key(clipped) not in seen:
+            seen.add(region_key(clipped))
             out.append(clipped)
     return out
 
 
 def _attribute(regions: list[dict], previous: tuple, user: str, now: str) -> list[dict]:
     """Each region with the author and time of the save that first marked it as it is."""
-    known = {_key(r): r for r in previous}
+    known = {region_key(r): r for r in previous}
     out = []
     for region in regions:
-        old = known.get(_key(region))
+        old = known.get(region_key(region))
         out.append({**region, "author": old["author"] if old else user, "time": old["time"] if old else now})
     return out
 
 
 def _change(before: Review, after: Review) -> dict:
     """What one save changed: who, when, the state, the regions added and removed."""
-    old = {_key(r) for r in before.regions}
-    new = {_key(r) for r in after.regions}
+    old = {region_key(r) for r in before.regions}
+    new = {region_key(r) for r in after.regions}
     return {"version": after.version, "reviewed_by": after.reviewed_by, "reviewed": after.reviewed,
             "state": after.state, "reason": after.reason,
             "regions_added": [_short(k) for k in sorted(new - old)],

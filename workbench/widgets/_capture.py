@@ -9,6 +9,7 @@ import traitlets
 
 from .. import _imageio
 from ..camera import Camera, capture, open_camera
+from ..camera._capture import _require_capture_consent
 from ..camera._import import RAW_EXTENSIONS
 from ..errors import InvalidInput, WorkbenchError
 from ..review import role_advice
@@ -191,8 +192,6 @@ class CapturePanel(_Widget):
         fields = self._fields(patient, body_site, laterality, diagnosis)
         if self.watching:
             raise InvalidInput("already watching")
-        from ..camera._capture import _require_capture_consent
-
         _require_capture_consent(self._vault, fields["patient"])  # refused here, not in the thread
         self._stop.clear()
         self.watching = True

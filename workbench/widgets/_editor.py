@@ -9,6 +9,7 @@ import traitlets
 from ..errors import ConflictError, InvalidInput, WorkbenchError
 from ..review import SHORTCUTS, PhotoView, require_reviewer, role_advice
 from ..vault import REGION_KINDS, Vault
+from ..vault._review import region_key
 from ._base import _Widget, action, module
 
 
@@ -323,9 +324,8 @@ class RedactionEditor(_Widget):
             raise InvalidInput("pick a proposed box first (click its label, or press Tab), then dismiss it")
         p = self.proposed[index]
         mark = {"kind": p["kind"], "box": [int(v) for v in p["box"]], "dismissed": True}
-        same = [n for n, r in enumerate(self.regions)
-                if r.get("dismissed") and r["kind"] == mark["kind"] and list(r["box"]) == mark["box"]]
-        regions = [r for n, r in enumerate(self.regions) if n not in same]
+        regions = [r for r in self.regions if region_key(r) != region_key(mark)]
+        same = len(regions) < len(self.regions)
         if same:
             self._edit(regions, -1, f"the proposed {p['kind']} box at {mark['box']} is hidden again")
         else:
@@ -387,9 +387,8 @@ class RedactionEditor(_Widget):
         reason = self.reason if reason is None else reason
         regions = list(self.regions)
         if self.blind:
-            mine = {(r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) for r in regions}
-            regions += [r for r in self._others
-                        if (r["kind"], tuple(r["box"]), bool(r.get("dismissed"))) not in mine]
+            mine = {region_key(r) for r in regions}
+            regions += [r for r in self._others if region_key(r) not in mine]
         try:
             review = self._vault.save_review(self.photo_id, based_on=self.version, state=state,
                                              regions=regions, reason=reason or None)

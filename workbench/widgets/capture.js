@@ -56,14 +56,7 @@ function render({ model, el }) {
   }
   const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || msg.slot !== "last") return;
-    if (url) URL.revokeObjectURL(url);
-    url = null;
-    if (buffers && buffers.length) {
-      url = URL.createObjectURL(new Blob([buffers[0]], { type: "image/jpeg" }));
-      img.src = url;
-    } else {
-      img.removeAttribute("src");
-    }
+    url = showBuffer(img, buffers, url);
   };
   model.on("msg:custom", onImage);
   for (const n of ["camera", "status", "error", "can_capture", "watching", "busy", "shots"]) model.on(`change:${n}`, draw);

@@ -23,6 +23,19 @@ function actor(model) {
   return (action, args) => model.send({ action, args: args || {} });
 }
 
+// Show an image message's one buffer in ``img`` (no buffer: clear it). Returns
+// the new object URL, after letting ``old`` go.
+function showBuffer(img, buffers, old) {
+  if (old) URL.revokeObjectURL(old);
+  if (!buffers || !buffers.length) {
+    img.removeAttribute("src");
+    return null;
+  }
+  const url = URL.createObjectURL(new Blob([buffers[0]], { type: "image/jpeg" }));
+  img.src = url;
+  return url;
+}
+
 // The status and error lines, from the model's traits.
 function showMessages(model, status, error) {
   status.textContent = model.get("status");

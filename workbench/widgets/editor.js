@@ -251,15 +251,8 @@ function render({ model, el }) {
 
   const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || msg.slot !== "photo") return;
-    if (url) URL.revokeObjectURL(url);
-    url = null;
-    if (buffers && buffers.length) {
-      url = URL.createObjectURL(new Blob([buffers[0]], { type: "image/jpeg" }));
-      img.src = url;
-      root.dataset.photoId = msg.photo_id || "";
-    } else {
-      img.removeAttribute("src");
-    }
+    url = showBuffer(img, buffers, url);
+    if (url) root.dataset.photoId = msg.photo_id || "";
     shown = msg.box || null;
     draw();
   };

@@ -56,14 +56,7 @@ function render({ model, el }) {
   const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || !figs[msg.slot]) return;
     const f = figs[msg.slot];
-    if (f.url) URL.revokeObjectURL(f.url);
-    f.url = null;
-    if (buffers && buffers.length) {
-      f.url = URL.createObjectURL(new Blob([buffers[0]], { type: "image/jpeg" }));
-      f.img.src = f.url;
-    } else {
-      f.img.removeAttribute("src");
-    }
+    f.url = showBuffer(f.img, buffers, f.url);
   };
   model.on("msg:custom", onImage);
   prev.onclick = () => act("previous");
