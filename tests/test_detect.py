@@ -426,6 +426,31 @@ def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
         assert not _ticks_beside(img, _quad(box)), box
 
 
+
+
+@pytest.mark.parametrize("values, step, ruler", [
+    (["8", "10", "11"], [(0, 0), (100, 6), (150, 9)], True),        # tilted, "9" not found
+    (["6", "7", "18"], [(0, 0), (50, 0), (100, -7)], True),          # "8" read with the tick above it as "18"
+    (["3", "4", "5", "6"], [(0, 0), (0, 60), (0, 120), (0, 180)], True),  # a ruler standing upright
+    (["12", "7", "31"], [(0, 0), (60, 0), (120, 0)], False),          # numbers on a label: no counting
+    (["4", "5", "6"], [(0, 0), (50, 0), (300, 0)], False),            # counting, but not at an even pitch
+    (["4", "5", "6"], [(0, 0), (50, 40), (100, 0)], False),           # counting, but not along one line
+    (["4", "5"], [(0, 0), (50, 0)], False),                           # two numbers are not enough
+    (["4", "5", "1234"], [(0, 0), (50, 0), (100, 0)], False),         # four digits are no ruler's
+])
+def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, step, ruler):
+    from workbench.deid._detect import _RULER, _find_counting_numbers
+
+    quads = [_quad((400 + dx - 12, 300 + dy - 10, 24, 20)) for dx, dy in step]
+    reads = [(v, 1.0) for v in values]
+    _find_counting_numbers(quads, reads)
+    marked = [r[0] is _RULER for r in reads]
+    if ruler:
+        assert all(marked), marked
+    else:
+        assert marked[-1] is False and not all(marked), marked
+
+
 @pytest.mark.parametrize("shape, text, score, blob", [
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
     ((71, 64), "at", 0.92, False),    # two large letters, read with confidence

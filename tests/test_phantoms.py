@@ -184,6 +184,9 @@ def test_evaluation_report(phantoms, tmp_path):
     assert set(report["targets"]) == set(TARGETS)
     assert {"findings_hidden", "false_regions"} <= set(report)
     assert report["false_regions"] == sum(len(p["regions"]) for p in report["per_image"] if p["clean"])
+    assert report["review"] == sum(p["review"] for p in report["per_image"])
+    assert report["findings_hidden_unreviewed"] == sum(p["findings_hidden"] > 0 and not p["review"]
+                                                        for p in report["per_image"])
     for kind in ("face", "text", "barcode"):
         k = report["by_kind"][kind]
         assert k["objects"] > 0 and set(k["by_band"]) == set(SIZE_BANDS)

@@ -205,6 +205,8 @@ def _evaluate_one(truth_path: str, policy, out_dir: str) -> dict:
         "verified": result.verified, "warnings": len(result.warnings),
         "objects": objects, "regions": regions, "redacted_area": round(area, 5),
         "findings": len(findings), "findings_hidden": _findings_hidden(regions, findings),
+        # a weak face box sends the photo to a person before any build uses it
+        "review": bool(result.review_reasons),
         "byte_hits": byte_hits, "ocr_hits": ocr_hits, "output": out.name,
     }
 
@@ -333,6 +335,8 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         ``precision``, ``non_identifying``), ``clean`` (``images``,
         ``area_mean``, ``area_max``), ``findings_hidden`` (photos where a
         region that hides nothing identifying overlaps a clinical finding),
+        ``findings_hidden_unreviewed`` (those of them that no rule sends to
+        a person), ``review`` (photos a weak face box sends to review),
         ``false_regions`` (regions on photos that hold nothing identifying),
         ``metadata`` (``leaks``, ``tags``),
         ``strings`` (``readable``, ``bytes``, ``ocr``, ``images``),
@@ -390,6 +394,10 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         "metadata": {"leaks": leaking, "tags": dict(sorted(tag_counts.items()))},
         # photos in which a region that hides nothing identifying lies on a lesion, wound or scar
         "findings_hidden": sum(p["findings_hidden"] > 0 for p in per_image),
+        # ...of which no rule sends to a person: these a build would use unseen
+        "findings_hidden_unreviewed": sum(p["findings_hidden"] > 0 and not p.get("review") for p in per_image),
+        # photos a weak face box sends to review
+        "review": sum(bool(p.get("review")) for p in per_image),
         # detector regions on photos that hold nothing identifying
         "false_regions": _false_regions(per_image),
         "strings": {"readable": sum(p["byte_hits"] + p["ocr_hits"] for p in per_image),
@@ -419,7 +427,11 @@ def format_report(report: dict) -> str:
     rows.append(f"clean photos: {c['images']}, redacted area mean {_fmt(c['area_mean'])}, max {_fmt(c['area_max'])}; "
                 f"regions on them (false regions): {report['false_regions']}")
     rows.append(f"findings hidden: {report['findings_hidden']} photos with a lesion, wound or scar under a region "
-                "that hides nothing identifying")
+                "that hides nothing identifying"
+                + (f" ({report['findings_hidden'] - report['findings_hidden_unreviewed']} of them sent to review)"
+                   if "findings_hidden_unreviewed" in report else ""))
+    if "review" in report:
+        rows.append(f"sent to review (a weak face box): {report['review']} photos")
     rows.append(f"metadata leaks: {report['metadata']['leaks']} outputs"
                 + (f" ({', '.join(report['metadata']['tags'])})" if report["metadata"]["tags"] else ""))
     s = report["strings"]

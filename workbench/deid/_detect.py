@@ -32,6 +32,7 @@ stored in a region, logged, printed or put in an exception.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import importlib.resources
 import logging
 import math
@@ -1455,8 +1456,9 @@ def _fold(text: str) -> str:
 #: as a band above a ruler's numbers) also read with "w", "d", "h", "a",
 #: "o", "y", a leading "J", "L" or "T", "H" and "+" ("wlanuuuuuuuuuuuuuuuadond",
 #: "Laddaud", "Juuluul...yuluuluuduud...", "|+|+|+"); without them four
-#: rulers there were hidden whole (3.8-9% of the frame).
-_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」wdhaoyJLTH+]*")
+#: rulers there were hidden whole (3.8-9% of the frame). On seed 2035 a row
+#: of a ruler with no numbers also read with "b" ("undmdulualbmluaom").
+_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」wdhaoybJLTH+]*")
 #: A line read as tick marks is a ruler's tick row (see :func:`_find_ruler_rows`)
 #: only with at least this many characters: the rows measured read as 9 to
 #: 67 ("muulumulm", "Juuluul..."); a short word is not taken for one.
@@ -1613,6 +1615,69 @@ def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
     for i, read in enumerate(reads):
         if read is not None and read[0] is not _RULER and crops[i] is not None and _unnumbered_ticks(crops[i], read):
             reads[i] = (_RULER, read[1])
+    _find_counting_numbers(quads, reads)
+
+
+#: A ruler's numbers boxed one by one ("8", "10", "11") are found as a ruler
+#: when at least this many of them, with distinct values, lie along one line
+#: and count up along it at an even pitch (see :func:`_find_counting_numbers`).
+#: A lone number beside the end of a ruler has no row of ticks beyond it to
+#: show it is one (:func:`_ticks_beside`): on seed 2035 a "10" by the dark
+#: drape at a ruler's end and an "8" at another's end, read as "18" with the
+#: tick above it, were hidden, one of them on a wound, while the numbers
+#: before them were read one by one along the same line.
+_COUNTING_MIN = 3
+
+
+def _find_counting_numbers(quads: list, reads: list) -> None:
+    """Mark lines that are a ruler's numbers read one by one: they count up along a line (see :data:`_COUNTING_MIN`).
+
+    A candidate is a line read as one whole number of at most three digits
+    (also read without a leading "1": a tick read in front of the number).
+    For a pair of candidates with different values, the others must lie on
+    the line through their centres (within half a line height across it)
+    at the place their value predicts along it (within a third of the
+    pitch). Lines read as a single digit count as evidence here although
+    :func:`detect_text` drops them anyway.
+    """
+    cands = []
+    for i, read in enumerate(reads):
+        if read is None or read[0] is _RULER:
+            continue
+        text = read[0].strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 3) or any(p.search(text) for p in _IDENTIFIER):
+            continue
+        values = {int(text)} | ({int(text[1:])} if len(text) >= 2 and text[0] == "1" else set())
+        (x0, y0), (x1, y1) = quads[i].min(axis=0), quads[i].max(axis=0)
+        cands.append((i, values, np.array([(x0 + x1) / 2, (y0 + y1) / 2]), float(min(x1 - x0, y1 - y0))))
+    if len(cands) < _COUNTING_MIN:
+        return
+    ruler: set[int] = set()
+    for a, b in itertools.combinations(cands, 2):
+        if a[0] in ruler and b[0] in ruler:
+            continue
+        for va, vb in itertools.product(a[1], b[1]):
+            if va == vb:
+                continue
+            step = (b[2] - a[2]) / (vb - va)  # image pixels per unit of the ruler
+            pitch = float(np.linalg.norm(step))
+            if pitch < 1.0:
+                continue
+            along = step / pitch
+            members, values = [], set()
+            for c in cands:
+                d = c[2] - a[2]
+                if abs(d[0] * along[1] - d[1] * along[0]) > 0.5 * max(a[3], b[3], c[3]):
+                    continue
+                at = va + float(d @ along) / pitch
+                fit = [v for v in c[1] if abs(v - at) <= 1 / 3]
+                if fit:
+                    members.append(c[0])
+                    values.add(fit[0])
+            if len(values) >= _COUNTING_MIN:
+                ruler.update(members)
+    for i in ruler:
+        reads[i] = (_RULER, reads[i][1])
 
 
 #: A few numbers read on their own ("13", "9 10") are a ruler's when a
