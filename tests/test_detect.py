@@ -431,12 +431,16 @@ def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
 @pytest.mark.parametrize("values, step, ruler", [
     (["8", "10", "11"], [(0, 0), (100, 6), (150, 9)], True),        # tilted, "9" not found
     (["6", "7", "18"], [(0, 0), (50, 0), (100, -7)], True),          # "8" read with the tick above it as "18"
-    (["3", "4", "5", "6"], [(0, 0), (0, 60), (0, 120), (0, 180)], True),  # a ruler standing upright
+    (["9", "10", "11", "12"], [(0, 0), (0, 60), (0, 120), (0, 180)], True),  # a ruler standing upright
+    (["10", "20", "30"], [(0, 0), (60, 0), (120, 0)], True),          # numbered in tens
+    (["10", "11", "12"], [(0, 0), (8, 0), (16, 0)], False),          # closer than a number is tall: no ruler
+    (["10", "13", "16"], [(0, 0), (60, 0), (120, 0)], False),        # no ruler counts in threes
     (["12", "7", "31"], [(0, 0), (60, 0), (120, 0)], False),          # numbers on a label: no counting
     (["4", "5", "6"], [(0, 0), (50, 0), (300, 0)], False),            # counting, but not at an even pitch
     (["4", "5", "6"], [(0, 0), (50, 40), (100, 0)], False),           # counting, but not along one line
     (["4", "5"], [(0, 0), (50, 0)], False),                           # two numbers are not enough
     (["4", "5", "1234"], [(0, 0), (50, 0), (100, 0)], False),         # four digits are no ruler's
+    (["4", "5", "6"], [(0, 0), (50, 0), (100, 0)], False),            # single digits: detect_text drops them anyway
 ])
 def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, step, ruler):
     from workbench.deid._detect import _RULER, _find_counting_numbers

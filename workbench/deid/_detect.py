@@ -1637,49 +1637,64 @@ def _find_counting_numbers(quads: list, reads: list) -> None:
     For a pair of candidates with different values, the others must lie on
     the line through their centres (within half a line height across it)
     at the place their value predicts along it (within a third of the
-    pitch). Lines read as a single digit count as evidence here although
-    :func:`detect_text` drops them anyway.
+    pitch). The values found must count in one of a ruler's steps
+    (:data:`_COUNTING_STEPS`), at most one number missing between two, and
+    neighbours must stand at least most of a line height apart. Lines read
+    as a single digit count as evidence, although :func:`detect_text` drops
+    them anyway; a pair's first line has two or more digits (only those
+    lines are kept).
     """
-    cands = []
+    rows = []  # (line, value, x, y, height): one row per reading of a candidate
     for i, read in enumerate(reads):
         if read is None or read[0] is _RULER:
             continue
         text = read[0].strip()
         if not (text.isascii() and text.isdigit() and len(text) <= 3) or any(p.search(text) for p in _IDENTIFIER):
             continue
-        values = {int(text)} | ({int(text[1:])} if len(text) >= 2 and text[0] == "1" else set())
         (x0, y0), (x1, y1) = quads[i].min(axis=0), quads[i].max(axis=0)
-        cands.append((i, values, np.array([(x0 + x1) / 2, (y0 + y1) / 2]), float(min(x1 - x0, y1 - y0))))
-    if len(cands) < _COUNTING_MIN:
+        values = {int(text)} | ({int(text[1:])} if len(text) >= 2 and text[0] == "1" else set())
+        rows += [(i, v, (x0 + x1) / 2, (y0 + y1) / 2, min(x1 - x0, y1 - y0)) for v in values]
+    if len({r[0] for r in rows}) < _COUNTING_MIN:
         return
+    table = np.array(rows, np.float64)
+    line, value, centre, height = table[:, 0].astype(int), table[:, 1], table[:, 2:4], table[:, 4]
     ruler: set[int] = set()
-    for a, b in itertools.combinations(cands, 2):
-        if a[0] in ruler and b[0] in ruler:
+    for a in range(len(rows)):
+        if len(reads[line[a]][0].strip()) < 2:
             continue
-        for va, vb in itertools.product(a[1], b[1]):
-            if va == vb:
+        for b in range(len(rows)):
+            if line[b] == line[a] or value[b] == value[a]:
                 continue
-            step = (b[2] - a[2]) / (vb - va)  # image pixels per unit of the ruler
-            pitch = float(np.linalg.norm(step))
-            if pitch < 1.0:
+            step = (centre[b] - centre[a]) / (value[b] - value[a])  # image pixels per unit of the ruler
+            pitch = float(np.hypot(*step))
+            if pitch < 1e-3:
                 continue
-            along = step / pitch
-            members, values = [], set()
-            for c in cands:
-                d = c[2] - a[2]
-                if abs(d[0] * along[1] - d[1] * along[0]) > 0.5 * max(a[3], b[3], c[3]):
-                    continue
-                at = va + float(d @ along) / pitch
-                fit = [v for v in c[1] if abs(v - at) <= 1 / 3]
-                if fit:
-                    members.append(c[0])
-                    values.add(fit[0])
-            if len(values) >= _COUNTING_MIN:
-                ruler.update(members)
+            d = centre - centre[a]
+            across = np.abs(d[:, 0] * step[1] - d[:, 1] * step[0]) / pitch
+            at = value[a] + (d @ step) / pitch ** 2
+            fit = (across <= 0.5 * np.maximum(height, max(height[a], height[b]))) & (np.abs(value - at) <= 1 / 3)
+            members = _counting(value[fit], line[fit], pitch, float(np.median(height[fit])))
+            if members is not None:
+                ruler.update(int(i) for i in members)
     for i in ruler:
         reads[i] = (_RULER, reads[i][1])
 
 
+#: The steps a ruler's numbering counts in (1 2 3, 2 4 6, 5 10 15, 10 20 30...).
+_COUNTING_STEPS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float) -> np.ndarray | None:
+    """The lines of a ruler's numbering among readings on one line (see :func:`_find_counting_numbers`), or None."""
+    order = np.unique(values, return_index=True)[1]
+    found, where = values[order], lines[order]
+    if found.size < _COUNTING_MIN:
+        return None
+    gaps = np.diff(found)
+    step = gaps.min()
+    if step not in _COUNTING_STEPS or not np.all((gaps == step) | (gaps == 2 * step)) or step * pitch < 0.8 * height:
+        return None
+    return where
 #: A few numbers read on their own ("13", "9 10") are a ruler's when a
 #: strip beside them, reaching this many line heights beyond the line at
 #: each end, is a row of tick marks (see :func:`_ticks_beside`). PP-OCR often boxes a ruler's numbers one by

@@ -182,15 +182,17 @@ class Gallery(_Widget):
         ids = self._page_ids()
         self._load_thumbs(ids)
         rows = self._shown.set_index("photo_id").loc[ids] if ids else self._shown.iloc[:0]
-        self.items = [
-            {"photo_id": pid, "body_site": r.body_site, "diagnosis": r.diagnosis if isinstance(r.diagnosis, str) else None,
-             "capture_date": r.capture_date if isinstance(r.capture_date, str) else None,
-             "review_state": r.review_state, "shown": self._thumbs.get(pid) is not None}
-            for pid, r in zip(ids, rows.itertuples(index=False))
-        ]
-        self.status = (f"{self.total} photo{'' if self.total == 1 else 's'} consented for {self.purpose}"
-                       f"{' (filtered)' if any(self.filters.values()) else ''}; page {self.page + 1} of "
-                       f"{self.pages}; {len(self.selected)} selected")
+        with self.hold_sync():  # items and status reach the browser as one update
+            self.items = [
+                {"photo_id": pid, "body_site": r.body_site,
+                 "diagnosis": r.diagnosis if isinstance(r.diagnosis, str) else None,
+                 "capture_date": r.capture_date if isinstance(r.capture_date, str) else None,
+                 "review_state": r.review_state, "shown": self._thumbs.get(pid) is not None}
+                for pid, r in zip(ids, rows.itertuples(index=False))
+            ]
+            self.status = (f"{self.total} photo{'' if self.total == 1 else 's'} consented for {self.purpose}"
+                           f"{' (filtered)' if any(self.filters.values()) else ''}; page {self.page + 1} of "
+                           f"{self.pages}; {len(self.selected)} selected")
         self._resend()
 
     def _resend(self) -> None:

@@ -63,7 +63,6 @@ function render({ model, el }) {
         let img = imgs[item.photo_id];
         if (!img) {
           img = imgs[item.photo_id] = h("img");
-          img.decoding = "async";
           img.src = urls[item.photo_id];
         }
         img.alt = item.body_site || "photo";
@@ -81,19 +80,41 @@ function render({ model, el }) {
     next.disabled = model.get("page") + 1 >= model.get("pages");
   }
 
+  // A page's thumbnails are decoded (in parallel, off the main thread) before
+  // they are put in the grid: the page appears whole, never image by image.
+  let latest = 0;
   const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "thumbs") return;
-    for (const u of Object.values(urls)) URL.revokeObjectURL(u);
-    urls = {};
-    imgs = {};
-    msg.ids.forEach((id, n) => {
-      urls[id] = URL.createObjectURL(new Blob([buffers[n]], { type: "image/jpeg" }));
-    });
+    const seq = ++latest;
     root.dataset.thumbs = performance.now();
-    draw();
+    const nextUrls = {};
+    const nextImgs = {};
+    msg.ids.forEach((id, n) => {
+      nextUrls[id] = URL.createObjectURL(new Blob([buffers[n]], { type: "image/jpeg" }));
+      const img = nextImgs[id] = h("img");
+      img.src = nextUrls[id];
+    });
+    Promise.all(Object.values(nextImgs).map((img) => img.decode().catch(() => null))).then(() => {
+      if (seq !== latest) {  // a newer page came first: this one is not shown
+        for (const u of Object.values(nextUrls)) URL.revokeObjectURL(u);
+        return;
+      }
+      for (const u of Object.values(urls)) URL.revokeObjectURL(u);
+      urls = nextUrls;
+      imgs = nextImgs;
+      draw();
+      root.dataset.shown = performance.now();
+    });
   };
   model.on("msg:custom", onImage);
-  for (const n of ["items", "selected", "status", "error", "notice", "page", "pages"]) model.on(`change:${n}`, draw);
+  // Python changes several traits at once (page, items, status): one redraw for them all.
+  let pending = false;
+  const redraw = () => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => { pending = false; draw(); });
+  };
+  for (const n of ["items", "selected", "status", "error", "notice", "page", "pages"]) model.on(`change:${n}`, redraw);
   for (const n of ["choices", "filters"]) model.on(`change:${n}`, options);
   options();
   draw();
