@@ -6,6 +6,19 @@
 (``wb.WorkbenchError`` and subclasses), and sharing (``wb.share``).
 """
 
+import os as _os
+import sys as _sys
+
+# onnxruntime's wheels (1.29 and later) send usage telemetry to Microsoft
+# from Linux as well, and keep a device id and a cache of unsent events under
+# ~/.cache/Microsoft. A clinical workstation sends nothing anywhere. The
+# switch is read once, when onnxruntime loads, and is inherited by the
+# kernels and workers this process starts; it is set here, before any module
+# of the package imports onnxruntime. Not a setting: see tests/test_offline.py.
+_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+if "onnxruntime" in _sys.modules:  # loaded before the package: stop what can still be stopped
+    _sys.modules["onnxruntime"].disable_telemetry_events()
+
 from .errors import (
     AccessDenied,
     AlreadyExists,
