@@ -62,6 +62,8 @@ def test_lab_chooses_the_project_kernel(lab):
     assert status == 200 and specs["default"] == KERNEL_NAME
     argv = specs["kernelspecs"][KERNEL_NAME]["spec"]["argv"]
     assert Path(argv[0]).resolve() == Path(sys.executable).resolve()
+    # onnxruntime's telemetry is off in the kernel whatever a notebook imports first
+    assert specs["kernelspecs"][KERNEL_NAME]["spec"]["env"]["ORT_DISABLE_TELEMETRY"] == "1"
     # every notebook names that kernel, so opening one asks nothing
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         assert json.loads(path.read_text())["metadata"]["kernelspec"]["name"] == KERNEL_NAME, path.name

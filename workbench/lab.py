@@ -66,8 +66,10 @@ def install_kernel(prefix: str | os.PathLike | None = None) -> Path:
     """
     from ipykernel.kernelspec import install
 
+    # The kernel starts with onnxruntime's telemetry off even when a notebook
+    # loads onnxruntime before it imports workbench (see workbench/__init__.py).
     return Path(install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME,
-                        prefix=str(prefix or sys.prefix)))
+                        prefix=str(prefix or sys.prefix), env={"ORT_DISABLE_TELEMETRY": "1"}))
 
 
 def write_settings(prefix: str | os.PathLike | None = None) -> Path:
