@@ -455,6 +455,23 @@ def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, st
         assert marked[-1] is False and not all(marked), marked
 
 
+@pytest.mark.parametrize("read, box, ticks", [
+    (("mm", 0.28), (733, 153, 60, 22), True),      # the bare start of the ruler, just before its line
+    (("ul", 0.52), (900, 125, 60, 22), True),      # just above it
+    (("mm", 0.28), (300, 153, 60, 22), False),     # far along the row: nothing says it is the ruler's
+    (("mm", 0.95), (733, 153, 60, 22), False),     # read with confidence: print
+    (("Mia", 0.4), (733, 153, 60, 22), False),     # "M" is no tick letter
+    (("uluul", 0.4), (733, 153, 60, 22), False),   # longer reads are tick rows only by their strokes
+])
+def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks):
+    from workbench.deid._detect import _RULER, _find_tick_rows
+
+    quads = [_quad((800, 150, 400, 24)), _quad(box)]
+    reads = [(_RULER, 0.5), read]
+    _find_tick_rows(quads, [None, None], reads)
+    assert (reads[1][0] is _RULER) is ticks
+
+
 @pytest.mark.parametrize("shape, text, score, blob", [
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
     ((71, 64), "at", 0.92, False),    # two large letters, read with confidence

@@ -1203,7 +1203,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
                 # Not text that can identify anyone: ruler ticks, lesion
                 # edges and hair read as nothing or one character.
                 continue
-            elif RULERS_VISIBLE and (_is_ruler(text) or (_numbers(text) and _ticks_beside(image, pts))):
+            elif RULERS_VISIBLE and (_is_ruler(text) or (_numbers(text) and _ruler_number(image, pts, text, quads, reads))):
                 continue
             elif score >= _ALLOW_MIN_CONFIDENCE and _allowed(text, allowed):
                 continue
@@ -1616,6 +1616,37 @@ def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
         if read is not None and read[0] is not _RULER and crops[i] is not None and _unnumbered_ticks(crops[i], read):
             reads[i] = (_RULER, read[1])
     _find_counting_numbers(quads, reads)
+    # A few tick marks read on their own ("mm", "ul") next to a ruler's line (see :data:`_TICK_BITS_CHARS`).
+    rulers = [q for q, r in zip(quads, reads) if r is not None and r[0] is _RULER]
+    for i, read in enumerate(reads):
+        if read is not None and read[0] is not _RULER and _tick_bits(read) \
+                and any(_beside(q, quads[i]) or _in_row(q, quads[i]) for q in rulers):
+            reads[i] = (_RULER, read[1])
+
+
+#: A line read as at most this many tick letters ("mm", "ul", "ulu"), with
+#: little confidence (:data:`_TICKS_MAX_CONFIDENCE`), beside a ruler's line
+#: or next to it along its row, is more of its ticks: on seed 2036 the bare
+#: start of a ruler whose numbers began further along read as "mm" (0.28)
+#: and was hidden. Printed names are read with 0.9 or more.
+_TICK_BITS_CHARS = 3
+
+
+def _tick_bits(read: tuple[str, float]) -> bool:
+    """Whether a line reads as a few tick marks (see :data:`_TICK_BITS_CHARS`)."""
+    text, score = read
+    chars = sum(not ch.isspace() for ch in text)
+    return 0 < chars <= _TICK_BITS_CHARS and score < _TICKS_MAX_CONFIDENCE and _ticks(text)
+
+
+def _in_row(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether line quad ``b`` continues line quad ``a``'s row: level with it and at most one line height from its end."""
+    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
+    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
+    if ax1 - ax0 < ay1 - ay0:  # an upright line: swap the axes
+        ax0, ay0, ax1, ay1, bx0, by0, bx1, by1 = ay0, ax0, ay1, ax1, by0, bx0, by1, bx1
+    level = min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0)
+    return level and max(ax0, bx0) - min(ax1, bx1) <= ay1 - ay0
 
 
 #: A ruler's numbers boxed one by one ("8", "10", "11") are found as a ruler
@@ -1730,19 +1761,39 @@ def _ticks_beside(image: np.ndarray, pts: np.ndarray) -> bool:
     return False
 
 
+def _ruler_number(image: np.ndarray, pts: np.ndarray, text: str, quads: list, reads: list) -> bool:
+    """Whether a line read as a few numbers is a ruler's: ticks beside it, or beside a line read the same there.
+
+    PP-OCR's passes can box one number twice, a few pixels apart: on seed
+    2036 one box of an "11" had the ruler's ticks in its strip
+    (:func:`_ticks_beside`) and the other, cut shorter, did not, and was hidden.
+    """
+    if _ticks_beside(image, pts):
+        return True
+    return any(q is not pts and r is not None and r[0] == text and _ticks_beside(image, q)
+               and coverage(_frame_box(_line_box(pts), 1.0), [_frame_box(_line_box(q), 1.0)]) >= 0.5
+               for q, r in zip(quads, reads))
+
+
 def _unnumbered_ticks(crop: np.ndarray, read: tuple[str, float]) -> bool:
     """Whether a line is the tick row of a ruler without numbers: three tests, all needed.
 
     It reads as tick marks (:func:`_ticks`: no digit, nothing identifier-like,
     only the letters ticks read as), it is read with little confidence (below
-    :data:`_ALLOW_MIN_CONFIDENCE`: tick rows of the held-out phantoms read at
-    0.23-0.44, printed names at 0.9 or more), and its strokes repeat at one
-    spacing along the line (:func:`_regular_strokes`). Each test alone passes
-    some names: "Hamilton" is all tick letters, and "Illuminati" or
-    "Millhill" in a bold oblique font repeat as evenly as ticks do.
+    :data:`_TICKS_MAX_CONFIDENCE`), and its strokes repeat at one spacing
+    along the line (:func:`_regular_strokes`). Each test alone passes some
+    names: "Hamilton" is all tick letters, and "Illuminati" or "Millhill" in
+    a bold oblique font repeat as evenly as ticks do.
     """
     text, score = read
-    return score < _ALLOW_MIN_CONFIDENCE and _ticks(text) and _regular_strokes(crop)
+    return score < _TICKS_MAX_CONFIDENCE and _ticks(text) and _regular_strokes(crop)
+
+
+#: A tick row is read with less confidence than this (see :func:`_unnumbered_ticks`).
+#: Tick rows of the first held-out phantoms read at 0.23-0.44, printed names
+#: at 0.9 or more; on seed 2036 the start of rulers with no numbers read at
+#: 0.52-0.67 ("whuluhuluhm", "ul") and was hidden, on clean photos too.
+_TICKS_MAX_CONFIDENCE = 0.8
 
 
 #: A line crop is a row of evenly spaced strokes when its column profile
