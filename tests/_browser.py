@@ -124,6 +124,12 @@ def open_notebook(page, base: str, token: str, name: str, *, kernel: str = "Work
         "k => [...document.querySelectorAll('.jp-NotebookPanel .jp-Toolbar-kernelName')]"
         ".some(e => e.textContent.trim() === k) || document.querySelector('.jp-Dialog') !== null",
         arg=kernel, timeout=60_000)
+    # ...and has started: Run All Cells while it is still starting marks the cells and runs
+    # none of them (seen on a loaded machine, the notebook then waited for ever)
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Dialog') !== null || document.querySelector("
+        "'.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status=\"idle\"]') !== null",
+        polling=250, timeout=120_000)
 
 
 def menu(page, top: str, item: str):
@@ -147,7 +153,9 @@ def run_all_cells(page, timeout_s: float = 300):
         "   + \"[data-mime-type='application/vnd.jupyter.stderr']\") !== null;"
         " return prompts.every(p => !p.textContent.includes('*')) && (ran || failed)"
         " && (!busy || busy.getAttribute('data-status') === 'idle'); }",
-        timeout=timeout_s * 1000)
+        # on a timer, not on animation frames: an idle notebook draws no frames, and
+        # on a loaded machine the frame-driven check was seen never to run again
+        polling=250, timeout=timeout_s * 1000)
 
 
 def save_notebook(page):
