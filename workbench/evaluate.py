@@ -395,9 +395,9 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         # photos in which a region that hides nothing identifying lies on a lesion, wound or scar
         "findings_hidden": sum(p["findings_hidden"] > 0 for p in per_image),
         # ...of which no rule sends to a person: these a build would use unseen
-        "findings_hidden_unreviewed": sum(p["findings_hidden"] > 0 and not p.get("review") for p in per_image),
+        "findings_hidden_unreviewed": sum(p["findings_hidden"] > 0 and not p["review"] for p in per_image),
         # photos a weak face box sends to review
-        "review": sum(bool(p.get("review")) for p in per_image),
+        "review": sum(p["review"] for p in per_image),
         # detector regions on photos that hold nothing identifying
         "false_regions": _false_regions(per_image),
         "strings": {"readable": sum(p["byte_hits"] + p["ocr_hits"] for p in per_image),

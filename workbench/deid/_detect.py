@@ -32,7 +32,6 @@ stored in a region, logged, printed or put in an exception.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import importlib.resources
 import logging
 import math
@@ -1203,7 +1202,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
                 # Not text that can identify anyone: ruler ticks, lesion
                 # edges and hair read as nothing or one character.
                 continue
-            elif RULERS_VISIBLE and (_is_ruler(text) or (_numbers(text) and _ruler_number(image, pts, text, quads, reads))):
+            elif RULERS_VISIBLE and _is_ruler(text):
                 continue
             elif score >= _ALLOW_MIN_CONFIDENCE and _allowed(text, allowed):
                 continue
@@ -1485,12 +1484,21 @@ def _beside(a: np.ndarray, b: np.ndarray) -> bool:
     Across ``a``'s reading direction the boxes are at most one line height
     of ``a`` apart; along it they overlap.
     """
-    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
-    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
-    if ax1 - ax0 < ay1 - ay0:  # an upright line: swap the axes
-        ax0, ay0, ax1, ay1, bx0, by0, bx1, by1 = ay0, ax0, ay1, ax1, by0, bx0, by1, bx1
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _along_across(a, b)
     gap = max(ay0, by0) - min(ay1, by1)
     return gap <= ay1 - ay0 and min(ax1, bx1) - max(ax0, bx0) > 0
+
+
+def _along_across(a: np.ndarray, b: np.ndarray) -> tuple[tuple, tuple]:
+    """The upright boxes ``(x0, y0, x1, y1)`` of line quads ``a`` and ``b``, x along ``a``'s reading direction.
+
+    For an upright line (taller than wide) the axes are swapped.
+    """
+    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
+    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
+    if ax1 - ax0 < ay1 - ay0:
+        return (ay0, ax0, ay1, ax1), (by0, bx0, by1, bx1)
+    return (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1)
 
 
 #: Marks a line found to be a ruler's numbering row (see :func:`_find_ruler_rows`).
@@ -1533,6 +1541,8 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.nd
         wider = [(i, _line_crop(image, _grown(quads[i], 0.0, _BAND_REACH).astype(np.float32))) for i in half]
         _read_bands(engine, [(i, crop) for i, crop in wider if crop is not None], reads, reach=_BAND_REACH)
     _find_tick_rows(quads, crops, reads)
+    if image is not None:
+        _find_numbers_by_ticks(image, quads, reads)
 
 
 def _dropped(text: str) -> bool:
@@ -1641,10 +1651,7 @@ def _tick_bits(read: tuple[str, float]) -> bool:
 
 def _in_row(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether line quad ``b`` continues line quad ``a``'s row: level with it and at most one line height from its end."""
-    (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
-    (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
-    if ax1 - ax0 < ay1 - ay0:  # an upright line: swap the axes
-        ax0, ay0, ax1, ay1, bx0, by0, bx1, by1 = ay0, ax0, ay1, ax1, by0, bx0, by1, bx1
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = _along_across(a, b)
     level = min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0)
     return level and max(ax0, bx0) - min(ax1, bx1) <= ay1 - ay0
 
@@ -1726,6 +1733,8 @@ def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float
     if step not in _COUNTING_STEPS or not np.all((gaps == step) | (gaps == 2 * step)) or step * pitch < 0.8 * height:
         return None
     return where
+
+
 #: A few numbers read on their own ("13", "9 10") are a ruler's when a
 #: strip beside them, reaching this many line heights beyond the line at
 #: each end, is a row of tick marks (see :func:`_ticks_beside`). PP-OCR often boxes a ruler's numbers one by
@@ -1761,18 +1770,23 @@ def _ticks_beside(image: np.ndarray, pts: np.ndarray) -> bool:
     return False
 
 
-def _ruler_number(image: np.ndarray, pts: np.ndarray, text: str, quads: list, reads: list) -> bool:
-    """Whether a line read as a few numbers is a ruler's: ticks beside it, or beside a line read the same there.
+def _find_numbers_by_ticks(image: np.ndarray, quads: list, reads: list) -> None:
+    """Mark lines read as a few numbers ("13", "9 10") that have a ruler's ticks beside them (see :data:`_NUMBER_TICK_REACH`).
 
-    PP-OCR's passes can box one number twice, a few pixels apart: on seed
-    2036 one box of an "11" had the ruler's ticks in its strip
-    (:func:`_ticks_beside`) and the other, cut shorter, did not, and was hidden.
+    A line boxed twice by PP-OCR's passes, a few pixels apart and read the
+    same, is a ruler's when either box has the ticks beside it: on seed 2036
+    one box of an "11" had them in its strip (:func:`_ticks_beside`) and the
+    other, cut shorter, did not, and was hidden. Lines of fewer than two
+    digits are dropped by :func:`detect_text` anyway and are not looked at.
     """
-    if _ticks_beside(image, pts):
-        return True
-    return any(q is not pts and r is not None and r[0] == text and _ticks_beside(image, q)
-               and coverage(_frame_box(_line_box(pts), 1.0), [_frame_box(_line_box(q), 1.0)]) >= 0.5
-               for q, r in zip(quads, reads))
+    numbers = [i for i, r in enumerate(reads) if r is not None and r[0] is not _RULER and _numbers(r[0])
+               and sum(ch.isalnum() for ch in r[0]) >= 2]
+    ticked = {i for i in numbers if _ticks_beside(image, quads[i])}
+    boxes = {i: _frame_box(_line_box(quads[i]), 1.0) for i in numbers}
+    marked = ticked | {i for i in numbers if i not in ticked and any(
+        reads[k][0] == reads[i][0] and coverage(boxes[i], [boxes[k]]) >= 0.5 for k in ticked)}
+    for i in marked:
+        reads[i] = (_RULER, reads[i][1])
 
 
 def _unnumbered_ticks(crop: np.ndarray, read: tuple[str, float]) -> bool:

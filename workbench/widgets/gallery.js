@@ -34,8 +34,7 @@ function render({ model, el }) {
   const error = h("div", "wb-error");
   root.append(notice, bar, grid, status, error);
   el.append(root);
-  let urls = {};
-  let imgs = {};  // one element per thumbnail, made once per page: a redraw does not decode it again
+  let imgs = {};  // one decoded element per thumbnail of the page shown (its src is the object URL)
 
   function options() {
     const choices = model.get("choices");
@@ -59,12 +58,8 @@ function render({ model, el }) {
     grid.replaceChildren(...model.get("items").map((item) => {
       const cell = h("div", "wb-thumb" + (chosen.has(item.photo_id) ? " wb-chosen" : ""));
       cell.dataset.photoId = item.photo_id;
-      if (urls[item.photo_id]) {
-        let img = imgs[item.photo_id];
-        if (!img) {
-          img = imgs[item.photo_id] = h("img");
-          img.src = urls[item.photo_id];
-        }
+      const img = imgs[item.photo_id];
+      if (img) {
         img.alt = item.body_site || "photo";
         cell.append(img);
       } else {
@@ -80,6 +75,7 @@ function render({ model, el }) {
     next.disabled = model.get("page") + 1 >= model.get("pages");
   }
 
+  const revoke = (page) => { for (const img of Object.values(page)) URL.revokeObjectURL(img.src); };
   // A page's thumbnails are decoded (in parallel, off the main thread) before
   // they are put in the grid: the page appears whole, never image by image.
   let latest = 0;
@@ -87,20 +83,17 @@ function render({ model, el }) {
     if (!msg || msg.type !== "thumbs") return;
     const seq = ++latest;
     root.dataset.thumbs = performance.now();
-    const nextUrls = {};
     const nextImgs = {};
     msg.ids.forEach((id, n) => {
-      nextUrls[id] = URL.createObjectURL(new Blob([buffers[n]], { type: "image/jpeg" }));
       const img = nextImgs[id] = h("img");
-      img.src = nextUrls[id];
+      img.src = URL.createObjectURL(new Blob([buffers[n]], { type: "image/jpeg" }));
     });
     Promise.all(Object.values(nextImgs).map((img) => img.decode().catch(() => null))).then(() => {
       if (seq !== latest) {  // a newer page came first: this one is not shown
-        for (const u of Object.values(nextUrls)) URL.revokeObjectURL(u);
+        revoke(nextImgs);
         return;
       }
-      for (const u of Object.values(urls)) URL.revokeObjectURL(u);
-      urls = nextUrls;
+      revoke(imgs);
       imgs = nextImgs;
       draw();
       root.dataset.shown = performance.now();
@@ -119,7 +112,7 @@ function render({ model, el }) {
   options();
   draw();
   showEarlyOrAsk(model, onImage, act);
-  return () => { for (const u of Object.values(urls)) URL.revokeObjectURL(u); };
+  return () => revoke(imgs);
 }
 
 export default { initialize, render };
