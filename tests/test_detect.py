@@ -24,7 +24,8 @@ import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
 from workbench._synth import synth_pixels
-from workbench.deid import _detect
+from workbench.deid._detect import _faces, _ocr, _reading, _rulers
+from workbench.deid._detect import _text as text_pass  # _text draws text here
 from workbench.deid._detect import (
     DETECTORS,
     detect_barcodes,
@@ -211,7 +212,7 @@ def test_faces_cut_by_the_top_edge_with_half_in_view_are_found(monkeypatch):
     assert len(found) >= 5, f"found {found} of {truth}"
     assert len(regions) <= len(truth) + 1
     # the edge pass is what finds the thinnest strips
-    monkeypatch.setattr(_detect, "_edge_pass", lambda *args: [])
+    monkeypatch.setattr(_faces, "_edge_pass", lambda *args: [])
     assert sum(_found(box, detect_faces(img)) for box in truth) <= len(found) - 2
 
 
@@ -236,21 +237,21 @@ def test_a_weak_face_box_is_kept_only_where_a_second_detector_finds_a_face(monke
         return [x, y, x + size, y + size, score]
 
     upright, turned = box(100, 100, 24), box(400, 300, 24)
-    assert _detect._confirmed(img, 1.0, upright, frame)
-    assert _detect._confirmed(img, 1.0, turned, frame)
+    assert _faces._confirmed(img, 1.0, upright, frame)
+    assert _faces._confirmed(img, 1.0, turned, frame)
     # the same looks on the same image at a quarter of its size (the box in full-frame pixels)
-    assert _detect._confirmed(cv2.resize(img, (400, 300), interpolation=cv2.INTER_AREA), 0.5, upright, frame)
+    assert _faces._confirmed(cv2.resize(img, (400, 300), interpolation=cv2.INTER_AREA), 0.5, upright, frame)
     for x, y in ((250, 200), (600, 150), (600, 450)):  # skin, where the cascade finds no face
-        assert not _detect._confirmed(img, 1.0, box(x, y, 24), frame), (x, y)
-        assert not _detect._confirmed(img, 1.0, box(x, y, 60), frame), (x, y)
+        assert not _faces._confirmed(img, 1.0, box(x, y, 24), frame), (x, y)
+        assert not _faces._confirmed(img, 1.0, box(x, y, 60), frame), (x, y)
     # not looked at: a sure box, a box cut by the frame's edge, a box too small for the cascade
-    assert _detect._confirmed(img, 1.0, box(250, 200, 24, score=_detect._CONFIRM_BELOW), frame)
-    assert _detect._confirmed(img, 1.0, box(0, 200, 24), frame)
-    assert _detect._confirmed(img, 1.0, box(250, 200, _detect._CONFIRM_FROM - 1), frame)
+    assert _faces._confirmed(img, 1.0, box(250, 200, 24, score=_faces._CONFIRM_BELOW), frame)
+    assert _faces._confirmed(img, 1.0, box(0, 200, 24), frame)
+    assert _faces._confirmed(img, 1.0, box(250, 200, _faces._CONFIRM_FROM - 1), frame)
     # a frontal cascade misses the turned face upright: the turned looks find it
-    monkeypatch.setattr(_detect, "_TURNED_ANGLES", ())
-    assert _detect._confirmed(img, 1.0, upright, frame)
-    assert not _detect._confirmed(img, 1.0, turned, frame)
+    monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())
+    assert _faces._confirmed(img, 1.0, upright, frame)
+    assert not _faces._confirmed(img, 1.0, turned, frame)
 
 
 def test_face_detection_is_thread_safe():
@@ -331,10 +332,8 @@ def test_identifier_text_found_and_labelled_without_keeping_the_text(text_frame,
 
 
 def test_allow_list_hides_ruler_digits_but_never_identifiers(monkeypatch):
-    import workbench.deid._detect as detect
-
     # With rulers redacted like any text, only the allow-list hides them.
-    monkeypatch.setattr(detect, "RULERS_VISIBLE", False)
+    monkeypatch.setattr(text_pass, "RULERS_VISIBLE", False)
     img = synth_pixels(np.random.default_rng(403), 1600, 1067)
     digits = _draw_ruler(img, 150, 850, digits=True)
     mrn = _text(img, (900, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
@@ -380,7 +379,8 @@ def _line(text: str, font, *, ink=(20, 20, 20), paper=(240, 240, 235)) -> np.nda
 
 
 def test_evenly_spaced_ticks_are_told_from_names_and_barcodes():
-    from workbench.deid._detect import _ocr_engine, _recognise, _regular_strokes, _unnumbered_ticks
+    from workbench.deid._detect._ocr import _ocr_engine, _recognise
+    from workbench.deid._detect._rulers import _regular_strokes, _unnumbered_ticks
     from workbench.phantoms import _font, _font_files
 
     for mm in (5.0, 8.0, 12.0):
@@ -408,7 +408,7 @@ def _quad(box) -> np.ndarray:
 
 
 def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
-    from workbench.deid._detect import _ticks_beside
+    from workbench.deid._detect._rulers import _ticks_beside
 
     img = synth_pixels(np.random.default_rng(46), 1600, 1067)
     for mm, y in ((5.3, 100), (8.0, 400)):
@@ -443,7 +443,7 @@ def test_a_number_read_alone_is_a_rulers_only_with_ticks_beside_it():
     (["4", "5", "6"], [(0, 0), (50, 0), (100, 0)], False),            # single digits: detect_text drops them anyway
 ])
 def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, step, ruler):
-    from workbench.deid._detect import _RULER, _find_counting_numbers
+    from workbench.deid._detect._rulers import _RULER, _find_counting_numbers
 
     quads = [_quad((400 + dx - 12, 300 + dy - 10, 24, 20)) for dx, dy in step]
     reads = [(v, 1.0) for v in values]
@@ -464,7 +464,7 @@ def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, st
     (("uluul", 0.4), (733, 153, 60, 22), False),   # longer reads are tick rows only by their strokes
 ])
 def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks):
-    from workbench.deid._detect import _RULER, _find_tick_rows
+    from workbench.deid._detect._rulers import _RULER, _find_tick_rows
 
     quads = [_quad((800, 150, 400, 24)), _quad(box)]
     reads = [(_RULER, 0.5), read]
@@ -479,7 +479,7 @@ def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks)
     ((71, 64), "ZZT", 0.30, False),   # three characters are text whatever the confidence
 ])
 def test_a_square_blob_guessed_as_two_characters_is_no_text(shape, text, score, blob):
-    from workbench.deid._detect import _blob
+    from workbench.deid._detect._text import _blob
 
     assert _blob(np.zeros((*shape, 3), np.uint8), text, score) is blob
 
@@ -495,7 +495,7 @@ def test_a_ruler_without_numbers_stays_visible_and_a_name_beside_it_does_not():
 
 
 def test_rulers_stay_visible_by_default_but_an_mrn_beside_them_does_not():
-    from workbench.deid._detect import RULERS_VISIBLE
+    from workbench.deid._detect._text import RULERS_VISIBLE
 
     assert RULERS_VISIBLE is True
     img = synth_pixels(np.random.default_rng(405), 1600, 1067)
@@ -520,7 +520,7 @@ def test_rulers_stay_visible_by_default_but_an_mrn_beside_them_does_not():
     ("1970-04-09", False), ("Ward 7B", False),
 ])
 def test_ruler_numbering_is_recognised_and_identifiers_are_not(line, ruler):
-    from workbench.deid._detect import _is_ruler
+    from workbench.deid._detect._reading import _is_ruler
 
     assert _is_ruler(line) is ruler
 
@@ -542,8 +542,8 @@ def test_a_window_is_searched_at_its_frames_resolution(monkeypatch):
     x0, y0 = 900, 700
     window = np.ascontiguousarray(frame[y0:y0 + 300, x0:x0 + 500])
     searched = []
-    stretch = _detect._stretch
-    monkeypatch.setattr(_detect, "_stretch", lambda bgr: (searched.append(bgr.shape[:2]), stretch(bgr))[1])
+    stretch = text_pass._stretch
+    monkeypatch.setattr(text_pass, "_stretch", lambda bgr: (searched.append(bgr.shape[:2]), stretch(bgr))[1])
 
     on_frame = detect_text(frame)
     within = detect_text(window, within=frame.shape[:2])
@@ -562,8 +562,9 @@ def test_lines_already_hidden_are_not_read(monkeypatch):
     name = _text(img, (200, 300), "Name: ZZTEST Quinn", 40, (20, 20, 20), paper=(245, 245, 240))
     mrn = _text(img, (200, 700), "MRN 4827193", 40, (20, 20, 20), paper=(245, 245, 240))
     read = []
-    recognise = _detect._recognise
-    monkeypatch.setattr(_detect, "_recognise", lambda engine, crops: (read.extend(crops), recognise(engine, crops))[1])
+    recognise = _ocr._recognise
+    for module in (text_pass, _rulers):  # every line read, by the text pass or the ruler rules
+        monkeypatch.setattr(module, "_recognise", lambda engine, crops: (read.extend(crops), recognise(engine, crops))[1])
     x, y, w, h = name
     # The name's box is half covered and more: it is neither read nor returned; the MRN is both.
     regions = detect_text(img, hidden=[(x - 20, y - 20, int(w * 0.7) + 20, h + 40)])
@@ -587,8 +588,8 @@ def test_a_face_window_is_searched_at_its_frames_scales(monkeypatch, face_frame)
     x0, y0 = max(0, x // 2 - 250), max(0, y // 2 - 200)
     window = np.ascontiguousarray(half[y0:y0 + 400, x0:x0 + 500])
     fed = []
-    run = _detect._run_centerface
-    monkeypatch.setattr(_detect, "_run_centerface", lambda image, *a: (fed.append(image.shape[:2]), run(image, *a))[1])
+    run = _faces._run_centerface
+    monkeypatch.setattr(_faces, "_run_centerface", lambda image, *a: (fed.append(image.shape[:2]), run(image, *a))[1])
     within = detect_faces(window, scale=0.5, within=half.shape[:2])
     assert max(fed) == (680, 850)  # 400x500 at half size is 800x1000 in the frame: 0.85 of that
     fed.clear()
@@ -800,7 +801,7 @@ def test_regions_are_clipped_to_the_frame():
     "9 Apr 1970", "April 9, 1970", "+44 20 7946 0958", "555-123-4567", "zztest.quinn@example.org", "DOB",
 ])
 def test_identifier_patterns_catch_identifiers(line):
-    from workbench.deid._detect import _IDENTIFIER, _allowed
+    from workbench.deid._detect._reading import _IDENTIFIER, _allowed
 
     assert any(p.search(line) for p in _IDENTIFIER)
     assert not _allowed(line, [re.compile(".*"), re.compile(r"\S+")])
@@ -808,7 +809,7 @@ def test_identifier_patterns_catch_identifiers(line):
 
 @pytest.mark.parametrize("line", ["1 2 3", "10", "cm", "15 cm", "mm"])
 def test_ruler_text_is_no_identifier_and_can_be_allowed(line):
-    from workbench.deid._detect import _IDENTIFIER, _allowed
+    from workbench.deid._detect._reading import _IDENTIFIER, _allowed
 
     assert not any(p.search(line) for p in _IDENTIFIER)
     assert _allowed(line, [re.compile(r"\d{1,3}"), re.compile(r"(cm|mm)")])
@@ -819,21 +820,19 @@ def test_text_models_load_and_run_with_no_network(monkeypatch):
     """A fresh rapidocr engine loads only the wheel's files: any connection attempt fails the test."""
     import socket
 
-    import workbench.deid._detect as detect
-
     def refuse(*args, **kwargs):
         raise AssertionError("a detector tried to open a network connection")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(detect, "_ocr", None)
+    monkeypatch.setattr(_ocr, "_engine", None)
     img = synth_pixels(np.random.default_rng(8), 800, 500)
     box = _text(img, (100, 200), MRN, 40, (20, 20, 20), paper=(245, 245, 240))
     assert any(coverage(box, [r.box]) >= 0.8 for r in detect_text(img))
 
 
 def test_face_box_cut_by_the_frame_edge_is_completed_inward():
-    from workbench.deid._detect import _FACE_ASPECT, _complete_cut_face
+    from workbench.deid._detect._faces import _FACE_ASPECT, _complete_cut_face
 
     frame = (1600, 1067)
     # cut at the left edge: as wide as a whole face of that height
@@ -851,9 +850,9 @@ def test_face_box_cut_by_the_frame_edge_is_completed_inward():
 def test_detector_input_is_rapidocrs_bit_for_bit():
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
-    detector = _detect._ocr_engine()._load_det_model()
+    detector = _ocr._ocr_engine()._load_det_model()
     fast = detector.get_preprocess()
-    assert isinstance(fast, _detect._DetInput)
+    assert isinstance(fast, _ocr._DetInput)
     reference = DetPreProcess(detector.limit_side_len, detector.limit_type, detector.mean, detector.std)
     for shape in ((912, 1368, 3), (301, 517, 3)):
         img = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
@@ -864,7 +863,7 @@ def test_detector_input_is_rapidocrs_bit_for_bit():
 
 
 def test_large_faces_need_confidence_unless_cut_by_the_edge():
-    from workbench.deid._detect import _plausible_face
+    from workbench.deid._detect._faces import _plausible_face
 
     frame = (1600, 1067)
     # Lesions and plain skin boxed as large faces scored 0.14-0.24; large faces in view 0.4 or more.
@@ -888,4 +887,4 @@ def test_large_faces_need_confidence_unless_cut_by_the_edge():
     ("Alvaro Quinn", "uinO oravlA", False),          # only a ruler's numbering is read upright
 ])
 def test_a_turned_line_is_read_upright_only_as_a_rulers_numbering(upright, turned, better):
-    assert _detect._better_read((upright, 0.8), (turned, 0.8)) is better
+    assert _reading._better_read((upright, 0.8), (turned, 0.8)) is better

@@ -151,7 +151,7 @@ def make(kind: str) -> bytes:
 
 def ocr_lines(rgb: np.ndarray) -> list[str]:
     """What the project's OCR engine reads in a frame."""
-    from workbench.deid._detect import _ocr_engine
+    from workbench.deid._detect._ocr import _ocr_engine
 
     result = _ocr_engine()(np.ascontiguousarray(rgb))
     return [str(t) for t in (result.txts or ())]

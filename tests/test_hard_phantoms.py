@@ -68,7 +68,7 @@ def test_face_cut_by_the_top_edge_is_hidden(number, box):
 def test_small_face_cut_by_the_edge_or_turned_is_hidden(number, seed, box):
     # held-out sets: missed until the edge pass and the turned second look;
     # the two of seed 2035 are weak boxes that the frontal cascade confirms
-    # only turned (_detect._confirmed must not drop them)
+    # only turned (_faces._confirmed must not drop them)
     truth, result, boxes = _run(number, seed=seed)
     (obj,) = [o for o in truth["objects"] if o["box"] == box and o["kind"] == "face"]
     assert obj["identifying"] and 20 <= obj["height"] < 40
@@ -168,8 +168,8 @@ def test_ruler_numbers_beside_a_redaction_do_not_fail_verification(number):
 ])
 def test_a_weak_face_box_on_a_lesion_does_not_hide_the_finding(number, finding):
     # seed 2035: boxes on lesions at 0.15-0.3 that do not hold up when the
-    # box is looked at alone (_detect._second_look, the first two), and boxes
-    # under 0.6 in which the LBP cascade finds no face (_detect._confirmed,
+    # box is looked at alone (_faces._second_look, the first two), and boxes
+    # under 0.6 in which the LBP cascade finds no face (_faces._confirmed,
     # the rest: the second look keeps small boxes and those over 0.3); the
     # finding stays visible
     from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap

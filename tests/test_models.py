@@ -21,7 +21,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from workbench.deid import _detect, _models
+from workbench.deid import _models
+from workbench.deid._detect._common import _centerface_path
 from workbench.errors import ModelUnavailable, WorkbenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_preparation_is_deterministic_and_cached_with_its_digest(fresh_cache, tm
     assert not list(fresh_cache.glob(".*"))  # no temporary file left behind
 
     again = tmp_path / "again.onnx"
-    _models.derive(_detect._centerface_path().read_bytes(), again)
+    _models.derive(_centerface_path().read_bytes(), again)
     assert again.read_bytes() == path.read_bytes()
     described = _models.describe()
     assert described[f"{_models.NAME}.onnx"] == recorded
@@ -83,7 +84,7 @@ def test_the_prepared_model_computes_what_the_wheels_file_computes(fresh_cache):
     options.intra_op_num_threads = 1
     ours = ort.InferenceSession(str(_models.derived()), options, providers=["CPUExecutionProvider"])
     heat = ours.run(["537"], {"input.1": blob})[0][0, 0]
-    net = cv2.dnn.readNetFromONNX(str(_detect._centerface_path()))
+    net = cv2.dnn.readNetFromONNX(str(_centerface_path()))
     net.setInput(blob)
     names = net.getUnconnectedOutLayersNames()
     outputs = dict(zip(names, net.forward(names)))

@@ -18,7 +18,7 @@ from workbench.errors import AlreadyExists
 from workbench.evaluate import TARGETS, evaluate
 from workbench.phantoms import SIZE_BANDS, generate_phantoms, size_band
 
-HAVE_DETECTORS = (Path(deid.__file__).parent / "_detect.py").exists()
+HAVE_DETECTORS = (Path(deid.__file__).parent / "_detect" / "__init__.py").exists()
 EXIFTOOL = shutil.which("exiftool")
 # One marker per metadata carrier, as _synth plants them ("EXIF-MRN-1234567").
 CARRIER = re.compile(r"^(EXIF|UCOM|GPS|THUMB|XMP|IPTC|COM)-MRN-\d{7}$")
@@ -199,7 +199,7 @@ def test_evaluation_report(phantoms, tmp_path):
     text = json.dumps(report)
     assert not [s for t in truths for s in t["strings"] if s in text]
     if not HAVE_DETECTORS:
-        pytest.skip("detectors (workbench/deid/_detect.py) not installed: recall not asserted")
+        pytest.skip("detectors (workbench/deid/_detect/) not installed: recall not asserted")
 
 
 @pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")

@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ModelUnavailable
-from ._detect import _centerface_path
+from ._detect._common import _centerface_path
 
 #: CenterFace's input and the outputs the detector reads: heatmap, log-size,
 #: offset (the landmark head, output "540", is dropped).

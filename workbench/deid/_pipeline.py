@@ -191,7 +191,7 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
     within : (height, width), optional
         For a window cut from a larger image: that image's size in the same
         pixels, so that faces and text are searched at the scales the whole
-        image is (see :func:`~workbench.deid._detect.detect_text`).
+        image is (see :func:`~workbench.deid._detect._text.detect_text`).
     hidden : sequence of (x, y, w, h)
         Boxes (full-frame pixels) already redacted, as verification knows
         them: text lines they hide are not read (see ``detect_text``).

@@ -1,0 +1,218 @@
+"""The PP-OCR engine (rapidocr's bundled models) and the geometry of the lines it finds."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+import cv2
+import numpy as np
+
+from ._common import _ocr_model_path, _resized, _threads
+from ._reading import _better_read, _fold
+
+
+#: A detected line's quadrilateral is grown along the line by this share of
+#: its height on each side (PP-OCR's box often ends inside the first or last
+#: character of italic and condensed print) and across it by the second.
+_LINE_PAD = (0.5, 0.15)
+
+
+_engine = None
+_engine_lock = threading.Lock()
+#: Calls into the shared rapidocr models are serialised: the detector keeps
+#: its pre-processing step as an attribute between calls, and onnxruntime
+#: already uses every thread it is given inside one call.
+_ocr_call_lock = threading.Lock()
+
+
+def _ocr_engine():
+    """The shared rapidocr engine, built once from the wheel's own model files.
+
+    Every model is given by explicit path so that rapidocr never looks for
+    (or downloads) another; its logger is held at WARNING so that nothing it
+    reads reaches a log.
+    """
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+            from rapidocr import RapidOCR
+
+            params = {
+                "Global.log_level": "warning",
+                # We size the image ourselves; rapidocr must not resize it again.
+                "Global.max_side_len": 100_000,
+                "Global.min_side_len": 1,
+                "Global.text_score": 0.0,
+                "Det.model_path": str(_ocr_model_path("det")),
+                "Rec.model_path": str(_ocr_model_path("rec")),
+                # One line per call: rapidocr pads a batch to its widest line,
+                # and a line's read then depends on its neighbours. Measured on
+                # 40 phantoms (8 of 20 MP): 28% less recognition time, the same
+                # regions.
+                "Rec.rec_batch_num": 1,
+                "Cls.model_path": str(_ocr_model_path("cls")),
+                "Det.limit_type": "max",
+                "Det.limit_side_len": 100_000,
+            }
+            threads = _threads()
+            if threads is not None:
+                params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+                params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
+            engine = RapidOCR(params=params)
+            # Build the three models now, by explicit path, so that no call
+            # later can fetch anything; the detector gets a faster, identical
+            # pre-processing step.
+            engine._load_cls_model()
+            engine._load_rec_model()
+            detector = engine._load_det_model()
+            prepare = _DetInput(detector)
+            detector.get_preprocess = lambda: prepare
+            _engine = engine
+            logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    return _engine
+
+
+class _DetInput:
+    """rapidocr's text-detector pre-processing, bit for bit, with one lookup table per channel.
+
+    rapidocr scales and normalises a float64 copy, then transposes and
+    converts it (66 ms for a 20 MP frame's quarter-size copy on one core);
+    looking each grey level up straight into the network's layout takes
+    9 ms and gives the same float32 values (tests/test_detect.py).
+    """
+
+    def __init__(self, detector):
+        from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+        self._reference = DetPreProcess(detector.limit_side_len, detector.limit_type, detector.mean, detector.std)
+        ref = self._reference
+        levels = np.arange(256, dtype=np.uint8)[:, None].astype("float32")
+        self._table = ((levels * ref.scale - ref.mean) / ref.std).astype(np.float32)  # as ref.normalize does
+
+    def __call__(self, img: np.ndarray) -> np.ndarray | None:
+        resized = self._reference.resize(img)
+        if resized is None or resized.dtype != np.uint8 or resized.ndim != 3:
+            return None if resized is None else self._reference(img)
+        h, w, channels = resized.shape
+        out = np.empty((1, channels, h, w), np.float32)
+        for c in range(channels):
+            np.take(self._table[:, c], resized[:, :, c], out=out[0, c])
+        return out
+
+
+def _corners(pts: np.ndarray) -> list[float]:
+    """``[x0, y0, x1, y1]`` around a quadrilateral."""
+    return [float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())]
+
+
+def _quads(found) -> list[np.ndarray]:
+    """The line quadrilaterals of a rapidocr detector result (none when it found nothing)."""
+    boxes = getattr(found, "boxes", None)
+    return [] if boxes is None else [np.asarray(q, np.float32) for q in boxes]
+
+
+def _line_box(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """Axis-aligned box of a detected line's quadrilateral, grown by :data:`_LINE_PAD` (see :func:`_grown`)."""
+    x0, y0, x1, y1 = _corners(_grown(pts, *_LINE_PAD))
+    return x0, y0, x1, y1
+
+
+def _line_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A line quadrilateral's mean sides, along and across its reading direction (the longer side)."""
+    p0, p1, p2, p3 = pts
+    along, across = ((p1 - p0) + (p2 - p3)) / 2, ((p3 - p0) + (p2 - p1)) / 2
+    if np.linalg.norm(along) < np.linalg.norm(across):  # a vertical line
+        along, across = across, along
+    return along, across
+
+
+def _grown(pts: np.ndarray, along: float, across: float) -> np.ndarray:
+    """A line's quadrilateral grown on each side by ``along`` and ``across`` times its height.
+
+    It grows along its own axes (so a tilted line grows along its slant);
+    the reading direction is the longer side.
+    """
+    length_axis, height_axis = _line_axes(pts)
+    length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
+    if length > 0 and height > 0:
+        u, v = length_axis / length, height_axis / height
+        # Each corner moves away from the centre along both axes.
+        centre = pts.mean(axis=0)
+        su = np.sign((pts - centre) @ u)
+        sv = np.sign((pts - centre) @ v)
+        pts = pts + (su[:, None] * u * (along * height)) + (sv[:, None] * v * (across * height))
+    return pts
+
+
+def _frame_box(box, scale: float) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)`` in full-frame pixels, rounded outwards, of a corner box in pixels reduced by ``scale``."""
+    x0, y0 = math.floor(box[0] / scale), math.floor(box[1] / scale)
+    return x0, y0, max(1, math.ceil(box[2] / scale) - x0), max(1, math.ceil(box[3] / scale) - y0)
+
+
+def _inside(a, b) -> bool:
+    """Whether box ``a`` lies mostly (80%) inside box ``b``."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    area = max(1e-9, (a[2] - a[0]) * (a[3] - a[1]))
+    return iw > 0 and ih > 0 and iw * ih / area >= 0.8
+
+
+def _recognise(engine, crops: list) -> list:
+    """Read every line crop (upright BGR, or None) in one batch.
+
+    Returns ``(text, confidence)`` per crop, or None where there was no crop
+    to read. Upside-down lines are turned first by rapidocr's classifier.
+    """
+    from rapidocr.ch_ppocr_rec.typings import TextRecInput
+
+    where = [i for i, c in enumerate(crops) if c is not None]
+    out: list = [None] * len(crops)
+    if not where:
+        return out
+    with _ocr_call_lock:
+        classifier = engine._load_cls_model()
+        cls = classifier([crops[i] for i in where])
+        turned = list(cls.img_list)
+        rec = engine._load_rec_model()(TextRecInput(img=turned))
+        # The classifier also turns upright lines: a ruler's bold oblique
+        # numbers read as "8 L 9 S D E Z I" (a clean seed-2033 phantom, its
+        # ruler hidden: 7.1% of the photo). Turned lines are read upright too.
+        flipped = [k for k, (label, score) in enumerate(cls.cls_res or ())
+                   if "180" in str(label) and score > classifier.cls_thresh and k < len(turned)]
+        upright = engine._load_rec_model()(TextRecInput(img=[crops[where[k]] for k in flipped])) if flipped else None
+    texts, scores = list(rec.txts or ()), list(rec.scores or ())
+    if upright is not None:
+        for k, text, score in zip(flipped, upright.txts or (), upright.scores or ()):
+            if k < len(texts) and _better_read((str(text), float(score)), (str(texts[k]), float(scores[k]))):
+                texts[k], scores[k] = text, score
+    for k, i in enumerate(where):
+        if k < len(texts):
+            # The Chinese-trained recogniser often reads digits and Latin
+            # letters as their full-width forms ("１２３"): fold them.
+            out[i] = (_fold(str(texts[k])), float(scores[k]) if k < len(scores) else 0.0)
+    return out
+
+
+def _line_crop(image: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
+    """The upright BGR crop of the line inside quadrilateral ``pts`` (input pixels), at most 64 px tall."""
+    from rapidocr.utils.process_img import get_rotate_crop_image
+
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(pts[:, 0].min()) - 4), max(0, int(pts[:, 1].min()) - 4)
+    x1, y1 = min(w, int(math.ceil(pts[:, 0].max())) + 4), min(h, int(math.ceil(pts[:, 1].max())) + 4)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    tall = max(1.0, min(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[0] - pts[1])))
+    f = min(1.0, 64.0 / tall)
+    sub = image[y0:y1, x0:x1]
+    if f < 1.0:
+        sub = _resized(sub, max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f)))
+    local = ((pts - np.float32([x0, y0])) * f).astype(np.float32)
+    crop = get_rotate_crop_image(cv2.cvtColor(sub, cv2.COLOR_RGB2BGR), local)
+    if crop.size == 0 or min(crop.shape[:2]) < 2:
+        return None
+    return crop

@@ -1,0 +1,306 @@
+"""Text: labels, wristbands, whiteboards, ink on skin, burned-in annotations."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ...errors import InvalidInput
+from .._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
+from ._common import _check_image, _full_size, _regions, _resized
+from ._ocr import _corners, _frame_box, _inside, _line_box, _line_crop, _ocr_call_lock, _ocr_engine, _quads, _recognise
+from ._reading import _allowed, _IDENTIFIER, _is_ruler
+from ._rulers import _find_ruler_rows, _RULER
+
+
+#: Text is detected on a copy with this long side: for a 20 MP frame that is
+#: the quarter-size decode itself (1368x912), so the pipeline's reduced
+#: decode needs no resampling. Measured on one core: 0.33 s (1152 px: 0.23 s,
+#: 1824 px: 0.63 s). Lines 40 px tall in the full frame (10 px here) were
+#: all found in five colours including yellow and white on skin; at 1152 px
+#: a 43 px yellow line on skin was missed. A label's 3 mm capitals in a
+#: 30 cm wide field are ~55 px.
+_TEXT_LONG_SIDE = 1368
+#: Recognition is trusted to allow a line only at this confidence or more; a
+#: line read with less is returned, as an unread one is.
+_ALLOW_MIN_CONFIDENCE = 0.5
+#: The detector's copy is stretched so that these percentiles of its grey
+#: levels span 0-255. In dim light a grey label with dark print filled only
+#: a fifth of the range and PP-OCR split or dropped its lines (a 20 MP frame:
+#: three of five 86 px lines covered 21-78%); stretched, all five were found
+#: whole, with higher box scores. A bright frame is left almost unchanged.
+_STRETCH_PERCENTILES = (0.5, 99.5)
+
+
+#: Lines of one label are merged into one region: boxes whose gap is at most
+#: this share of the smaller line height, that overlap horizontally by half
+#: the narrower one and whose heights differ at most 2.5 times. A line the
+#: detector split or missed between two found ones is then still covered.
+_LABEL_GAP = 0.8
+
+#: Clinical rulers stay visible by default: a ruler is measurement, not
+#: identity, and a photo whose scale has been blacked out loses its clinical
+#: value. A line read as a ruler's numbering (three or more consecutive
+#: whole numbers of at most three digits, starting below 100, optionally with
+#: a cm/mm unit; see :func:`_is_ruler`) is therefore not returned, so the
+#: pipeline, which redacts every region it gets, leaves it; so is a row of
+#: tick marks read beside such numbering (see :func:`_find_ruler_rows`).
+#: Anything else on the same line (a record number next to the scale) makes
+#: it no ruler.
+RULERS_VISIBLE = True
+
+
+def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...] = (),
+                codes=(), within: tuple[int, int] | None = None, hidden=()) -> list[Region]:
+    """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
+
+    rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
+    long side at 1368 px (the quarter-size decode of a 20 MP frame); the
+    detected lines are then read, in one batch, from the sharpest pixels
+    available (the input image). Every detected line is returned, read or
+    not, with these exceptions:
+
+    - a ruler's numbering (``"1 2 3 4"``, ``"12345678910"``, ``"10 20 30
+      mm"``), and a row of tick marks read beside it, while
+      :data:`RULERS_VISIBLE` is true: a ruler is measurement, not identity;
+    - a line whose whole text matches ``allow`` (read with confidence), and
+    - a line read as fewer than two letters or digits: ruler ticks, lesion
+      edges and hair read as nothing or as one character, and a lone
+      character identifies no one.
+
+    A line matching an identifier pattern (:data:`IDENTIFIER_PATTERNS`) is
+    always returned and labelled ``"identifier"``, whatever ``allow`` says.
+    Each line's box is grown by half its height along the line (PP-OCR's
+    boxes can end inside the first or last character) and lines of one
+    label are merged into one region.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``uint8`` pixels ``(height, width, 3)``, already oriented.
+    scale : float
+        Size of ``image`` relative to the full frame.
+    allow : tuple of str
+        Regular expressions for text that may stay visible (for example
+        ``r"\\d{1,3}"`` for ruler digits, ``r"(cm|mm)"``). A line is allowed
+        when it, or each of its space-separated tokens, matches one in full
+        and it was read with confidence.
+    codes : sequence of (x, y, w, h)
+        Full-frame boxes of decoded codes (hidden anyway): the detector looks
+        again around each with the code blanked (see :func:`_beside_codes`).
+    within : (height, width), optional
+        When ``image`` is a window cut from a larger image (verification
+        looks again around each redaction), that image's size in the same
+        pixels: the window is then searched at the resolution the whole
+        image was, not enlarged to the detector's working size. A 500x300
+        window of a 20 MP frame's half-size copy would otherwise be searched
+        at four times the frame's resolution: sixteen times the pixels per
+        area, and lines too small for the frame's pass found and read.
+    hidden : sequence of (x, y, w, h)
+        Full-frame boxes already redacted (verification of an output): a
+        line whose box they cover by :data:`~.._regions.HIDDEN_COVERAGE` or
+        more is neither read nor returned, since verification counts it as
+        hidden whatever it says.
+
+    Returns
+    -------
+    list of Region
+        ``kind="text"``, ``detector="rapidocr"``, ``label`` ``"identifier"``
+        or ``"text"`` (never the text itself), boxes in full-frame pixels.
+        ``score`` is the best recognition confidence of the region's lines;
+        a line the recogniser returned nothing for scores 0.5, the
+        detector's box threshold.
+
+    Raises
+    ------
+    InvalidInput
+        If ``image``, ``scale`` or an ``allow`` pattern is malformed.
+    """
+    image = _check_image(image)
+    frame = _full_size(image, scale)
+    if isinstance(allow, str):
+        allow = (allow,)
+    try:
+        allowed = [re.compile(p) for p in allow]
+    except (re.error, TypeError):
+        raise InvalidInput("allow is a tuple of regular expressions, such as (r'\\d{1,3}', r'(cm|mm)')") from None
+    scale = float(scale)
+
+    h, w = image.shape[:2]
+    # Small images (burned-in annotations on a 512 px scan) are enlarged, at
+    # most twice, so that their small text reaches the detector's floor.
+    shrink = min(2.0, _TEXT_LONG_SIDE / max(within or (h, w)))
+    dw, dh = max(1, round(w * shrink)), max(1, round(h * shrink))
+    # rapidocr's models take BGR, as cv2 decodes.
+    small = cv2.cvtColor(_resized(image, dw, dh), cv2.COLOR_RGB2BGR)
+    _stretch(small)
+    engine = _ocr_engine()
+    with _ocr_call_lock:
+        found = engine._load_det_model()(small)
+    quads = _quads(found)
+    quads += _beside_codes(engine, small, codes, scale * shrink, quads)
+    if not quads:
+        return []
+    quads = [q / shrink for q in quads]  # in input-image pixels
+    if hidden:
+        quads = [q for q in quads if coverage(_frame_box(_line_box(q), scale), hidden) < HIDDEN_COVERAGE]
+        if not quads:
+            return []
+
+    crops = [_line_crop(image, pts) for pts in quads]
+    reads = _recognise(engine, crops)
+    if RULERS_VISIBLE:
+        _find_ruler_rows(engine, quads, crops, reads, image)
+    boxes, labels = [], []
+    for pts, crop, read in zip(quads, crops, reads):
+        if read is None:  # the recogniser failed: keep the line, unread
+            score, label = 0.5, "text"
+        else:
+            text, score = read
+            if text is _RULER:
+                continue
+            if any(p.search(text) for p in _IDENTIFIER) and not (RULERS_VISIBLE and _is_ruler(text)):
+                label = "identifier"
+            elif sum(ch.isalnum() for ch in text) < 2 or _blob(crop, text, score):
+                # Not text that can identify anyone: ruler ticks, lesion
+                # edges and hair read as nothing or one character.
+                continue
+            elif RULERS_VISIBLE and _is_ruler(text):
+                continue
+            elif score >= _ALLOW_MIN_CONFIDENCE and _allowed(text, allowed):
+                continue
+            else:
+                label = "text"
+            del text
+        x0, y0, x1, y1 = _line_box(pts)
+        boxes.append([x0 / scale, y0 / scale, x1 / scale, y1 / scale, score])
+        labels.append(label)
+    del reads
+    boxes, labels = _merge_labels(boxes, labels)
+    return _regions("text", "rapidocr", boxes, frame, labels)
+
+
+#: A "line" about as wide as it is tall (width under this many heights) read
+#: as just two letters or digits with less than :data:`_ALLOW_MIN_CONFIDENCE`
+#: is a blob, not print: the yellow slough of a lesion on a clean seed-2029
+#: phantom was boxed as a 234x239 px line and read as "at" (0.35), and
+#: 16% of the photo was hidden. In the first 200 phantoms of that set, five
+#: lines read as two characters with low confidence; the other four were
+#: 2.7 to 12 times as wide as tall.
+_BLOB_ASPECT = 1.5
+
+
+def _blob(crop, text: str, score: float) -> bool:
+    """Whether a line read as ``text`` is a blob the recogniser guessed two characters for (see :data:`_BLOB_ASPECT`)."""
+    if crop is None or score >= _ALLOW_MIN_CONFIDENCE or sum(ch.isalnum() for ch in text) != 2:
+        return False
+    h, w = crop.shape[:2]
+    return w < _BLOB_ASPECT * h
+
+
+def _stretch(bgr: np.ndarray) -> None:
+    """Stretch ``bgr``'s grey levels in place so :data:`_STRETCH_PERCENTILES` span 0-255."""
+    sample = bgr[::4, ::4]
+    lo, hi = np.percentile(sample, _STRETCH_PERCENTILES)
+    if hi - lo < 8 or (lo <= 2 and hi >= 253):
+        return
+    lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    cv2.LUT(bgr, lut, dst=bgr)
+
+
+#: Around a decoded code the detector looks again at a window reaching this
+#: many times the code's shorter side beyond it, along and across a label's
+#: lines (see :func:`_beside_codes`): a line must lie whole in the window to
+#: be found whole (phantom_00169's name line is 5.5 times its Data Matrix's
+#: side). The shorter side keeps a wide Code128's window from spanning the
+#: frame. The window is searched with the codes blanked and as it is: in a
+#: seed-2034 phantom (20 MP) a 40 px name line tilted 8 degrees above a
+#: Code128 was missed by the whole frame's pass, and the code's upright box,
+#: blanked, covered the start of the line; the window as it is found it.
+_CODE_CONTEXT = (6.0, 1.0)
+
+
+def _beside_codes(engine, bgr: np.ndarray, boxes, factor: float, known: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+    """Lines found again around decoded codes, with each code blanked (quads in ``bgr``'s pixels).
+
+    PP-OCR takes a Data Matrix's modules for print: in phantom_00169 (1600
+    px) a 14 px name line ending 8 px from a label's Data Matrix became one
+    L-shaped area with the code, scored 0.43 over its bounding rectangle
+    (below the 0.5 threshold) and was dropped whole, leaving the name
+    readable in the output. A window around each code (full-frame ``boxes``
+    times ``factor``: ``bgr``'s pixels) is searched again with the code
+    filled with its border's colour (its box includes the quiet zone, so
+    the border is the label), and what is found is added to the whole
+    frame's lines. Blanking the whole frame instead lost a line in
+    phantom_00092, where a tilted Code128's upright box cut across the end
+    of the name line above it: lines are only ever added here, never lost.
+    """
+    h, w = bgr.shape[:2]
+    codes, windows = [], []
+    for x, y, bw, bh in boxes:
+        x0, y0 = max(0, int(x * factor)), max(0, int(y * factor))
+        x1, y1 = min(w, math.ceil((x + bw) * factor)), min(h, math.ceil((y + bh) * factor))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        side = min(x1 - x0, y1 - y0)
+        px, py = int(side * _CODE_CONTEXT[0]) + 8, int(side * _CODE_CONTEXT[1]) + 8
+        codes.append((x0, y0, x1, y1))
+        windows.append([max(0, x0 - px), max(0, y0 - py), min(w, x1 + px), min(h, y1 + py)])
+    out = []
+    # Codes on one label share a window: nothing is searched twice.
+    for wx0, wy0, wx1, wy1 in merge_overlapping(windows):
+        window = bgr[wy0:wy1, wx0:wx1]
+        blanked = window.copy()
+        for x0, y0, x1, y1 in codes:
+            if wx0 <= x0 and wy0 <= y0 and x1 <= wx1 and y1 <= wy1:
+                code = blanked[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+                ring = np.concatenate([code[0], code[-1], code[:, 0], code[:, -1]])
+                code[:] = np.median(ring, axis=0).astype(bgr.dtype)
+        with _ocr_call_lock:
+            found = engine._load_det_model()(blanked)
+        out += [q + np.float32([wx0, wy0]) for q in _quads(found)]
+        # As is too: a tilted code's upright box can blank the start of the
+        # line above it, and the whole frame's pass can miss that line (see
+        # _CODE_CONTEXT). What this finds again, and the code itself taken
+        # for print (hidden as a barcode whatever it reads), is not read.
+        with _ocr_call_lock:
+            found = engine._load_det_model()(window)
+        seen = [_corners(q) for q in list(known) + out]
+        for q in _quads(found):
+            box = _corners(q + np.float32([wx0, wy0]))
+            if not any(_inside(box, c) for c in codes) and not any(_inside(box, b) and _inside(b, box) for b in seen):
+                out.append(q + np.float32([wx0, wy0]))
+    return out
+
+
+def _merge_labels(boxes: list, labels: list) -> tuple[list, list]:
+    """Merge the line boxes of one label (stacked lines, see :data:`_LABEL_GAP`) into one box each."""
+    items = [(list(b), lab) for b, lab in zip(boxes, labels)]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b = items[i][0], items[j][0]
+                ha, hb = a[3] - a[1], b[3] - b[1]
+                # Line heights of the two boxes (a merged box holds several lines:
+                # compare the smaller box's height with the gap).
+                small = min(ha, hb)
+                gap = max(a[1], b[1]) - min(a[3], b[3])
+                overlap = min(a[2], b[2]) - max(a[0], b[0])
+                narrow = min(a[2] - a[0], b[2] - b[0])
+                if gap <= _LABEL_GAP * small and overlap >= 0.5 * narrow and max(ha, hb) <= 2.5 * max(small, 1) \
+                        or _inside(a, b) or _inside(b, a):
+                    merged = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]), max(a[4], b[4])]
+                    label = "identifier" if "identifier" in (items[i][1], items[j][1]) else "text"
+                    items[i] = (merged, label)
+                    del items[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return [b for b, _ in items], [lab for _, lab in items]
