@@ -21,8 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, InvalidInput, NotFound
 from ..vault import Vault
@@ -30,6 +29,10 @@ from ..vault._base import _iso, _parse_time
 from ..vault._log import SHARE_ROLES
 from . import _secrets
 from ._dataset import verified_records, verify_dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 _ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_.@-]{1,63}$")
 #: the longest a share may run
@@ -198,6 +201,8 @@ def revoke_share(vault: Vault, share_id: str) -> Share:
 
 def list_shares(vault: Vault) -> pd.DataFrame:
     """Every share with its status (active, expired, revoked), never a secret or hash."""
+    import pandas as pd
+
     now = vault.now()
     rows = [(s.share_id, s.kind, s.account, os.path.basename(s.dataset), s.expires.isoformat(timespec="minutes"),
              s.download, s.watermark, s.created_by, s.status(now))

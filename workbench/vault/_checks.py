@@ -7,13 +7,15 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import ConflictError, IntegrityError, InvalidInput
 from . import _crypto, _index, _log
 from ._files import TMP_SUFFIX, atomic_write, exclusive_now, fsync_dir
 from ._base import BLOB_LOCK, CHECKPOINT_ENV, _as_date, _iso
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class ChecksMixin:
 
         Raises ``IntegrityError`` naming the first bad record if the log is broken.
         """
+        import pandas as pd
+
         check = self.verify_audit()
         if not check.ok:
             raise IntegrityError(

@@ -21,8 +21,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zxcvbn import zxcvbn
-
 from ..errors import AccessDenied, AlreadyExists, IntegrityError, InvalidInput, NotFound
 from . import _crypto
 from ._files import atomic_write
@@ -399,6 +397,8 @@ def check_passphrase(passphrase: str, *, user: str | None = None) -> str:
     if not isinstance(passphrase, str) or len(passphrase) < MIN_PASSPHRASE_LENGTH:
         raise InvalidInput(f"this passphrase is too short; {advice}")
     hints = ["workbench", "vault"] + ([user] if user else [])
+    from zxcvbn import zxcvbn  # about 40 ms to load: only when a passphrase is chosen
+
     result = zxcvbn(passphrase[:_SCORED_LENGTH], user_inputs=hints)
     if result["score"] < MIN_PASSPHRASE_SCORE:
         # zxcvbn's warning is a fixed sentence about the kind of pattern, never the text

@@ -503,7 +503,7 @@ class Checkpoint:
     sig: str
 
     def text(self) -> str:
-        lines = [f"workbench checkpoint v1", f"vault {self.vault_id}", f"records {self.seq}",
+        lines = ["workbench checkpoint v1", f"vault {self.vault_id}", f"records {self.seq}",
                  f"head {self.hash}", f"state {self.state}", f"time {self.time}",
                  f"signed-by {self.user}", f"signature {self.sig}"]
         return "\n".join(lines) + "\n"

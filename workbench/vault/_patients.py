@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 from datetime import date, datetime
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from ..errors import ConsentError, InvalidInput, NotFound
 from . import _consent, _crypto, _log
 from ._files import read_input
 from ._base import _as_date, _iso, _parse_time
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _norm_patient(patient: str) -> bytes:
@@ -173,6 +174,8 @@ class PatientsMixin:
 
     def consent_history(self, patient_ref: str | None = None) -> pd.DataFrame:
         """Every consent record (or one patient's), oldest first. Never identifying."""
+        import pandas as pd
+
         self._check_tables("consent_events")
         sql = ("SELECT seq, patient_ref, action, scopes, effective, expires, identifiable, "
                "form_blob IS NOT NULL, recorded_by, recorded FROM consent_events")

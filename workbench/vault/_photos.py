@@ -9,10 +9,9 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .. import _imageio
 from .._progress import progress_bar
@@ -27,6 +26,9 @@ from ..errors import (
 from . import _consent, _crypto, _log
 from ._files import fsync_dir
 from ._base import IDENTIFIER_COLUMNS, PHOTO_COLUMNS, _iso
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -145,6 +147,8 @@ def _check_filters(filters: dict) -> None:
 
 def _apply_filters(frame: pd.DataFrame, filters: dict) -> pd.DataFrame:
     """Equality, any-of (list/set) or inclusive range ((low, high) tuple) per column."""
+    import pandas as pd
+
     for column, wanted in filters.items():
         values = frame[column]
         if isinstance(wanted, tuple) and len(wanted) == 2:
@@ -381,6 +385,8 @@ class PhotosMixin:
         AccessDenied
             ``include_identifiers`` for a role without the identities key.
         """
+        import pandas as pd
+
         purpose = _consent.check_purpose(purpose)
         _check_filters(filters)
         if include_identifiers:
@@ -422,6 +428,8 @@ class PhotosMixin:
         :meth:`photos` (only photos matching them are considered). Columns:
         photo_id, patient_ref, reason. The call is audited like a query.
         """
+        import pandas as pd
+
         purpose = _consent.check_purpose(purpose)
         _check_filters(filters)
         now = self._clock()
@@ -450,6 +458,8 @@ class PhotosMixin:
         return int(self._query("SELECT COUNT(*) FROM photos")[0][0])
 
     def _add_identifiers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
         self._check_tables("patients")
         identity_cache: dict[str, dict] = {}
         extra = []

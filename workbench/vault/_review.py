@@ -7,14 +7,15 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from ..errors import ConflictError, ConsentError, InvalidInput, NotFound
 from . import _consent, _log
 from ._files import fsync_dir
 from ._base import REGION_KINDS, REVIEW_STATES, _iso
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,8 @@ class ReviewMixin:
         Columns: photo_id, version, state, reason, regions (a list of
         region dicts), reviewed_by, reviewed. ``photo_ids`` narrows it.
         """
+        import pandas as pd
+
         wanted = None if photo_ids is None else set(photo_ids)
         rows = [_review_from_row(r) for r in self._table_rows("reviews") if wanted is None or r[0] in wanted]
         columns = ["photo_id", "version", "state", "reason", "regions", "reviewed_by", "reviewed"]
@@ -339,7 +342,7 @@ class ReviewMixin:
         """Store a de-identified derivative of a photo, encrypted with the derivatives tier."""
         if not kind.isidentifier():
             raise InvalidInput("a derivative kind is a short name such as 'deid_jpeg'")
-        ref = self._photo_row(photo_id).patient_ref
+        self._photo_row(photo_id)  # NotFound for a photo this vault does not hold
         self._need("derivatives", "store derivatives", {"photo_id": photo_id})
         row = self._store_blob(kind, "derivatives", data, photo_id)
         with self._write("derivative_add", {"photo_id": photo_id, "kind": kind, "blob_id": row[0]}):
@@ -356,6 +359,8 @@ class ReviewMixin:
         A photo whose patient's consent for ``purpose`` is not active now
         (never given, withdrawn or expired) has none to list.
         """
+        import pandas as pd
+
         if not self._consent_holds(self._photo_row(photo_id).patient_ref, purpose):
             return pd.DataFrame([], columns=["blob_id", "kind", "size"])
         shredded = self._shredded()
@@ -396,7 +401,7 @@ class ReviewMixin:
         index, so that review and cohort builds can use them. Only roles that
         review redactions (admin, clinician, analyst) may store them.
         """
-        ref = self._photo_row(photo_id).patient_ref
+        self._photo_row(photo_id)  # NotFound for a photo this vault does not hold
         self._need("derivatives", "store de-identified photos", {"photo_id": photo_id})
         if self.role not in _log.REVIEW_ROLES:
             raise self._denied("store de-identified photos", "originals", {"photo_id": photo_id})
@@ -421,6 +426,8 @@ class ReviewMixin:
         height, regions (a list of region dicts), verified, warnings, created,
         created_by.
         """
+        import pandas as pd
+
         consented = self._consented(purpose)
         shredded = self._shredded()
         self._check_tables("deid_results")

@@ -6,13 +6,15 @@ import contextlib
 import json
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from . import _crypto, _index, _keys, _log
 from ._files import atomic_write, fsync_dir
 from ._base import _ask_new_passphrase, _index_identity, _iso, _read_header
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _rekey_rows(db, old: _keys.KeySet, new: _keys.KeySet) -> dict[str, list]:
@@ -62,6 +64,8 @@ class UsersMixin:
 
     def users(self) -> pd.DataFrame:
         """Active user names and roles, from the admin-signed registry."""
+        import pandas as pd
+
         self._check_tables("users")
         rows = self._query("SELECT user, role, status, changed FROM users ORDER BY rowid")
         latest = {user: (role, status, changed) for user, role, status, changed in rows}
