@@ -347,18 +347,23 @@ def test_cli_uses_the_vault_pseudonym_key(vault_path, tmp_path):
     assert [p.name for p in (tmp_path / "o1").iterdir()] == [p.name for p in (tmp_path / "o2").iterdir()]
 
 
-def test_a_weak_face_box_sends_the_photo_to_review_and_a_sure_one_does_not():
-    from workbench.deid import REVIEW_FACE_SCORE, Region, review_reasons
+def test_a_weak_face_or_text_box_sends_the_photo_to_review_and_a_sure_one_does_not():
+    from workbench.deid import REVIEW_FACE_SCORE, REVIEW_TEXT_SCORE, Region, review_reasons
 
     weak = Region(kind="face", box=(10, 20, 30, 30), score=REVIEW_FACE_SCORE - 0.01, detector="centerface")
     sure = Region(kind="face", box=(100, 20, 60, 60), score=0.9, detector="centerface")
-    text = Region(kind="text", box=(0, 0, 50, 10), score=0.2, detector="rapidocr")
-    marked = Region(kind="face", box=(0, 0, 5, 5), score=0.0, detector="manual")
-    assert review_reasons([sure, text, marked]) == []
+    text = Region(kind="text", box=(0, 0, 50, 10), score=REVIEW_TEXT_SCORE, detector="rapidocr")
+    unread = Region(kind="text", box=(0, 0, 50, 10), score=0.5, detector="rapidocr")  # what an unread line scores
+    guessed = Region(kind="text", box=(60, 0, 80, 12), score=REVIEW_TEXT_SCORE - 0.01, detector="rapidocr")
+    code = Region(kind="barcode", box=(0, 40, 20, 20), score=0.1, detector="zxing-cpp")
+    marked = [Region(kind=k, box=(0, 0, 5, 5), score=0.0, detector="manual") for k in ("face", "text")]
+    assert review_reasons([sure, text, unread, code, *marked]) == []
     (reason,) = review_reasons([sure, weak])
     assert "[10, 20, 30, 30]" in reason and "finding" in reason
+    (reason_text,) = review_reasons([text, guessed])
+    assert "[60, 0, 80, 12]" in reason_text and "finding" in reason_text
     # the stored JSON form gives the same answer (deid_results reads it back)
-    assert review_reasons([r.to_json() for r in (sure, weak)]) == [reason]
+    assert review_reasons([r.to_json() for r in (sure, weak, guessed)]) == [reason, reason_text]
 
 
 def test_a_report_with_detectors_names_the_models_and_the_cpu_path_that_ran(tmp_path):

@@ -360,10 +360,10 @@ def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, sch
     verified = set(results.loc[results["verified"], "photo_id"])
     drop(~eligible["photo_id"].isin(verified), "not verified")
     if spec.include_unreviewed:
-        # A weak face box may hide the finding: only a person's approval lets it in.
+        # A weak face or text box may hide the finding: only a person's approval lets it in.
         weak = set(results.loc[results["regions"].map(review_reasons).map(bool), "photo_id"])
         drop(eligible["photo_id"].isin(weak) & (eligible["review_state"] != "approved"),
-             "needs review (weak face box)")
+             "needs review (weak face or text box)")
     eligible = eligible.sort_values("photo_id").reset_index(drop=True)
     if spec.sample_size is not None and len(eligible) > spec.sample_size:
         chosen = _sample(eligible, int(spec.sample_size), spec.seed, spec.stratify)

@@ -119,8 +119,8 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
     """As the demo's analyst: de-identify every photo and review the results.
 
     Photos whose automatic redaction verified are approved, the others
-    rejected; a photo with a weak face box (``deid.review_reasons``: it may
-    hide the lesion) is left for a person. So that the cohort and teaching builds show every exclusion
+    rejected; a photo with a weak face or text box (``deid.review_reasons``:
+    it may hide the lesion) is left for a person. So that the cohort and teaching builds show every exclusion
     reason, each build's first candidate is left unreviewed and its second
     rejected (with :data:`REJECT_REASON`), when it has three or more. The photo with
     a tattoo (:data:`TATTOO_PHOTO`) is left unreviewed too: no detector finds
@@ -145,7 +145,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
             verified = bool(results.loc[photo_id, "verified"])
             state = held.get(photo_id, "approved" if verified else "rejected")
             if state == "approved" and review_reasons(results.loc[photo_id, "regions"]):
-                state = "unreviewed"  # a weak face box may hide the finding: a person decides
+                state = "unreviewed"  # a weak box may hide the finding: a person decides
             if state == "unreviewed":
                 continue  # left for a person to review
             reason = None if state == "approved" else REJECT_REASON if verified else "redaction not verified"

@@ -205,7 +205,7 @@ def _evaluate_one(truth_path: str, policy, out_dir: str) -> dict:
         "verified": result.verified, "warnings": len(result.warnings),
         "objects": objects, "regions": regions, "redacted_area": round(area, 5),
         "findings": len(findings), "findings_hidden": _findings_hidden(regions, findings),
-        # a weak face box sends the photo to a person before any build uses it
+        # a weak face or text box sends the photo to a person before any build uses it
         "review": bool(result.review_reasons),
         "byte_hits": byte_hits, "ocr_hits": ocr_hits, "output": out.name,
     }
@@ -336,7 +336,7 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         ``area_mean``, ``area_max``), ``findings_hidden`` (photos where a
         region that hides nothing identifying overlaps a clinical finding),
         ``findings_hidden_unreviewed`` (those of them that no rule sends to
-        a person), ``review`` (photos a weak face box sends to review),
+        a person), ``review`` (photos a weak face or text box sends to review),
         ``false_regions`` (regions on photos that hold nothing identifying),
         ``metadata`` (``leaks``, ``tags``),
         ``strings`` (``readable``, ``bytes``, ``ocr``, ``images``),
@@ -396,7 +396,7 @@ def evaluate(phantom_dir, *, policy=None, workers: int = 1) -> dict:
         "findings_hidden": sum(p["findings_hidden"] > 0 for p in per_image),
         # ...of which no rule sends to a person: these a build would use unseen
         "findings_hidden_unreviewed": sum(p["findings_hidden"] > 0 and not p["review"] for p in per_image),
-        # photos a weak face box sends to review
+        # photos a weak face or text box sends to review
         "review": sum(p["review"] for p in per_image),
         # detector regions on photos that hold nothing identifying
         "false_regions": _false_regions(per_image),
@@ -431,7 +431,7 @@ def format_report(report: dict) -> str:
                 + (f" ({report['findings_hidden'] - report['findings_hidden_unreviewed']} of them sent to review)"
                    if "findings_hidden_unreviewed" in report else ""))
     if "review" in report:
-        rows.append(f"sent to review (a weak face box): {report['review']} photos")
+        rows.append(f"sent to review (a weak face or text box): {report['review']} photos")
     rows.append(f"metadata leaks: {report['metadata']['leaks']} outputs"
                 + (f" ({', '.join(report['metadata']['tags'])})" if report["metadata"]["tags"] else ""))
     s = report["strings"]

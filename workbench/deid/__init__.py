@@ -12,12 +12,13 @@ writes a new file holding nothing but pixels, ``verify`` checks it again.
 from ._pipeline import DISMISS_IOU, DeidResult, deidentify, detect, grow, metadata_problems, rebuild, redact, verify
 from ._policy import STYLES, Policy
 from ._pseudonym import Pseudonyms, generate_key, load_key, save_key
-from ._regions import KINDS, REVIEW_FACE_SCORE, Region, coverage, review_reasons
+from ._regions import KINDS, REVIEW_FACE_SCORE, REVIEW_TEXT_SCORE, Region, coverage, review_reasons
 
 __all__ = [
     "DISMISS_IOU",
     "KINDS",
     "REVIEW_FACE_SCORE",
+    "REVIEW_TEXT_SCORE",
     "STYLES",
     "DeidResult",
     "Policy",
