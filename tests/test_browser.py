@@ -31,6 +31,17 @@ def demo_vault(tmp_path_factory):
     vault = build_demo_vault(work, photos=8, passphrase=PASSPHRASE, width=640, height=427,
                              out=open(os.devnull, "w"))
     review_demo_photos(vault, PASSPHRASE, workers=0)
+    # What the demo leaves for a person because of a weak box (at 640 px a ruler's print reads as
+    # guesses), a person approves: the tour shows approved photos only, and needs one for research.
+    from workbench import open_vault
+    from workbench.deid import review_reasons
+
+    with open_vault(vault, user="analyst", passphrase=PASSPHRASE) as analyst:
+        results = analyst.deid_results(purpose="care")
+        for photo_id, regions in zip(results["photo_id"], results["regions"]):
+            if review_reasons(regions):
+                analyst.set_review_state(photo_id, "approved", reason="checked: the weak box hides no finding")
+        assert (analyst.photos("research")["review_state"] == "approved").any()
     return work, vault
 
 

@@ -36,6 +36,30 @@ def cohort_vault(vault_path, clock):
     return vault_path, ids
 
 
+def test_previews_of_approved_photos_only_and_none_is_an_empty_page(cohort_vault, clock):
+    from workbench.cohort import load_deidentified_previews, prepare_derivatives
+    from workbench.deid import Policy
+
+    path, ids = cohort_vault
+    with open_as(path, "researcher", clock) as v:
+        assert load_deidentified_previews(v, "research") == {}  # nothing de-identified yet: no page, no error
+    with open_as(path, "analyst", clock) as v:
+        prepare_derivatives(v, [p for photos in ids.values() for p in photos], purpose="care", workers=0,
+                            policy=Policy(detectors=()))
+        for photo_ids in ids.values():
+            v.set_review_state(photo_ids[0], "unreviewed")
+    with open_as(path, "researcher", clock) as v:
+        page = load_deidentified_previews(v, "research")
+        # MRN-0001: photos 2 and 3 of 4 stay approved; MRN-0003: its approved one went back; MRN-0002: no consent
+        assert sorted(page) == sorted(ids["MRN-0001"][1:3])
+        assert all(data[:2] == b"\xff\xd8" for data in page.values())
+    with open_as(path, "analyst", clock) as v:
+        for photo_id in ids["MRN-0001"]:
+            v.set_review_state(photo_id, "unreviewed")
+    with open_as(path, "researcher", clock) as v:
+        assert load_deidentified_previews(v, "research") == {}  # none approved: an empty page, not an error
+
+
 def _digests(folder):
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("provenance.json", "DATACARD.md")}
