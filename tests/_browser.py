@@ -111,9 +111,34 @@ def chromium_page(viewport=(1400, 1000), **page_options):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, **page_options)
-            yield page
+            try:
+                yield page
+            except Exception as exc:
+                # what the page showed when a step failed or timed out (generated photos only),
+                # kept with the other artefacts and told in the failure itself (CI shows notes)
+                exc.add_note(_keep_failure(page))
+                raise
         finally:
             browser.close()
+
+
+#: what a failure report quotes from the page: the widgets' status and error lines, and stderr output
+_STATUS = ".wb-status, .wb-error, .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
+
+
+def _keep_failure(page) -> str:
+    """Save a screenshot and the page's status lines to tests/artifacts/failure-*; return them as a note."""
+    folder = ROOT / "tests" / "artifacts"
+    folder.mkdir(exist_ok=True)
+    stem = folder / f"failure-{time.strftime('%Y%m%d-%H%M%S')}"
+    lines = ["(the page could not be read)"]
+    with contextlib.suppress(Exception):  # the page may be gone: the failure itself is what matters
+        page.screenshot(path=f"{stem}.png", full_page=True)
+    with contextlib.suppress(Exception):
+        lines = page.evaluate("sel => [...document.querySelectorAll(sel)]"
+                              ".map(e => e.className + ': ' + e.textContent.trim().slice(0, 300))", _STATUS)
+    Path(f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    return f"the page when it failed ({stem.name}.png):\n  " + "\n  ".join(lines)
 
 
 def open_notebook(page, base: str, token: str, name: str, *, kernel: str = "Workbench (Python 3)"):
