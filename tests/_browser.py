@@ -111,12 +111,15 @@ def chromium_page(viewport=(1400, 1000), **page_options):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, **page_options)
+            console: list[str] = []  # the page's warnings and errors, for a failure's note
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}")
+                    if m.type in ("error", "warning") else None)
             try:
                 yield page
             except Exception as exc:
                 # what the page showed when a step failed or timed out (generated photos only),
                 # kept with the other artefacts and told in the failure itself (CI shows notes)
-                exc.add_note(_keep_failure(page))
+                exc.add_note(_keep_failure(page, console))
                 raise
         finally:
             browser.close()
@@ -126,8 +129,9 @@ def chromium_page(viewport=(1400, 1000), **page_options):
 _STATUS = ".wb-status, .wb-error, .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
 
 
-def _keep_failure(page) -> str:
-    """Save a screenshot and the page's status lines to tests/artifacts/failure-*; return them as a note."""
+def _keep_failure(page, console: list[str]) -> str:
+    """Save a screenshot, the page's status lines, its widgets' images and its console errors to
+    tests/artifacts/failure-*; return them as a note."""
     folder = ROOT / "tests" / "artifacts"
     folder.mkdir(exist_ok=True)
     stem = folder / f"failure-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -137,6 +141,13 @@ def _keep_failure(page) -> str:
     with contextlib.suppress(Exception):
         lines = page.evaluate("sel => [...document.querySelectorAll(sel)]"
                               ".map(e => e.className + ': ' + e.textContent.trim().slice(0, 300))", _STATUS)
+        lines += page.evaluate("() => [...document.querySelectorAll('.wb-widget img')].map(i => 'img ' + i.className"
+                               " + ': src ' + (i.getAttribute('src') ? 'set' : 'none') + ', complete ' + i.complete"
+                               " + ', natural ' + i.naturalWidth + 'x' + i.naturalHeight + ', shown '"
+                               " + Math.round(i.getBoundingClientRect().width) + 'x' + Math.round(i.getBoundingClientRect().height)"
+                               " + ' in ' + Math.round(i.parentElement.getBoundingClientRect().width) + ' px, display '"
+                               " + getComputedStyle(i).display + ', connected ' + i.isConnected)")
+    lines += console[-20:]
     Path(f"{stem}.txt").write_text("\n".join(lines) + "\n")
     return f"the page when it failed ({stem.name}.png):\n  " + "\n  ".join(lines)
 
