@@ -89,7 +89,10 @@ EDITOR_STATE = {
 def test_a_drag_on_the_photo_is_a_box_in_full_size_pixels_and_keys_ask_for_actions(tmp_path):
     script = f"""
 const bytes = Uint8Array.from(atob("{_jpeg((400, 200))}"), c => c.charCodeAt(0));
-const img = document.querySelector(".wb-editor-surface img");
+for (const fn of handlers["msg:custom"]) {{
+  fn({{ type: "image", slot: "photo", photo_id: "x", box: [0, 0, 4000, 2000] }}, [new DataView(bytes.buffer)]);
+}}
+const img = document.querySelector(".wb-editor-surface img");  // a fresh element for each photo
 img.onload = () => {{
   const surface = document.querySelector(".wb-editor-surface");
   const r = img.getBoundingClientRect();
@@ -115,9 +118,6 @@ img.onload = () => {{
   finish({{ shown: [r.width, r.height], region: [rr.width, rr.height],
            keys: document.querySelector(".wb-shortcuts").textContent }});
 }};
-for (const fn of handlers["msg:custom"]) {{
-  fn({{ type: "image", slot: "photo", photo_id: "x", box: [0, 0, 4000, 2000] }}, [new DataView(bytes.buffer)]);
-}}
 """
     out = run_page(tmp_path, RedactionEditor, EDITOR_STATE, script)
     assert "error" not in out, out
