@@ -251,9 +251,10 @@ function render({ model, el }) {
 
   const onImage = (msg, buffers) => {
     if (!msg || msg.type !== "image" || msg.slot !== "photo") return;
-    // Each photo goes into a fresh element. Reusing one, a photo that arrived while JupyterLab had
-    // its cell out of view was seen loaded (1280x854) but laid out 0 px wide, with no photo on
-    // screen, in 1 run in 5-8 of the browser test; with a fresh element, 0 in 20.
+    // Each photo goes into a fresh element. Reusing one, a photo was now and then loaded (1280x854)
+    // but laid out 0 px wide, and never shown: in 1 run in 5-8 of the browser test, whose Run All
+    // scrolls the editor's cell out of view and back (Chromium skips the layout of cells out of
+    // view; that this is the cause is not proven). With a fresh element, 0 runs in 20.
     const fresh = img.cloneNode(false);
     img.replaceWith(fresh);
     img = fresh;
