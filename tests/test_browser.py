@@ -151,7 +151,7 @@ def test_a_person_marks_a_tattoo_in_the_editor_and_the_cohort_hides_exactly_it(t
         page.wait_for_function("() => { const s = document.querySelector('.wb-editor-surface');"
                                " const i = s && s.querySelector('img, canvas');"
                                " return i && (i.complete === undefined || i.complete) && i.getBoundingClientRect().width > 100; }",
-                               polling=250, timeout=120_000)
+                               polling=250, timeout=60_000)
         ARTIFACTS.mkdir(exist_ok=True)
         # drag over the tattoo, in display pixels: the surface shows the whole upright photo
         photo = surface.locator("img").first

@@ -248,8 +248,7 @@ def load_deidentified_previews(vault: Vault, purpose: str, *, limit: int = 8,
     eligible = vault.photos(purpose)
     approved = eligible.loc[eligible["review_state"] == "approved", "photo_id"]
     results = vault.deid_results(approved, purpose=purpose)
-    # an empty frame's column has no bool dtype, and indexing by it would select columns
-    results = results[results["verified"].astype(bool)].sort_values("photo_id").head(limit)
+    results = results[results["verified"]].sort_values("photo_id").head(limit)
     return {
         photo_id: _imageio.render_preview(vault.load_derivative(blob_id, purpose=purpose), max_side)[0]
         for photo_id, blob_id in zip(results["photo_id"], results["blob_id"])

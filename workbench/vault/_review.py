@@ -450,7 +450,8 @@ class ReviewMixin:
         ]
         columns = ["photo_id", "blob_id", "policy_digest", "ext", "width", "height", "regions",
                    "verified", "warnings", "created", "created_by"]
-        return pd.DataFrame.from_records(records, columns=columns)
+        # typed even when empty: a mask of an empty object column would select columns, not rows
+        return pd.DataFrame.from_records(records, columns=columns).astype({"verified": bool})
 
     def shred_derivatives(self, patient_ref: str) -> int:
         """Destroy the wrapped keys (and files) of all of a patient's derivatives.

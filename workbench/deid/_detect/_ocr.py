@@ -18,7 +18,6 @@ from ._reading import _better_read, _fold
 #: character of italic and condensed print) and across it by the second.
 _LINE_PAD = (0.5, 0.15)
 
-
 _engine = None
 _engine_lock = threading.Lock()
 #: Calls into the shared rapidocr models are serialised: the detector keeps
