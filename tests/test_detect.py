@@ -455,6 +455,30 @@ def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, st
         assert marked[-1] is False and not all(marked), marked
 
 
+@pytest.mark.parametrize("ruler, read, box, continues", [
+    # seed 2037: "9 10" beyond a lesion that hid 6-8, on the line of "1234 5"
+    ("1234 5", "9 10", (735, 733, 112, 34), True),
+    ("1234 5", "9 10", (46, 733, 112, 34), True),      # the same distance the other way: a ruler upside down
+    ("1234 5", "10", (800, 733, 50, 34), True),        # one number
+    ("10 20 30", "50 60", (678, 733, 112, 34), True),  # numbered in tens
+    ("1234 5", "9 10", (735, 790, 112, 34), False),    # below the ruler's line, not on it
+    ("1234 5", "12 13", (735, 733, 112, 34), False),   # at 12-13 the ruler's box would be too long for its numbers
+    ("1234 5", "9 10", (735, 733, 330, 34), False),    # a box far too long for two numbers
+    ("1234 5", "9 11", (735, 733, 112, 34), False),    # not counting
+    ("1234 5", "3 4", (735, 733, 112, 34), False),     # within the ruler's own numbers
+    ("1234 5", "19 20", (1400, 733, 112, 34), False),  # too many numbers missing between
+    ("1234 5", "4821", (735, 733, 112, 34), False),    # four digits are no ruler's
+    ("ZZ 12 3", "9 10", (735, 733, 112, 34), False),   # no ruler's numbering to continue
+])
+def test_numbers_continuing_a_rulers_count_along_its_line_are_the_rulers(ruler, read, box, continues):
+    from workbench.deid._detect._rulers import _RULER, _find_continuing_numbers
+
+    quads = [_quad((282, 712, 329, 62)), _quad(box)]
+    reads = [(ruler, 0.91), (read, 0.97)]
+    _find_continuing_numbers(quads, [ruler, read], reads)
+    assert (reads[1][0] is _RULER) is continues
+
+
 @pytest.mark.parametrize("read, box, ticks", [
     (("mm", 0.28), (733, 153, 60, 22), True),      # the bare start of the ruler, just before its line
     (("ul", 0.52), (900, 125, 60, 22), True),      # just above it

@@ -56,11 +56,16 @@ def _consecutive(digits: str, start_max: int = 99) -> int:
     ``"12345678910"`` is 1 to 10; ``"345"`` is 3 to 5. Each number has at
     most three digits and the first is below 100.
     """
-    best = 0
+    return _run(digits, start_max)[0]
+
+
+def _run(digits: str, start_max: int = 99) -> tuple[int, int]:
+    """The longest run of consecutive whole numbers ``digits`` spells, as ``(count, first)`` (see :func:`_consecutive`)."""
+    best = (0, 0)
     for first_len in (1, 2):
         if len(digits) < first_len or (first_len > 1 and digits[0] == "0"):
             continue
-        n = int(digits[:first_len])
+        first = n = int(digits[:first_len])
         if n > start_max:
             continue
         pos, count = 0, 0
@@ -70,7 +75,7 @@ def _consecutive(digits: str, start_max: int = 99) -> int:
                 count = 0
                 break
             pos, n, count = pos + len(s), n + 1, count + 1
-        best = max(best, count)
+        best = max(best, (count, first))
     return best
 
 
@@ -84,22 +89,30 @@ def _is_ruler(text: str) -> bool:
     or after. Nothing else may be on the line, so a record number, a phone
     number or a date beside the scale makes the line no ruler.
     """
+    return _ruler_span(text) is not None
+
+
+def _ruler_span(text: str) -> tuple[int, int, int] | None:
+    """A ruler line's numbering as ``(first, last, step)``, or None when the line is no ruler's (see :func:`_is_ruler`)."""
     tokens = text.replace(",", " ").split()
     tokens = [t for i, t in enumerate(tokens) if not (_UNIT.match(t) and i in (0, len(tokens) - 1))]
     if not tokens or not all(t.isdigit() and t.isascii() for t in tokens):
-        return False
+        return None
     # OCR joins closely set numbers or splits them where it likes ("1 2 34 5",
     # "12345678910"): the digits run together must count up one by one...
-    if _consecutive("".join(tokens)) >= 3:
-        return True
+    count, first = _run("".join(tokens))
+    if count >= 3:
+        return first, first + count - 1, 1
     # ...or the tokens must count up in a ruler's steps ("10 20 30").
     if any(len(t) > 3 or (len(t) > 1 and t[0] == "0") for t in tokens):
-        return False
+        return None
     values = [int(t) for t in tokens]
     if len(values) < 3 or values[0] >= 100:
-        return False
+        return None
     step = values[1] - values[0]
-    return step in (1, 2, 5, 10) and all(b - a == step for a, b in zip(values, values[1:]))
+    if step in (1, 2, 5, 10) and all(b - a == step for a, b in zip(values, values[1:])):
+        return values[0], values[-1], step
+    return None
 
 
 def _better_read(upright: tuple[str, float], turned: tuple[str, float]) -> bool:

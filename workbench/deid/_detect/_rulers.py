@@ -13,7 +13,7 @@ import numpy as np
 
 from .._regions import coverage
 from ._ocr import _frame_box, _grown, _line_axes, _line_box, _line_crop, _recognise
-from ._reading import _dropped, _IDENTIFIER, _is_ruler, _numbers, _TICK_ROW_MIN_CHARS, _ticks
+from ._reading import _dropped, _IDENTIFIER, _is_ruler, _numbers, _ruler_span, _TICK_ROW_MIN_CHARS, _ticks
 
 
 def _beside(a: np.ndarray, b: np.ndarray) -> bool:
@@ -62,9 +62,12 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.nd
     numbers as separate pieces ("8", "9 10"). A line read as tick marks (at
     least :data:`_TICK_ROW_MIN_CHARS` characters) directly above or below a
     line read as a ruler's numbering, or as a few numbers, is a ruler too:
-    both are set to :data:`_RULER`. Nothing that matches an identifier
+    both are set to :data:`_RULER`. So is a line of a few numbers that
+    continues the count of a ruler's numbering along its line
+    (:func:`_find_continuing_numbers`). Nothing that matches an identifier
     pattern is taken for ticks or numbers.
     """
+    first_reads = [None if read is None else read[0] for read in reads]
     suspects = _band_suspects(crops, reads)
     # A line read as next to nothing is dropped whatever its bands say; they
     # matter only to the tick-row test, which pairs rows with numbering
@@ -81,6 +84,7 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.nd
     _find_tick_rows(quads, crops, reads)
     if image is not None:
         _find_numbers_by_ticks(image, quads, reads)
+    _find_continuing_numbers(quads, first_reads, reads)
 
 
 def _band_suspects(crops: list, reads: list) -> list[int]:
@@ -266,6 +270,73 @@ def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float
     if step not in _COUNTING_STEPS or not np.all((gaps == step) | (gaps == 2 * step)) or step * pitch < 0.8 * height:
         return None
     return where
+
+
+#: A line of a few numbers ("9 10") continues a ruler's numbering ("1234 5")
+#: when it lies on the numbering's line and its values stand where the
+#: numbering's pitch puts them, with at most this many numbers missing
+#: between the two (see :func:`_find_continuing_numbers`). On seed 2037 a
+#: dark lesion over a ruler's edge hid the ticks above its "9 10" (so
+#: :func:`_ticks_beside` found no row of them) and PP-OCR found no "6 7 8":
+#: the "9 10" was hidden, on a clean photo.
+_CONTINUING_GAP = 5
+
+
+def _find_continuing_numbers(quads: list, texts: list, reads: list) -> None:
+    """Mark lines read as a few numbers that continue a ruler's numbering along its line (see :data:`_CONTINUING_GAP`).
+
+    ``texts`` are the lines' first reads: a numbering line (:func:`_is_ruler`)
+    may be marked :data:`_RULER` by then. For a numbering line counting
+    ``first..last`` in ``step`` and a line of numbers counting in the same
+    step (or one number of two or more digits), all beyond the numbering's
+    range, the distance between the lines' centres over the difference of
+    their middle values is the ruler's pitch. The numbers are the ruler's
+    when their centre lies on the numbering's line (within half its height
+    across it), that pitch is at least most of the numbers' height (they do
+    not overlap), and both boxes are as long as their numbers at that
+    pitch: the numbering's between one number fewer and two more than it
+    holds (PP-OCR's boxes reach past the first and last digits), the
+    numbers' between one fewer (a quarter of one, for a lone number) and
+    two more. A ruler can lie either way up and its direction is not known
+    here, so numbers on either side of the numbering count.
+    """
+    rulers = [(i, span) for i, text in enumerate(texts)
+              if isinstance(text, str) and (span := _ruler_span(text)) is not None]
+    if not rulers:
+        return
+    for i, read in enumerate(reads):
+        if read is None or read[0] is _RULER or not _numbers(read[0]) or sum(ch.isalnum() for ch in read[0]) < 2:
+            continue
+        values = [int(t) for t in read[0].replace(",", " ").split()]
+        for k, (first, last, step) in rulers:
+            beyond = min(values) - last if min(values) > last else first - max(values) if max(values) < first else 0
+            if k == i or not 0 < beyond <= step * (_CONTINUING_GAP + 1) \
+                    or any(b - a != step for a, b in zip(values, values[1:])):
+                continue
+            if _continues(quads[k], (last - first) // step + 1, (first + last) / 2,
+                          quads[i], len(values), (values[0] + values[-1]) / 2, step):
+                reads[i] = (_RULER, read[1])
+                break
+
+
+def _continues(ruler: np.ndarray, n: int, middle: float, pts: np.ndarray, m: int, at: float, step: int) -> bool:
+    """The geometry test of :func:`_find_continuing_numbers`.
+
+    Whether ``m`` numbers centred on value ``at`` in line quad ``pts``
+    continue the ``n`` numbers counting in ``step`` centred on ``middle`` in
+    line quad ``ruler``.
+    """
+    along, across = _line_axes(ruler)
+    length, height = float(np.linalg.norm(along)), float(np.linalg.norm(across))
+    if length < 1e-3 or height < 1e-3:
+        return False
+    d = pts.mean(axis=0) - ruler.mean(axis=0)
+    if abs(float(d @ across)) / height > 0.5 * height:
+        return False
+    pitch = abs(float(d @ along)) / length / (abs(at - middle) / step)
+    own, own_height = (float(np.linalg.norm(v)) for v in _line_axes(pts))
+    return pitch >= 0.8 * own_height and (n - 1) * pitch <= length <= (n + 2) * pitch \
+        and max(m - 1, 0.25) * pitch <= own <= (m + 2) * pitch
 
 
 #: A few numbers read on their own ("13", "9 10") are a ruler's when a
