@@ -34,7 +34,6 @@ CPU time is what one core would have to spend. Needs the peer tools:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource

@@ -11,7 +11,7 @@ import pytest
 
 import workbench as wb
 from workbench import _synth
-from workbench.cohort import CohortSpec, build_cohort, check_cohort, rebuild_cohort
+from workbench.cohort import build_cohort, check_cohort, rebuild_cohort
 
 from conftest import open_as
 
@@ -122,7 +122,7 @@ def test_sample_is_seeded_and_stratified(cohort_vault, clock, tmp_path):
         r1 = build_cohort(v, spec, tmp_path / "s1", workers=0)
         r2 = build_cohort(v, spec, tmp_path / "s2", workers=0)
     m1 = pd.read_csv(tmp_path / "s1" / "manifest.csv")
-    assert r1.images == 2 and sorted(m1["body_site"]) == ["forearm", "knee"]
+    assert r1.images == r2.images == 2 and sorted(m1["body_site"]) == ["forearm", "knee"]
     assert m1.equals(pd.read_csv(tmp_path / "s2" / "manifest.csv"))
     assert r1.excluded["not drawn in the sample"] == 4
 

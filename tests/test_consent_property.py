@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from types import SimpleNamespace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -344,6 +344,7 @@ def test_cli_uses_the_vault_pseudonym_key(vault_path, tmp_path):
     first = _cli("deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "o1"), "--no-detect", **env)
     second = _cli("deid", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2"), "--no-detect", **env)
     assert first.returncode == 0 and "vault's pseudonym key" in first.stderr
+    assert second.returncode == 0, second.stderr
     assert [p.name for p in (tmp_path / "o1").iterdir()] == [p.name for p in (tmp_path / "o2").iterdir()]
 
 

@@ -59,7 +59,6 @@ def test_demo_builds_show_unreviewed_and_rejected_with_a_readable_datacard(demo,
 
 def test_the_demo_leaves_a_tattoo_for_a_person_and_a_cohort_hides_it_once_marked(demo, tmp_path):
     """The demo's tattoo: no detector finds it, the analyst marks it in the editor, a cohort hides exactly it."""
-    import io
     import json
     import shutil
 

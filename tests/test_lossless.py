@@ -7,7 +7,6 @@ end checks that they agree and what only one of them does.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import os

@@ -18,12 +18,11 @@ import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 from PIL import Image
 
-import workbench as wb
 from workbench.deid import DeidResult, Region
 from workbench.review import review_figures, risk_queue
 from workbench.widgets import ConsentForm, Gallery, RedactionEditor, ReviewQueue
 
-from conftest import ROLE_USERS, open_as
+from conftest import open_as
 from test_review import TATTOO, tattoo_photo
 
 IDENTIFIERS = ("MRN-0001", "MRN-0009", "ZZTEST", "Alpha", "Beta")

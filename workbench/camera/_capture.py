@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from ..errors import ConsentError
-from ._device import Camera, CameraFile, open_camera
+from ._device import Camera, open_camera
 from ._import import ImportedFile, ImportReport, _CameraSource, _Importer
 
 #: seconds to wait after a file for the rest of its shot (RAW+JPEG: the camera adds

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 
 from argon2.low_level import Type, hash_secret_raw

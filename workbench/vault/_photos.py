@@ -8,7 +8,6 @@ import os
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import numpy as np
@@ -16,9 +15,7 @@ import numpy as np
 from .. import _imageio
 from .._progress import progress_bar
 from ..errors import (
-    AccessDenied,
     ConflictError,
-    ConsentError,
     InvalidInput,
     NotFound,
     WorkbenchError,
