@@ -88,6 +88,7 @@ def test_small_code128_in_a_20mp_frame_is_hidden():
     (261, 2028, True),                    # numbers 1-12 cut by PP-OCR's box: read as "4101994957"
     (493, 2028, False),                   # a 198 px piece whose strokes repeat only in its tick band
     (122, 2033, True),                    # bold oblique numbers turned upside down by the classifier
+    (345, 2038, True),                    # 1-14 read as one line with "12" as "2" (7.9% hidden)
 ])
 def test_ruler_on_a_clean_photo_stays_visible(number, seed, numbered):
     truth, result, boxes = _run(number, seed=seed)
@@ -99,6 +100,14 @@ def test_ruler_on_a_clean_photo_stays_visible(number, seed, numbered):
         assert boxes == []
     area = sum(w * h for _, _, w, h in boxes) / (truth["width"] * truth["height"])
     assert area <= 0.02, area
+
+
+def test_the_bare_start_of_a_ruler_stays_visible_though_its_box_reaches_the_skin():
+    # seed 2038 (fresh): PP-OCR boxed the start of a ruler, before its
+    # numbers, as a line reaching a row onto the skin above it; read as "mm"
+    # at 0.63 and hidden, on a clean photo (nothing else there is hidden)
+    truth, result, boxes = _run(362, seed=2038)
+    assert truth["clean"] and boxes == []
 
 
 def test_numbers_continuing_a_rulers_count_stay_visible():
@@ -122,6 +131,15 @@ def test_tilted_code128_is_hidden(number, box):
     (obj,) = [o for o in truth["objects"] if o["box"] == box and o["kind"] == "barcode"]
     assert obj["identifying"] and obj["symbology"] == "code128"
     assert _hidden(obj, boxes), (box, boxes)
+
+
+def test_a_small_data_matrix_beside_a_larger_one_is_hidden():
+    # seed 2038 (fresh): a sticker's 24 px Data Matrix lay in one code-like
+    # area with a label's larger one, which decoded unenlarged; the area was
+    # not read enlarged, and the sticker's code was left readable
+    truth, result, boxes = _run(290, seed=2038)
+    codes = [o for o in truth["objects"] if o["kind"] == "barcode"]
+    assert len(codes) == 2 and all(_hidden(o, boxes) for o in codes), boxes
 
 
 def test_tilted_name_above_a_code128_in_a_20mp_frame_is_hidden():

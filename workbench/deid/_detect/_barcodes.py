@@ -292,9 +292,13 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
             angle = _edge_angle(rest)
         # Read turned as well when the area leans, even if something decoded:
         # a label's upright Data Matrix does not explain the tilted Code128
-        # beside it (a held-out phantom, seed 2028, lost its Code128 so).
-        if not found or abs(angle) >= _BARCODE_TILT:
-            zoom = _BARCODE_ZOOM if zoomable and crop.size <= _BARCODE_ZOOM_MAX else 1.0
+        # beside it (a held-out phantom, seed 2028, lost its Code128 so). And
+        # enlarged, where it may be, since what decoded as it is need not be
+        # all there is: on seed 2038 a sticker's 24 px Data Matrix shared an
+        # area with a label's larger one, which alone decoded unenlarged,
+        # and was left readable.
+        zoom = _BARCODE_ZOOM if zoomable and crop.size <= _BARCODE_ZOOM_MAX else 1.0
+        if not found or abs(angle) >= _BARCODE_TILT or zoom > 1.0:
             found += _read_turned(rest, zoom, angle)
         codes += [(pts + np.float32([x0, y0]), linear) for pts, linear in found]
 

@@ -85,9 +85,10 @@ def _is_ruler(text: str) -> bool:
     A ruler line is three or more whole numbers in arithmetic order, each of
     at most three digits, the first below 100: consecutive (``"1 2 3 4 5"``,
     ``"3 4 5 6"``), in tens (``"10 20 30 mm"``) or run together as OCR reads
-    closely set digits (``"12345678910"``). A unit (cm, mm) may stand before
-    or after. Nothing else may be on the line, so a record number, a phone
-    number or a date beside the scale makes the line no ruler.
+    closely set digits (``"12345678910"``); in a line of six or more, one of
+    them may be misread (:data:`_MISREAD_MIN`). A unit (cm, mm) may stand
+    before or after. Nothing else may be on the line, so a record number, a
+    phone number or a date beside the scale makes the line no ruler.
     """
     return _ruler_span(text) is not None
 
@@ -108,10 +109,30 @@ def _ruler_span(text: str) -> tuple[int, int, int] | None:
         return None
     values = [int(t) for t in tokens]
     if len(values) < 3 or values[0] >= 100:
-        return None
+        return _misread_one(values)
     step = values[1] - values[0]
     if step in (1, 2, 5, 10) and all(b - a == step for a, b in zip(values, values[1:])):
         return values[0], values[-1], step
+    return _misread_one(values)
+
+
+#: A long ruler line may have one number misread ("1 2 3 ... 10 11 2 13
+#: 14": on seed 2038 the "12" of a 14 cm ruler lost its "1", and the whole
+#: ruler, read as one line, was hidden on a clean photo): with at least this
+#: many numbers, all but one in a ruler's count is a ruler's numbering.
+_MISREAD_MIN = 6
+
+
+def _misread_one(values: list[int]) -> tuple[int, int, int] | None:
+    """``(first, last, step)`` when all but one of ``values`` (numbers of at most three digits) count in a ruler's step."""
+    n = len(values)
+    if n < _MISREAD_MIN:
+        return None
+    for step in (1, 2, 5, 10):
+        starts = [v - i * step for i, v in enumerate(values)]
+        first = max(set(starts), key=starts.count)
+        if starts.count(first) >= n - 1 and 0 <= first < 100:
+            return first, first + (n - 1) * step, step
     return None
 
 
