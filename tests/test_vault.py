@@ -239,6 +239,47 @@ def test_user_management(vault_path, clock):
         wb.open_vault(vault_path, user="edu", passphrase=passphrase("edu"))
 
 
+@pytest.mark.parametrize("stop", ["before the index swap", "after the index swap"])
+def test_a_removal_killed_at_the_index_swap_denies_the_removed_user_clearly(vault_path, stop):
+    # The full crash test (test_crash) once killed a removal after the new
+    # index was in place and before the header named the new epoch: the
+    # removed user's keys then met an index they could not open, and opening
+    # said the index was damaged instead of denying them. Here the process
+    # dies (no clean-up runs, as under SIGKILL) just before or just after
+    # the swap.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        import workbench as wb
+        real = os.replace
+        def replace(src, dst):
+            if Path(dst).name == "index.db":
+                if {stop == "after the index swap"}:
+                    real(src, dst)
+                os._exit(137)
+            return real(src, dst)
+        os.replace = replace
+        with wb.open_vault(sys.argv[1], user="ada", passphrase=sys.argv[2]) as v:
+            v.remove_user("edu")
+    """)
+    killed = subprocess.run([sys.executable, "-c", script, str(vault_path), passphrase("ada")], capture_output=True)
+    assert killed.returncode == 137, killed.stderr.decode()[-2000:]
+    with open_as(vault_path, "admin") as v:  # every remaining user opens the vault
+        assert v.verify_audit().ok
+        done = "edu" not in set(v.users()["user"])
+        assert done is (stop == "after the index swap")
+        if not done:
+            v.remove_user("edu")  # running it again completes it
+    with open_as(vault_path, "researcher") as v:
+        assert v.role == "researcher"
+    with pytest.raises(wb.AccessDenied):
+        wb.open_vault(vault_path, user="edu", passphrase=passphrase("edu"))
+
+
 def _preview_blobs(v) -> dict:
     return {photo_id: v._photo_row(photo_id).preview for (photo_id,) in v._query("SELECT photo_id FROM photos")}
 

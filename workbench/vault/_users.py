@@ -194,16 +194,23 @@ class UsersMixin:
             fresh.close()
             self._db, self._keys = db, old
             raise
-        # 3. the new index replaces the old one (its WAL must not outlive it)
+        # 3. the new index replaces the old one (its WAL must not outlive it).
+        # The header names the new epoch first: it says which keys are
+        # current, for a clear error to old ones, and a removal killed after
+        # the swap must still give the removed user that error, not a
+        # damaged index. Killed before the swap, the old index still opens
+        # with every old key (the removal is not done; running it again
+        # completes it).
         db.close()
         fresh.close()
+        header = _read_header(self.root)
+        header["epoch"] = epoch
+        atomic_write(self.root / "VAULT.json", (json.dumps(header, indent=1) + "\n").encode(),
+                     overwrite=True, sync_dir=False)
+        fsync_dir(self.root)
         for suffix in ("-wal", "-shm"):
             Path(f"{index}{suffix}").unlink(missing_ok=True)
         os.replace(rotating, index)
-        header = _read_header(self.root)
-        header["epoch"] = epoch  # says which keys are current, for a clear error to old ones
-        atomic_write(self.root / "VAULT.json", (json.dumps(header, indent=1) + "\n").encode(),
-                     overwrite=True, sync_dir=False)
         fsync_dir(self.root)
         for suffix in ("-wal", "-shm"):
             Path(f"{rotating}{suffix}").unlink(missing_ok=True)
