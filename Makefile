@@ -22,8 +22,11 @@ demo: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/workbench lab $(LAB_ARGS)
 
+# Two processes (TEST_WORKERS=0 for one); each test file stays in one process,
+# so a module's shared fixtures (a demo vault, a JupyterLab) are built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	test -x benchmarks/.peer-venv/bin/python || sh benchmarks/peer_setup.sh
