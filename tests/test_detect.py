@@ -492,7 +492,9 @@ def test_numbers_continuing_a_rulers_count_along_its_line_are_the_rulers(ruler, 
     (("mm", 0.28), (300, 153, 60, 22), False),     # far along the row: nothing says it is the ruler's
     (("mm", 0.95), (733, 153, 60, 22), False),     # read with confidence: print
     (("Mia", 0.4), (733, 153, 60, 22), False),     # "M" is no tick letter
-    (("uluul", 0.4), (733, 153, 60, 22), False),   # longer reads are tick rows only by their strokes
+    (("lulul", 0.64), (733, 153, 60, 22), True),   # five tick letters at a ruler's end (seed 2039)
+    (("uluulu", 0.4), (733, 153, 60, 22), False),  # six or more make a tick row, known only by its strokes
+    (("hull", 0.95), (733, 153, 60, 22), False),   # a word read with confidence
 ])
 def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks):
     from workbench.deid._detect._rulers import _RULER, _find_tick_rows
@@ -505,6 +507,8 @@ def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks)
 
 @pytest.mark.parametrize("shape, text, score, blob", [
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
+    ((305, 266), "本平", 0.55, True),  # slough read as two CJK characters (seed 2039: 14.9% of a clean photo)
+    ((71, 64), "AB", 0.9, False),     # a sticker's initials, read with confidence
     ((71, 64), "at", 0.92, False),    # two large letters, read with confidence
     ((29, 83), "JD", 0.33, False),    # initials in a line's shape
     ((71, 64), "ZZT", 0.30, False),   # three characters are text whatever the confidence

@@ -85,6 +85,9 @@ def _find_ruler_rows(engine, quads: list, crops: list, reads: list, image: np.nd
     if image is not None:
         _find_numbers_by_ticks(image, quads, reads)
     _find_continuing_numbers(quads, first_reads, reads)
+    # Again, beside the numbers found since: on seed 2039 a ruler's "11 12
+    # 13" was found by its ticks, after the tick rows were looked at.
+    _find_tick_bits(quads, reads)
 
 
 def _band_suspects(crops: list, reads: list) -> list[int]:
@@ -163,7 +166,11 @@ def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
         if read is not None and read[0] is not _RULER and crops[i] is not None and _unnumbered_ticks(crops[i], read):
             reads[i] = (_RULER, read[1])
     _find_counting_numbers(quads, reads)
-    # A few tick marks read on their own ("mm", "ul") next to a ruler's line (see :data:`_TICK_BITS_CHARS`).
+    _find_tick_bits(quads, reads)
+
+
+def _find_tick_bits(quads: list, reads: list) -> None:
+    """Mark a few tick marks read on their own ("mm", "ul") next to a ruler's line (see :data:`_TICK_BITS_CHARS`)."""
     rulers = [q for q, r in zip(quads, reads) if r is not None and r[0] is _RULER]
     for i, read in enumerate(reads):
         if read is not None and read[0] is not _RULER and _tick_bits(read) \
@@ -171,12 +178,15 @@ def _find_tick_rows(quads: list, crops: list, reads: list) -> None:
             reads[i] = (_RULER, read[1])
 
 
-#: A line read as at most this many tick letters ("mm", "ul", "ulu"), with
-#: little confidence (:data:`_TICKS_MAX_CONFIDENCE`), beside a ruler's line
-#: or next to it along its row, is more of its ticks: on seed 2036 the bare
-#: start of a ruler whose numbers began further along read as "mm" (0.28)
-#: and was hidden. Printed names are read with 0.9 or more.
-_TICK_BITS_CHARS = 3
+#: A line read as fewer tick letters than a tick row (:data:`_TICK_ROW_MIN_CHARS`:
+#: "mm", "ul", "lulul"), with little confidence
+#: (:data:`_TICKS_MAX_CONFIDENCE`), beside a ruler's line or next to it
+#: along its row, is more of its ticks: on seed 2036 the bare start of a
+#: ruler whose numbers began further along read as "mm" (0.28) and was
+#: hidden; on seed 2039 a ruler's end, read as "lulul" (0.64) after its "13"
+#: (this was at most three letters then). Printed names are read with 0.9
+#: or more.
+_TICK_BITS_CHARS = _TICK_ROW_MIN_CHARS - 1
 
 
 def _tick_bits(read: tuple[str, float]) -> bool:
