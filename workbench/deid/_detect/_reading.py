@@ -50,17 +50,13 @@ def _allowed(text: str, allow: list[re.Pattern]) -> bool:
 _UNIT = re.compile(r"(?i)^(cm|mm)$")
 
 
-def _consecutive(digits: str, start_max: int = 99) -> int:
-    """How many consecutive whole numbers ``digits`` spells with no separator (0 if it spells none).
+def _consecutive(digits: str, start_max: int = 99) -> tuple[int, int]:
+    """The longest run of consecutive whole numbers ``digits`` spells with no separator, as ``(count, first)``.
 
-    ``"12345678910"`` is 1 to 10; ``"345"`` is 3 to 5. Each number has at
-    most three digits and the first is below 100.
+    ``"12345678910"`` is 1 to 10, ``(10, 1)``; ``"345"`` is 3 to 5. Each
+    number has at most three digits and the first is below 100; a count of
+    0 means ``digits`` spells no run.
     """
-    return _run(digits, start_max)[0]
-
-
-def _run(digits: str, start_max: int = 99) -> tuple[int, int]:
-    """The longest run of consecutive whole numbers ``digits`` spells, as ``(count, first)`` (see :func:`_consecutive`)."""
     best = (0, 0)
     for first_len in (1, 2):
         if len(digits) < first_len or (first_len > 1 and digits[0] == "0"):
@@ -101,7 +97,7 @@ def _ruler_span(text: str) -> tuple[int, int, int] | None:
         return None
     # OCR joins closely set numbers or splits them where it likes ("1 2 34 5",
     # "12345678910"): the digits run together must count up one by one...
-    count, first = _run("".join(tokens))
+    count, first = _consecutive("".join(tokens))
     if count >= 3:
         return first, first + count - 1, 1
     # ...or the tokens must count up in a ruler's steps ("10 20 30").
