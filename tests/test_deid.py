@@ -367,6 +367,20 @@ def test_a_weak_face_or_text_box_sends_the_photo_to_review_and_a_sure_one_does_n
     assert review_reasons([r.to_json() for r in (sure, weak, guessed)]) == [reason, reason_text]
 
 
+def test_a_face_box_left_visible_as_slough_sends_the_photo_to_review():
+    from workbench.deid import Region, review_reasons
+    from workbench.deid._pipeline import DeidResult
+    from workbench.deid._regions import SLOUGH_MARK, SLOUGH_NOTE
+
+    note = SLOUGH_NOTE.format(kind="face", box=[10, 20, 30, 30], score=0.2)
+    assert SLOUGH_MARK in note
+    sure = Region(kind="face", box=(100, 20, 60, 60), score=0.9, detector="centerface")
+    assert review_reasons([sure]) == []
+    assert review_reasons([sure], [note, "another warning"]) == [note]
+    result = DeidResult(b"", "png", 200, 100, [sure], True, [note])
+    assert result.review_reasons == [note] and result.report_entry("a", "b")["review"] == [note]
+
+
 def test_a_report_with_detectors_names_the_models_and_the_cpu_path_that_ran(tmp_path):
     from workbench.deid import Policy, Pseudonyms, generate_key
     from workbench.deid._batch import run_batch

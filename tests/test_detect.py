@@ -254,6 +254,57 @@ def test_a_weak_face_box_is_kept_only_where_a_second_detector_finds_a_face(monke
     assert not _faces._confirmed(img, 1.0, turned, frame)
 
 
+def _wound_with_slough(size=(400, 300), *, at=(150, 100), bed=(120, 110), slough=(40, 44)):
+    """Skin with a red wound bed and a cream-yellow slough in its middle; returns pixels and the slough's box."""
+    img = np.empty((size[1], size[0], 3), np.uint8)
+    img[:] = (214, 160, 130)  # skin: hue about 21 degrees
+    x, y = at
+    cx, cy = x + bed[0] // 2, y + bed[1] // 2
+    cv2.ellipse(img, (cx, cy), (bed[0] // 2, bed[1] // 2), 0, 0, 360, (178, 28, 36), -1)  # wound red
+    sx, sy = cx - slough[0] // 2, cy - slough[1] // 2
+    cv2.ellipse(img, (cx, cy), (slough[0] // 2, slough[1] // 2), 0, 0, 360, (226, 214, 140), -1)  # slough
+    return img, [sx, sy, sx + slough[0], sy + slough[1]]
+
+
+def test_colour_shares_tell_slough_and_a_wound_bed_from_skin():
+    def patch(rgb):
+        return np.full((4, 4, 3), rgb, np.uint8)
+
+    assert _faces._colour_shares(patch((226, 214, 140))) == (1.0, 0.0)  # slough: hue 52 degrees
+    assert _faces._colour_shares(patch((178, 28, 36))) == (0.0, 1.0)    # wound bed: hue 357 degrees
+    for skin in ((214, 160, 130), (120, 80, 60), (250, 220, 200), (90, 60, 50)):  # light to dark, hue 10-30
+        assert _faces._colour_shares(patch(skin)) == (0.0, 0.0), skin
+    assert _faces._colour_shares(patch((128, 128, 128))) == (0.0, 0.0)  # grey has no hue
+    assert _faces._colour_shares(np.zeros((0, 3), np.uint8)) == (0.0, 0.0)
+
+
+def test_a_weak_face_box_on_slough_in_a_wound_bed_is_labelled_and_a_face_is_not():
+    """_like_slough: a weak box whose middle is slough and whose ring is wound red; nothing else."""
+    img, box = _wound_with_slough()
+    assert _faces._like_slough(img, 1.0, box + [0.3])
+    assert _faces._like_slough(cv2.resize(img, (200, 150), interpolation=cv2.INTER_AREA), 0.5, box + [0.3])
+    assert not _faces._like_slough(img, 1.0, box + [_faces._SLOUGH_BELOW])  # a sure box is a face
+    # redactions above and below the box fill two thirds of its ring: only
+    # the pixels they leave count, when the detector is told where they are
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    bands = [(x0 - w, y0 - h, 3 * w, h), (x0 - w, y1, 3 * w, h)]
+    filled = img.copy()
+    for x, y, bw, bh in bands:
+        filled[y:y + bh, x:x + bw] = 0
+    assert not _faces._like_slough(filled, 1.0, box + [0.3])
+    assert _faces._like_slough(filled, 1.0, box + [0.3], hidden=bands)
+    assert _faces._like_slough(cv2.resize(filled, (200, 150), interpolation=cv2.INTER_AREA), 0.5, box + [0.3],
+                               hidden=bands)
+    # slough on skin, not in a wound: no bed around it
+    plain, plain_box = _wound_with_slough(bed=(0, 0))
+    assert not _faces._like_slough(plain, 1.0, plain_box + [0.3])
+    # a real face beside a wound: its box holds skin, not slough
+    face_img, _ = _wound_with_slough()
+    _paste(face_img, _lfw_face(1, 40), 30, 120)
+    assert not _faces._like_slough(face_img, 1.0, [30, 120, 70, 160, 0.3])
+
+
 def test_face_detection_is_thread_safe():
     img = synth_pixels(np.random.default_rng(6), 800, 600)
     patch, _ = _astronaut_head(100)

@@ -233,3 +233,24 @@ def test_a_weak_face_box_on_a_lesion_does_not_hide_the_finding(number, finding):
     assert findings and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in findings for box in false), false
     # every identifying object is still hidden
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
+@pytest.mark.parametrize("number", [
+    132,   # clean: a 58x60 px "face" at 0.16 on slough
+    380,   # a 47x51 px "face" at 0.27, found only by verification beside a redacted label
+    434,   # a 51x51 px "face" at 0.20 on slough, beside a real face
+])
+def test_slough_in_a_wound_taken_for_a_face_stays_visible_and_goes_to_review(number):
+    # seed 2040: weak face boxes on yellow slough in a red wound bed that
+    # passed the second look and the cascade check (_faces._like_slough):
+    # left visible, noted, and the photo goes to a person
+    from workbench.deid._regions import SLOUGH_MARK
+    from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap
+
+    truth, result, boxes = _run(number, seed=2040)
+    wounds = [o for o in truth["objects"] if o["kind"] == "finding" and o["finding"] == "wound"]
+    false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
+    assert wounds and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in wounds for box in false), false
+    assert any(SLOUGH_MARK in w for w in result.warnings), result.warnings
+    assert result.review_reasons and result.verified
+    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)

@@ -38,6 +38,7 @@ from . import __version__, _imageio
 from ._progress import progress_bar
 from .deid import Policy, Pseudonyms, review_reasons
 from .deid._pipeline import DISMISSED_MARK, DeidResult, deidentify
+from .deid._regions import SLOUGH_MARK
 from .errors import AlreadyExists, ConsentError, InvalidInput, NotFound
 from .vault import Vault
 
@@ -361,7 +362,8 @@ def _select(vault: Vault, spec: CohortSpec, policy: Policy, *, workers: int, sch
     drop(~eligible["photo_id"].isin(verified), "not verified")
     if spec.include_unreviewed:
         # A weak face or text box may hide the finding: only a person's approval lets it in.
-        weak = set(results.loc[results["regions"].map(review_reasons).map(bool), "photo_id"])
+        weak = {p for p, regions, warnings in zip(results["photo_id"], results["regions"], results["warnings"])
+                if review_reasons(regions, warnings)}
         drop(eligible["photo_id"].isin(weak) & (eligible["review_state"] != "approved"),
              "needs review (weak face or text box)")
     eligible = eligible.sort_values("photo_id").reset_index(drop=True)
@@ -470,7 +472,7 @@ def build_cohort(
         per_photo.append({"image_id": image_id, "review_state": photo.review_state,
                           "approved_by": approved_by, "approved": approved,
                           "verified": bool(result["verified"]), "regions": counts,
-                          "left_visible": sum(DISMISSED_MARK in w for w in result["warnings"])})
+                          "left_visible": sum(DISMISSED_MARK in w or SLOUGH_MARK in w for w in result["warnings"])})
     manifest = pd.DataFrame.from_records(rows, columns=MANIFEST_COLUMNS).sort_values("image_id")
     manifest = manifest.reset_index(drop=True)
     _write_manifest(tmp, manifest)

@@ -144,7 +144,7 @@ def review_demo_photos(path: Path, passphrase: str, *, workers: int = 2) -> dict
         for photo_id in progress_bar(ids, desc="review"):
             verified = bool(results.loc[photo_id, "verified"])
             state = held.get(photo_id, "approved" if verified else "rejected")
-            if state == "approved" and review_reasons(results.loc[photo_id, "regions"]):
+            if state == "approved" and review_reasons(results.loc[photo_id, "regions"], results.loc[photo_id, "warnings"]):
                 state = "unreviewed"  # a weak box may hide the finding: a person decides
             if state == "unreviewed":
                 continue  # left for a person to review

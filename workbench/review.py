@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from . import _imageio
 from .deid import Policy, Region, grow
 from .deid._pipeline import MORE_MAX_SHARE
-from .deid._regions import REVIEW_FACE_SCORE, iou
+from .deid._regions import REVIEW_FACE_SCORE, SLOUGH_MARK, iou
 from .errors import AccessDenied, InvalidInput
 from .vault import REGION_KINDS, ROLE_HELP, Vault
 from .vault._log import REVIEW_ROLES
@@ -268,6 +268,9 @@ def risk_queue(vault: Vault, *, purpose: str = "care", second_share: float = 0.1
             if weak:
                 risk += 2 * len(weak)
                 reasons.append("low-confidence " + ", ".join(weak))
+            if any(SLOUGH_MARK in w for w in result["warnings"]):
+                risk += 2
+                reasons.append("a weak face box left visible as slough in a wound")
             if any(min(r["box"][2], r["box"][3]) < SMALL_SIDE or r["box"][2] * r["box"][3] > 0.75 * MORE_MAX_SHARE * frame
                    for r in result["regions"]):
                 risk += 1

@@ -21,7 +21,7 @@ from .. import _imageio
 from ..errors import InvalidInput, NotVerified, UnsupportedFormat
 from ._policy import REVERSIBLE_WARNING, SECOND_PASS_NOTE, Policy
 from ._pseudonym import Pseudonyms
-from ._regions import HIDDEN_COVERAGE, Region, coverage, iou, merge_overlapping
+from ._regions import HIDDEN_COVERAGE, SLOUGH_LABEL, SLOUGH_NOTE, Region, coverage, iou, merge_overlapping
 from ..vault._files import read_input
 
 #: detection runs on a copy no longer than this (a 20 MP frame is halved)
@@ -77,7 +77,7 @@ class DeidResult:
         """Why a person must check this redaction before it is approved (see :func:`review_reasons`)."""
         from ._regions import review_reasons
 
-        return review_reasons(self.regions)
+        return review_reasons(self.regions, self.warnings)
 
     def require_verified(self) -> "DeidResult":
         """Return self, or raise ``NotVerified`` listing the warnings."""
@@ -222,7 +222,7 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
             by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes, within=within,
                                             hidden=hidden)
         elif name == "face":
-            by_name[name] = DETECTORS[name](pixels, scale=scale, within=within)
+            by_name[name] = DETECTORS[name](pixels, scale=scale, within=within, hidden=hidden)
         elif name not in by_name:
             by_name[name] = DETECTORS[name](pixels, scale=scale)
     return [region for name in policy.detectors for region in by_name[name]]
@@ -399,8 +399,14 @@ def verify(
 def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | None = None, *,
             painted: Image.Image | None = None,
             detections: Sequence[Region] | None = None,
-            dismissed: "_Dismissals | None" = None) -> tuple[list[str], list[Region]]:
-    """:func:`verify`'s warnings, and the regions its detectors found not hidden (full-frame pixels)."""
+            dismissed: "_Dismissals | None" = None,
+            notes: list[str] | None = None) -> tuple[list[str], list[Region]]:
+    """:func:`verify`'s warnings, and the regions its detectors found not hidden (full-frame pixels).
+
+    A face box the detector labels as slough (:data:`~._regions.SLOUGH_LABEL`)
+    is left visible, as ``deidentify`` leaves it, and noted in ``notes``
+    (which sends the photo to review).
+    """
     policy = policy or Policy()
     warnings = metadata_problems(data, ext)
     run_detectors = bool(policy.verify_detectors and policy.detectors)
@@ -434,6 +440,11 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
         for found in again:
             if dismissed is not None and dismissed.matches(found):
                 continue  # a person judged it not identifying (deidentify notes it)
+            if found.label == SLOUGH_LABEL:
+                note = SLOUGH_NOTE.format(kind=found.kind, box=list(found.box), score=found.score)
+                if notes is not None and note not in notes:
+                    notes.append(note)
+                continue
             if coverage(found.box, boxes) < HIDDEN_COVERAGE:
                 warnings.append(f"{found.kind} still detected at {list(found.box)}")
                 leftover.append(found)
@@ -638,11 +649,18 @@ class _Dismissals:
             d.kind == region.kind and iou(grown.box, d.box) >= DISMISS_IOU for d in self.boxes)
 
     def split(self, found: list[Region]) -> tuple[list[Region], list[str]]:
-        """The detections to hide, and a note for each one left visible."""
+        """The detections to hide, and a note for each one left visible.
+
+        Left visible: what a person dismissed, and face boxes the detector
+        labelled as slough in a wound (:data:`~._regions.SLOUGH_LABEL`),
+        whose note sends the photo to review.
+        """
         kept, notes = [], []
         for r in found:
             if self.matches(r):
                 notes.append(DISMISSED_NOTE.format(kind=r.kind, box=list(r.box), score=r.score))
+            elif r.label == SLOUGH_LABEL:
+                notes.append(SLOUGH_NOTE.format(kind=r.kind, box=list(r.box), score=r.score))
             else:
                 kept.append(r)
         return kept, notes
@@ -666,14 +684,16 @@ def _write_verified(write, hidden: list[Region], found: list[Region], policy: Po
     Returns the bytes, the type and the final verification's warnings.
     """
     data, ext, checked, painted = write(hidden)
-    problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found, dismissed=keep)
+    problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found,
+                                 dismissed=keep, notes=notes)
     for _ in range(MORE_PASSES):
         more = _hide_more(leftover, policy, width, height)
         if not more:
             break
         hidden += more
         data, ext, checked, painted = write(more)
-        problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found, dismissed=keep)
+        problems, leftover = _verify(data, ext, checked, policy, painted=painted, detections=found,
+                                 dismissed=keep, notes=notes)
         notes.append(SECOND_PASS_NOTE.format(n=len(more)))
     return data, ext, problems
 

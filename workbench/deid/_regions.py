@@ -161,24 +161,37 @@ REVIEW_FACE_SCORE = 0.65
 #: "mm" read at 0.28 beside no ruler), the second of which hid the finding
 #: and went out without a person.
 REVIEW_TEXT_SCORE = 0.3
+#: The label the face detector gives a weak box that looks like yellow
+#: slough in a red wound bed (see ``_faces._SLOUGH_BELOW``). The pipeline
+#: leaves it visible, notes it with :data:`SLOUGH_MARK` in the result's
+#: warnings, and the photo goes to review: a person hides it (marks the
+#: region) if it is a face after all.
+SLOUGH_LABEL = "like slough in a wound"
+#: said in a result's warnings of each face box left visible as slough
+SLOUGH_MARK = "left visible: looks like slough in a wound"
+SLOUGH_NOTE = "weak {kind} box at {box} (score {score:.2f}) " + SLOUGH_MARK + "; check that it is no face"
 
 
-def review_reasons(regions) -> list[str]:
+def review_reasons(regions, warnings=()) -> list[str]:
     """Why a person must look at a redaction before it is approved (empty: nothing weak).
 
     Parameters
     ----------
     regions : iterable of Region or of their JSON dicts
         What a redaction hid.
+    warnings : iterable of str
+        The redaction's warnings: each face box left visible as slough
+        (:data:`SLOUGH_MARK`) is a reason too.
 
     Returns
     -------
     list of str
-        One reason per weak face box (see :data:`REVIEW_FACE_SCORE`) and
-        per weak text box (:data:`REVIEW_TEXT_SCORE`), with its box; no
-        identifier. Boxes a person marked are never weak.
+        One reason per weak face box (see :data:`REVIEW_FACE_SCORE`), per
+        weak text box (:data:`REVIEW_TEXT_SCORE`) and per face box left
+        visible as slough, with its box; no identifier. Boxes a person
+        marked are never weak.
     """
-    out = []
+    out = [w for w in warnings if SLOUGH_MARK in w]
     for r in regions:
         doc = r.to_json() if isinstance(r, Region) else r
         kind, score = doc.get("kind"), float(doc.get("score", 1.0))
