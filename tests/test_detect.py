@@ -556,6 +556,16 @@ def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks)
     assert (reads[1][0] is _RULER) is ticks
 
 
+@pytest.mark.parametrize("text, ticks", [
+    ("muulumulm", True),
+    ("■mmmmmmmmmmmmmmm", True),   # a tick row beside a redaction's fill, read with the fill's edge (seed 2040)
+    ("■ 12", False),               # a digit: numbers, not ticks
+    ("■Muller", False),            # a name beside a fill
+])
+def test_a_redactions_fill_read_beside_tick_marks_is_no_letter(text, ticks):
+    assert _reading._ticks(text) is ticks
+
+
 @pytest.mark.parametrize("shape, text, score, blob", [
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
     ((305, 266), "本平", 0.55, True),  # slough read as two CJK characters (seed 2039: 14.9% of a clean photo)

@@ -254,3 +254,14 @@ def test_slough_in_a_wound_taken_for_a_face_stays_visible_and_goes_to_review(num
     assert any(SLOUGH_MARK in w for w in result.warnings), result.warnings
     assert result.review_reasons and result.verified
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
+def test_a_tick_row_beside_a_redacted_label_is_left_alone_by_verification():
+    # seed 2040: verification's window around the label read the ruler's
+    # tick row with the fill's edge ("■mmmmmmmmmmmmmmm" at 0.60) and hid it
+    # over the erythema; "■" is no letter, so the row is the ruler's ticks
+    from workbench.evaluate import _on_target
+
+    truth, result, boxes = _run(385, seed=2040)
+    assert [r.box for r in result.regions if not _on_target(r.box, truth["objects"])] == []
+    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)

@@ -156,7 +156,9 @@ def _fold(text: str) -> str:
 #: "Laddaud", "Juuluul...yuluuluuduud...", "|+|+|+"); without them four
 #: rulers there were hidden whole (3.8-9% of the frame). On seed 2035 a row
 #: of a ruler with no numbers also read with "b" ("undmdulualbmluaom").
-_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」wdhaoybJLTH+]*")
+#: "■" is a redaction's fill: verification's window around a redacted label
+#: on seed 2040 read the ruler's tick row beside it as "■mmmmmmmmmmmmmmm".
+_TICK_READ = re.compile(r"[\sulmnitrjI|!'`\".,:;()\[\]「」wdhaoybJLTH+■]*")
 #: A line read as tick marks is a ruler's tick row (see :func:`_find_ruler_rows`)
 #: only with at least this many characters: the rows measured read as 9 to
 #: 67 ("muulumulm", "Juuluul..."); a short word is not taken for one.
