@@ -199,3 +199,26 @@ def test_withdrawn_patient_never_in_teaching_set_gallery_or_deck(cohort_vault, c
     assert old_id not in gallery
     with zipfile.ZipFile(tmp_path / "t2" / "deck.pptx") as deck:
         assert not [n for n in deck.namelist() if n.startswith("ppt/media/")]
+
+
+def test_a_face_box_left_visible_as_slough_keeps_its_photo_out_until_a_person_approves_it(vault_path, clock, tmp_path):
+    """A phantom (seed 2040, no. 132: no face, a weak face box on slough in a wound) added like a photo:
+    its redaction leaves the wound visible, and neither a cohort nor the review queue lets it pass unseen."""
+    from workbench.deid._regions import SLOUGH_MARK
+    from workbench.phantoms import one_phantom
+    from workbench.review import risk_queue
+
+    data, truth = one_phantom(132, count=500, seed=2040)
+    assert truth["clean"]
+    with open_as(vault_path, "admin", clock) as v:
+        photo_id = v.add_photo(data, patient="MRN-0001", body_site="forearm", diagnosis="L97").photo_id
+    spec = {"name": "s", "include_unreviewed": True}
+    with open_as(vault_path, "analyst", clock) as v:
+        result = build_cohort(v, spec, tmp_path / "s", workers=0)
+        assert result.images == 0 and result.excluded == {"needs review (weak face or text box)": 1}
+        (stored,) = v.deid_results([photo_id], purpose="research").to_dict("records")
+        assert stored["regions"] == [] and any(SLOUGH_MARK in w for w in stored["warnings"])
+        (row,) = risk_queue(v, purpose="research").to_dict("records")
+        assert row["photo_id"] == photo_id and "a weak face box left visible as slough in a wound" in row["reasons"]
+        v.set_review_state(photo_id, "approved")
+        assert build_cohort(v, dict(spec, name="t"), tmp_path / "t", workers=0).images == 1
