@@ -248,6 +248,13 @@ def test_a_weak_face_box_is_kept_only_where_a_second_detector_finds_a_face(monke
     assert _faces._confirmed(img, 1.0, box(250, 200, 24, score=_faces._CONFIRM_BELOW), frame)
     assert _faces._confirmed(img, 1.0, box(0, 200, 24), frame)
     assert _faces._confirmed(img, 1.0, box(250, 200, _faces._CONFIRM_FROM - 1), frame)
+    # a box at a side of a verification window that is not the frame's edge gets no edge's exemption
+    inner = (False, False, False, False)
+    assert not any(_faces._at_edges(box(0, 200, 24), frame, inner))
+    assert _faces._at_edges(box(0, 200, 24), frame, (True, False, False, False)) == (True, False, False, False)
+    assert not _faces._confirmed(img, 1.0, box(0, 200, 24), frame, inner)
+    assert not _faces._second_look(img, 1.0, box(0, 200, 60), frame, inner)
+    assert _faces._second_look(img, 1.0, box(0, 200, 60), frame)
     # a frontal cascade misses the turned face upright: the turned looks find it
     monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())
     assert _faces._confirmed(img, 1.0, upright, frame)

@@ -265,3 +265,16 @@ def test_a_tick_row_beside_a_redacted_label_is_left_alone_by_verification():
     truth, result, boxes = _run(385, seed=2040)
     assert [r.box for r in result.regions if not _on_target(r.box, truth["objects"])] == []
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
+def test_a_weak_box_cut_by_a_verification_windows_side_is_checked_like_any_other():
+    # seed 2040 (20 MP): verification's window around a real face cut a
+    # cluster of moles at its side; taken for a face cut by the frame's
+    # edge, the 343x432 px box at 0.22 skipped the second look and was
+    # hidden over the moles
+    from workbench.evaluate import _on_target
+
+    truth, result, boxes = _run(209, seed=2040)
+    assert [r.box for r in result.regions if not _on_target(r.box, truth["objects"])] == []
+    assert result.verified
+    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)

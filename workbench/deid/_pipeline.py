@@ -177,7 +177,8 @@ def _open_for_detection(data: bytes):
 
 
 def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
-           within: tuple[int, int] | None = None, hidden: Sequence[tuple[int, int, int, int]] = ()) -> list[Region]:
+           within: tuple[int, int] | None = None, hidden: Sequence[tuple[int, int, int, int]] = (),
+           sides: tuple[bool, bool, bool, bool] | None = None) -> list[Region]:
     """Run the policy's detectors on an upright RGB image.
 
     Parameters
@@ -195,6 +196,9 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
     hidden : sequence of (x, y, w, h)
         Boxes (full-frame pixels) already redacted, as verification knows
         them: text lines they hide are not read (see ``detect_text``).
+    sides : (left, right, top, bottom) of bool, optional
+        For a window: which of its sides are the whole image's edges (see
+        ``detect_faces``; default all).
 
     Returns
     -------
@@ -222,7 +226,7 @@ def detect(image, policy: Policy | None = None, *, scale: float = 1.0,
             by_name[name] = DETECTORS[name](pixels, scale=scale, allow=policy.allow_text, codes=codes, within=within,
                                             hidden=hidden)
         elif name == "face":
-            by_name[name] = DETECTORS[name](pixels, scale=scale, within=within, hidden=hidden)
+            by_name[name] = DETECTORS[name](pixels, scale=scale, within=within, hidden=hidden, sides=sides)
         elif name not in by_name:
             by_name[name] = DETECTORS[name](pixels, scale=scale)
     return [region for name in policy.detectors for region in by_name[name]]
@@ -491,7 +495,8 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
             crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
             ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
             hidden = [(x - ox, y - oy, w, h) for x, y, w, h in boxes]
-            for region in detect(crop, only, scale=scale, within=(height, width), hidden=hidden):
+            sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)  # the window's sides that are the frame's
+            for region in detect(crop, only, scale=scale, within=(height, width), hidden=hidden, sides=sides):
                 bx, by, bw, bh = region.box
                 found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
     return found

@@ -115,6 +115,9 @@ _TURNED_LOW = 0.03
 _TURNED_ANGLES = (-22.0, 22.0)
 _TURNED_MAX = 96
 
+#: Every side of an image is the frame's edge, unless told otherwise (see :func:`_at_edges`).
+_ALL_SIDES = (True, True, True, True)
+
 _face_session = None
 _face_lock = threading.Lock()
 
@@ -255,7 +258,7 @@ def _cover(busy: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, int] | None = None,
-                 hidden=()) -> list[Region]:
+                 hidden=(), sides=None) -> list[Region]:
     """Find faces, frontal or turned, whole or cut by the frame edge.
 
     CenterFace passes, merged:
@@ -302,6 +305,11 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
         Full-frame boxes already redacted (verification knows them): their
         fill is not the scene, so the slough test (:func:`_like_slough`)
         leaves their pixels out.
+    sides : (left, right, top, bottom) of bool, optional
+        For a window: which of its sides are the whole image's edges. A
+        weak box cut by another side is checked like any other (the
+        frame's edges exempt a box from the second look and the cascade).
+        Default: all four.
 
     Returns
     -------
@@ -315,6 +323,7 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
         If ``image`` is not an RGB uint8 array or ``scale`` is not in (0, 1].
     """
     image = _check_image(image)
+    sides = _ALL_SIDES if sides is None else tuple(bool(v) for v in sides)
     frame = _full_size(image, scale)
     width, height = frame
     scale = float(scale)
@@ -362,8 +371,8 @@ def detect_faces(image: np.ndarray, *, scale: float = 1.0, within: tuple[int, in
         boxes += _edge_pass(image, scale, frame, busy)
 
     faces = [_complete_cut_face(b, frame) for b in _merge(boxes)
-             if _plausible_face(b, frame, (whole_w, whole_h)) and _second_look(image, scale, b, frame)
-             and _confirmed(image, scale, b, frame)]
+             if _plausible_face(b, frame, (whole_w, whole_h), sides) and _second_look(image, scale, b, frame, sides)
+             and _confirmed(image, scale, b, frame, sides)]
     labels = [SLOUGH_LABEL if _like_slough(image, scale, b, hidden) else "" for b in faces]
     return _regions("face", "centerface", faces, frame, labels)
 
@@ -394,10 +403,14 @@ _SECOND_LOOK_SIZES = (48, 64, 96)
 _SECOND_LOOK_CASCADE = 12
 
 
-def _second_look(image: np.ndarray, scale: float, box, frame: tuple[int, int]) -> bool:
-    """Whether a face box holds up when looked at alone (see :data:`_SECOND_LOOK_BELOW`)."""
+def _second_look(image: np.ndarray, scale: float, box, frame: tuple[int, int], sides=_ALL_SIDES) -> bool:
+    """Whether a face box holds up when looked at alone (see :data:`_SECOND_LOOK_BELOW`).
+
+    ``sides`` (left, right, top, bottom): which of the image's sides are
+    the frame's own edges (see :func:`_at_edges`).
+    """
     x0, y0, x1, y1, score = box
-    if score >= _SECOND_LOOK_BELOW or (y1 - y0) < _SECOND_LOOK_FROM or any(_at_edges(box, frame)):
+    if score >= _SECOND_LOOK_BELOW or (y1 - y0) < _SECOND_LOOK_FROM or any(_at_edges(box, frame, sides)):
         return True
     return _looked_at_alone(image, scale, box) or _cascade_looks(image, scale, box) >= _SECOND_LOOK_CASCADE
 
@@ -537,10 +550,10 @@ def _frontal_cascade():
     return cascade
 
 
-def _confirmed(image: np.ndarray, scale: float, box, frame: tuple[int, int]) -> bool:
+def _confirmed(image: np.ndarray, scale: float, box, frame: tuple[int, int], sides=_ALL_SIDES) -> bool:
     """Whether an independent detector agrees that a weak face box holds a face (see :data:`_CONFIRM_BELOW`)."""
     x0, y0, x1, y1, score = box
-    if score >= _CONFIRM_BELOW or (y1 - y0) < _CONFIRM_FROM or any(_at_edges(box, frame)):
+    if score >= _CONFIRM_BELOW or (y1 - y0) < _CONFIRM_FROM or any(_at_edges(box, frame, sides)):
         return True
     return _cascade_looks(image, scale, box, enough=_CONFIRM_LOOKS) >= _CONFIRM_LOOKS
 
@@ -726,12 +739,19 @@ _EDGE_SLACK = 0.1
 _EDGE_SLACK_MIN = 4.0
 
 
-def _at_edges(box, frame: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
-    """Whether a ``[x0, y0, x1, y1, ...]`` box reaches the left, right, top and bottom frame edges."""
+def _at_edges(box, frame: tuple[int, int], sides=_ALL_SIDES) -> tuple[bool, bool, bool, bool]:
+    """Whether a ``[x0, y0, x1, y1, ...]`` box reaches the left, right, top and bottom frame edges.
+
+    ``sides`` says which sides of the image, in that order, are the frame's
+    own edges: a verification window's other sides are not (a lesion cut by
+    one is no face cut by the frame, and gets no edge's exemptions).
+    """
     x0, y0, x1, y1 = box[:4]
     width, height = frame
     slack = max(_EDGE_SLACK_MIN, _EDGE_SLACK * min(x1 - x0, y1 - y0))
-    return x0 <= slack, x1 >= width - slack, y0 <= slack, y1 >= height - slack
+    left, right, top, bottom = sides
+    return (left and x0 <= slack, right and x1 >= width - slack, top and y0 <= slack,
+            bottom and y1 >= height - slack)
 
 
 #: A face box at least this tall, as a share of the frame's long side, is
@@ -742,7 +762,8 @@ _LARGE_FACE = 0.15
 _LARGE_FACE_MIN_SCORE = 0.3
 
 
-def _plausible_face(box, frame: tuple[int, int], whole: tuple[float, float] | None = None) -> bool:
+def _plausible_face(box, frame: tuple[int, int], whole: tuple[float, float] | None = None,
+                    sides=_ALL_SIDES) -> bool:
     """Whether a merged CenterFace box may be a face: neither wide nor large at low confidence.
 
     CenterFace draws faces forehead to chin, taller than wide: on 77 faces
@@ -761,11 +782,12 @@ def _plausible_face(box, frame: tuple[int, int], whole: tuple[float, float] | No
     so a large box at the edge keeps the low threshold while it is less
     than half the frame's height. ``whole`` is the size of the whole image
     when ``frame`` is a window of it (verification): sizes are judged
-    against the whole image, as in the pass that first searched it.
+    against the whole image, as in the pass that first searched it, and
+    ``sides`` says which of its sides are the frame's (see :func:`_at_edges`).
     """
     x0, y0, x1, y1, score = box
     width, height = whole or frame
-    edges = _at_edges(box, frame)
+    edges = _at_edges(box, frame, sides)
     if (y1 - y0) >= _LARGE_FACE * max(width, height) and score < _LARGE_FACE_MIN_SCORE \
             and not (any(edges) and (y1 - y0) < 0.5 * height):
         return False
