@@ -576,6 +576,7 @@ def test_a_redactions_fill_read_beside_tick_marks_is_no_letter(text, ticks):
 @pytest.mark.parametrize("shape, text, score, blob", [
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
     ((305, 266), "本平", 0.55, True),  # slough read as two CJK characters (seed 2039: 14.9% of a clean photo)
+    ((74, 86), "90", 0.74, True),     # two wounds and a mole boxed as one line (seed 2041: 80% of a photo)
     ((71, 64), "AB", 0.9, False),     # a sticker's initials, read with confidence
     ((71, 64), "at", 0.92, False),    # two large letters, read with confidence
     ((29, 83), "JD", 0.33, False),    # initials in a line's shape

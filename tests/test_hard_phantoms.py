@@ -75,14 +75,15 @@ def test_small_face_cut_by_the_edge_or_turned_is_hidden(number, seed, box):
     assert _hidden(obj, boxes), (box, boxes)
 
 
-@pytest.mark.parametrize("number, box", [
-    (394, [1389, 270, 52, 52]),     # a pale face at 0.28 that the second look dropped; the cascade finds it in 12 looks
-    (308, [505, 0, 70, 32]),        # cut at the top, its box 3.7 px below the edge: taken for a wide, weak whole face
-    (333, [3193, 159, 93, 93]),     # 20 MP, turned 16 degrees: 0.10 upright in its pass, 0.39 turned
+@pytest.mark.parametrize("number, seed, box", [
+    (394, 2038, [1389, 270, 52, 52]),  # a pale face at 0.28 that the second look dropped; the cascade finds it in 12 looks
+    (308, 2038, [505, 0, 70, 32]),     # cut at the top, its box 3.7 px below the edge: taken for a wide, weak whole face
+    (333, 2038, [3193, 159, 93, 93]),  # 20 MP, turned 16 degrees: 0.10 upright in its pass, 0.39 turned
+    (322, 2041, [552, 67, 50, 50]),    # a grey face with glasses at 0.28 that the second look dropped; 11 looks
 ])
-def test_face_of_40_px_or_more_missed_on_a_fresh_set_is_hidden(number, box):
-    # seed 2038 (fresh): the three faces of 40 px or more it left visible
-    truth, result, boxes = _run(number, seed=2038)
+def test_face_of_40_px_or_more_missed_on_a_fresh_set_is_hidden(number, seed, box):
+    # seeds 2038 and 2041 (fresh): the faces of 40 px or more they left visible
+    truth, result, boxes = _run(number, seed=seed)
     (obj,) = [o for o in truth["objects"] if o["box"] == box and o["kind"] == "face"]
     assert obj["identifying"] and obj["height"] >= 40
     assert _hidden(obj, boxes), (box, boxes)
@@ -278,3 +279,11 @@ def test_a_weak_box_cut_by_a_verification_windows_side_is_checked_like_any_other
     assert [r.box for r in result.regions if not _on_target(r.box, truth["objects"])] == []
     assert result.verified
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
+def test_wounds_boxed_as_one_line_and_read_as_two_digits_stay_visible():
+    # seed 2041: two wounds and a mole boxed as one 869x810 px line, read as
+    # "90" at 0.74; 80% of the photo was hidden and it went out unreviewed
+    truth, result, boxes = _run(486, seed=2041)
+    assert [r for r in result.regions if r.kind == "text"] == []
+    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"])

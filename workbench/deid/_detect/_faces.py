@@ -396,11 +396,13 @@ _SECOND_LOOK_SIZES = (48, 64, 96)
 
 
 #: ...unless the frontal cascade (see :data:`_CONFIRM_BELOW`) finds a face
-#: at the box in every one of its twelve looks: on seed 2038 a pale 52 px
-#: face scored 0.28, 0.1-0.2 looked at alone, and 12 looks, and was left
-#: visible. Of the boxes on no face the second look dropped on the 500
-#: phantoms of seeds 2035-2038, the most looks any had was 10.
-_SECOND_LOOK_CASCADE = 12
+#: at the box in at least eleven of its twelve looks: on seed 2038 a pale
+#: 52 px face scored 0.28, 0.1-0.2 looked at alone, and 12 looks, and was
+#: left visible; on seed 2041 a grey 50 px face with glasses scored 0.28
+#: and 11 looks. Of the boxes on no face the second look dropped on the 500
+#: phantoms of seeds 2035-2038 and 2040 (154 of them), the most looks any
+#: had was 10 (one box in 2037, one in 2040).
+_SECOND_LOOK_CASCADE = 11
 
 
 def _second_look(image: np.ndarray, scale: float, box, frame: tuple[int, int], sides=_ALL_SIDES) -> bool:
