@@ -448,10 +448,10 @@ def _looked_at_alone(image: np.ndarray, scale: float, box) -> bool:
 #: cascade take for a face most often: measured with the face detector
 #: alone on the 500 phantoms of seeds 2035-2038 and 2040, 29 boxes on no
 #: face passed every check; 16 of them are labelled, all on a wound, and
-#: none of the 394 weak boxes on a real face is. The nearest real faces:
-#: slough share 0.34 with a red ring of 0.56 (a pale face beside a wound),
-#: and 0.54 with a ring of 0.31 (a box over a face and the wound beside it,
-#: dropped by the cascade check anyway).
+#: none of the 432 boxes under 0.6 on a real face is. The nearest real
+#: faces: slough share 0.31 with a red ring of 0.61 (a pale face beside a
+#: wound), and 0.52 with a ring of 0.30 (a box over a face and the wound
+#: beside it, dropped by the cascade check anyway).
 _SLOUGH_BELOW = 0.6
 _SLOUGH_SHARE = 0.45
 _WOUND_BED_SHARE = 0.45
