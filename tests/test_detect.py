@@ -544,6 +544,23 @@ def test_numbers_continuing_a_rulers_count_along_its_line_are_the_rulers(ruler, 
     assert (reads[1][0] is _RULER) is continues
 
 
+@pytest.mark.parametrize("read, box, known, continues", [
+    # seed 2042: "11 12" beside a "10" found by its ticks, on a clean photo
+    ("11 12", (1254, 282, 96, 31), True, True),
+    ("11 12", (1254, 282, 96, 31), False, False),   # the "10" not known for a ruler's: nothing to continue
+    ("11 12", (1254, 330, 96, 31), True, False),    # below the "10"'s line
+    ("14 15", (1254, 282, 96, 31), True, False),    # 14 would stand further on at the pitch "11 12" gives
+    ("11 13", (1254, 282, 96, 31), True, False),    # not counting
+])
+def test_numbers_continuing_a_lone_ruler_number_found_by_its_ticks_are_the_rulers(read, box, known, continues):
+    from workbench.deid._detect._rulers import _RULER, _find_continuing_numbers
+
+    quads = [_quad((1195, 283, 30, 29)), _quad(box)]
+    reads = [(_RULER if known else "10", 1.0), (read, 0.94)]
+    _find_continuing_numbers(quads, ["10", read], reads)
+    assert (reads[1][0] is _RULER) is continues
+
+
 @pytest.mark.parametrize("read, box, ticks", [
     (("mm", 0.28), (733, 153, 60, 22), True),      # the bare start of the ruler, just before its line
     (("ul", 0.52), (900, 125, 60, 22), True),      # just above it

@@ -287,3 +287,10 @@ def test_wounds_boxed_as_one_line_and_read_as_two_digits_stay_visible():
     truth, result, boxes = _run(486, seed=2041)
     assert [r for r in result.regions if r.kind == "text"] == []
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"])
+
+
+def test_numbers_continuing_a_lone_ruler_number_stay_visible_on_a_clean_photo():
+    # seed 2042: "11 12" read at 0.94 beside a "10" found by its ticks
+    truth, result, boxes = _run(65, seed=2042)
+    assert truth["clean"]
+    assert boxes == []

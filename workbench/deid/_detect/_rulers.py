@@ -308,25 +308,45 @@ def _find_continuing_numbers(quads: list, texts: list, reads: list) -> None:
     holds (PP-OCR's boxes reach past the first and last digits), the
     numbers' between one fewer (a quarter of one, for a lone number) and
     two more. A ruler can lie either way up and its direction is not known
-    here, so numbers on either side of the numbering count.
+    here, so numbers on either side of the numbering count. A few numbers
+    already marked :data:`_RULER` (found by their ticks) are a numbering
+    too, counting in the step of the numbers beside them.
     """
     rulers = [(i, span) for i, text in enumerate(texts)
               if isinstance(text, str) and (span := _ruler_span(text)) is not None]
+    # ...and a few numbers already known for a ruler's by their ticks (a
+    # lone "10"), whose step is the numbers' own (seed 2042: "11 12" beside
+    # the "10" found by its ticks, on a clean photo)
+    rulers += [(i, (min(v), max(v), _own_step(v))) for i, text in enumerate(texts)
+               if isinstance(text, str) and reads[i] is not None and reads[i][0] is _RULER
+               and _numbers(text) and (v := _values(text)) and i not in dict(rulers)]
     if not rulers:
         return
     for i, read in enumerate(reads):
         if read is None or read[0] is _RULER or not _numbers(read[0]) or sum(ch.isalnum() for ch in read[0]) < 2:
             continue
-        values = [int(t) for t in read[0].replace(",", " ").split()]
+        values = _values(read[0])
         for k, (first, last, step) in rulers:
+            step = step or _own_step(values) or 1
             beyond = min(values) - last if min(values) > last else first - max(values) if max(values) < first else 0
             if k == i or not 0 < beyond <= step * (_CONTINUING_GAP + 1) \
-                    or any(b - a != step for a, b in zip(values, values[1:])):
+                    or any(b - a != step for a, b in zip(values, values[1:])) or (values[0] - first) % step:
                 continue
             if _continues(quads[k], (last - first) // step + 1, (first + last) / 2,
                           quads[i], len(values), (values[0] + values[-1]) / 2, step):
                 reads[i] = (_RULER, read[1])
                 break
+
+
+def _values(text: str) -> list[int]:
+    """The numbers of a line read as a few numbers (see :func:`_numbers`)."""
+    return [int(t) for t in text.replace(",", " ").split()]
+
+
+def _own_step(values: list[int]) -> int | None:
+    """The step a line's numbers count in, or None for one number or an uneven count."""
+    steps = {b - a for a, b in zip(values, values[1:])}
+    return steps.pop() if len(steps) == 1 and min(steps) > 0 else None
 
 
 def _continues(ruler: np.ndarray, n: int, middle: float, pts: np.ndarray, m: int, at: float, step: int) -> bool:
