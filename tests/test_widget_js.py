@@ -138,6 +138,23 @@ img.onload = () => {{
     assert "approve" in out["keys"]
 
 
+def test_a_box_left_visible_as_slough_is_drawn_apart_and_its_label_marks_it_as_a_face(tmp_path):
+    left = [{"kind": "face", "box": [3000, 200, 300, 300], "score": 0.16},
+            {"kind": "face", "box": [2000, 1000, 400, 200], "score": 0.2}]  # the second is marked already
+    script = """
+const labels = [...document.querySelectorAll("text.wb-left-visible-label")];
+const drawn = labels.map((t) => t.textContent);
+const boxes = document.querySelectorAll("rect.wb-left-visible").length;
+labels[0].dispatchEvent(new MouseEvent("mousedown", { bubbles: true, button: 0 }));
+finish({ drawn, boxes });
+"""
+    state = dict(EDITOR_STATE, left_visible=left, regions=[{"kind": "face", "box": [2000, 1000, 400, 200]}])
+    out = run_page(tmp_path, RedactionEditor, state, script)
+    assert "error" not in out, out
+    assert out["boxes"] == 1 and out["drawn"] == ["face 0.16 left visible (slough?): click to hide"]
+    assert out["sent"][-1] == {"action": "draw", "args": {"box": [3000, 200, 300, 300], "kind": "face"}}
+
+
 @pytest.mark.parametrize("widget_class, state", [
     (Gallery, {"choices": {"body_site": ["arm"], "diagnosis": [], "review_state": ["approved"]}, "filters": {},
                "items": [{"photo_id": "p1", "body_site": "arm", "diagnosis": None, "capture_date": None,

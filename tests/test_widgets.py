@@ -51,10 +51,10 @@ def assert_state_is_clean(widget):
         assert word not in text, word
 
 
-def _result(width, height, regions, verified=True):
+def _result(width, height, regions, verified=True, warnings=()):
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (90, 90, 90)).save(buf, "JPEG")
-    return DeidResult(buf.getvalue(), "jpg", width, height, regions, verified, [])
+    return DeidResult(buf.getvalue(), "jpg", width, height, regions, verified, list(warnings))
 
 
 @pytest.fixture
@@ -85,6 +85,25 @@ def test_the_editor_sends_the_photo_over_the_comm_and_keeps_pixels_out_of_its_st
         assert editor.proposed == [{"kind": "face", "box": [10, 10, 40, 40], "score": 0.2, "detector": "centerface"}]
         assert editor.can_review and editor.error == ""
         assert ["a", "approve"] in editor.shortcuts
+        assert_state_is_clean(editor)
+
+
+def test_a_box_left_visible_as_slough_is_shown_and_one_click_marks_it_as_a_face(photos, clock):
+    from workbench.deid._regions import SLOUGH_NOTE
+
+    path, ids = photos
+    note = SLOUGH_NOTE.format(kind="face", box=[150, 60, 30, 32], score=0.16)
+    with open_as(path, "admin", clock) as v:
+        v.store_deid(ids[2], _result(240, 160, [], warnings=[note]), "p")
+    with open_as(path, "analyst", clock) as v:
+        (row,) = [r for r in risk_queue(v).to_dict("records") if r["photo_id"] == ids[2]]
+        assert "a weak face box left visible as slough in a wound" in row["reasons"]
+        editor = RedactionEditor(v, ids[2])
+        capture(editor)
+        assert editor.proposed == [] and editor.left_visible == [{"kind": "face", "box": [150, 60, 30, 32],
+                                                                   "score": 0.16}]
+        browser(editor, "draw", box=[150, 60, 30, 32], kind="face")  # what clicking its label sends
+        assert editor.regions == [{"kind": "face", "box": [150, 60, 30, 32]}] and editor.error == ""
         assert_state_is_clean(editor)
 
 

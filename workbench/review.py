@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from . import _imageio
 from .deid import Policy, Region, grow
 from .deid._pipeline import MORE_MAX_SHARE
-from .deid._regions import REVIEW_FACE_SCORE, SLOUGH_MARK, iou
+from .deid._regions import REVIEW_FACE_SCORE, SLOUGH_MARK, iou, slough_boxes
 from .errors import AccessDenied, InvalidInput
 from .vault import REGION_KINDS, ROLE_HELP, Vault
 from .vault._log import REVIEW_ROLES
@@ -94,6 +94,10 @@ class PhotoView:
         (``kind``, ``box``, ``score``, ``detector``), in full-size pixels.
     verified : bool or None
         Whether that version verified (None: not de-identified yet).
+    left_visible : list of dict
+        Face boxes that version left visible as slough in a wound
+        (``kind``, ``box``, ``score``; see ``deid.review_reasons``): the
+        reviewer hides one that is a face by marking it.
     """
 
     photo_id: str
@@ -102,6 +106,7 @@ class PhotoView:
     display: tuple[int, int]
     proposed: list[dict] = field(default_factory=list)
     verified: bool | None = None
+    left_visible: list[dict] = field(default_factory=list)
     _vault: Vault | None = field(default=None, repr=False)
     _purpose: str = "care"
     _full: np.ndarray | None = field(default=None, repr=False)
@@ -123,12 +128,14 @@ class PhotoView:
         with Image.open(io.BytesIO(jpeg)) as shown:
             display = shown.size
         results = vault.deid_results([photo_id], purpose=purpose)
-        proposed, verified = [], None
+        proposed, verified, left_visible = [], None, []
         if len(results):
             row = results.iloc[-1]
             verified = bool(row["verified"])
             proposed = [dict(r) for r in row["regions"] if r.get("detector") != "manual"]
-        return cls(photo_id, jpeg, (info.width, info.height), display, proposed, verified, vault, purpose)
+            left_visible = slough_boxes(row["warnings"])
+        return cls(photo_id, jpeg, (info.width, info.height), display, proposed, verified, left_visible, vault,
+                   purpose)
 
     @property
     def scale(self) -> float:

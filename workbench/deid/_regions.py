@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInput
@@ -170,6 +171,26 @@ SLOUGH_LABEL = "like slough in a wound"
 #: said in a result's warnings of each face box left visible as slough
 SLOUGH_MARK = "left visible: looks like slough in a wound"
 SLOUGH_NOTE = "weak {kind} box at {box} (score {score:.2f}) " + SLOUGH_MARK + "; check that it is no face"
+_SLOUGH_NOTE_READ = re.compile(r"weak (\w+) box at \[(\d+), (\d+), (\d+), (\d+)\] \(score ([0-9.]+)\) "
+                               + re.escape(SLOUGH_MARK))
+
+
+def slough_boxes(warnings) -> list[dict]:
+    """The boxes a redaction's warnings say were left visible as slough (see :data:`SLOUGH_NOTE`).
+
+    Returns ``{"kind", "box", "score"}`` dicts (full-size pixels), in the
+    order noted, each box once.
+    """
+    out, seen = [], set()
+    for warning in warnings:
+        m = _SLOUGH_NOTE_READ.search(str(warning))
+        if m is None:
+            continue
+        box = [int(v) for v in m.group(2, 3, 4, 5)]
+        if (m.group(1), tuple(box)) not in seen:
+            seen.add((m.group(1), tuple(box)))
+            out.append({"kind": m.group(1), "box": box, "score": float(m.group(6))})
+    return out
 
 
 def review_reasons(regions, warnings=()) -> list[str]:

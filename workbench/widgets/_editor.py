@@ -47,7 +47,9 @@ class RedactionEditor(_Widget):
     -----
     In the browser: drag on the photo (``.wb-editor-surface``) to draw a box,
     drag a box to move it, its corner handle to resize it; click a proposed
-    box's label (or press Tab) to pick it and ``x`` to dismiss it; buttons
+    box's label (or press Tab) to pick it and ``x`` to dismiss it; click the
+    label of a box left visible as slough (``.wb-left-visible-label``) to
+    mark it as a face; buttons
     ``.wb-approve``, ``.wb-reject``, ``.wb-next``, ``.wb-prev``; the status
     line ``.wb-status``. Keys: see :data:`workbench.review.SHORTCUTS`.
     """
@@ -62,6 +64,10 @@ class RedactionEditor(_Widget):
     display_size = traitlets.List([0, 0]).tag(sync=True)
     #: the detectors' regions: ``{"kind", "box", "score", "detector"}`` (read-only)
     proposed = traitlets.List().tag(sync=True)
+    #: face boxes the detectors left visible as slough in a wound (``{"kind", "box",
+    #: "score"}``, read-only): drawn apart; clicking one's label marks it as a face
+    #: (:meth:`draw`), which hides it in every build
+    left_visible = traitlets.List().tag(sync=True)
     verified = traitlets.Any(None).tag(sync=True)
     #: the regions a person marked: ``{"kind", "box", "author"?, "time"?}``, and
     #: ``"dismissed": true`` on a proposed box judged not identifying
@@ -133,6 +139,7 @@ class RedactionEditor(_Widget):
             self.image_size = list(view.size)
             self.display_size = list(view.display)
             self.proposed = view.proposed
+            self.left_visible = view.left_visible
             self.verified = view.verified
             self._load_review(review)
             self.selected = -1

@@ -104,6 +104,15 @@ function render({ model, el }) {
       tag.dataset.proposed = n;
       nodes.push(tag);
     });
+    const marked = new Set(regions.filter((r) => !r.dismissed).map((r) => `${r.kind}|${r.box.join()}`));
+    (model.get("left_visible") || []).forEach((p, n) => {
+      if (marked.has(`${p.kind}|${p.box.join()}`)) return;  // marked since: drawn below, as a region
+      nodes.push(rect(p.box, "wb-left-visible", "#808080"));
+      const tag = label(p.box, `${p.kind} ${Number(p.score).toFixed(2)} left visible (slough?): click to hide`, "#808080");
+      tag.classList.add("wb-left-visible-label");
+      tag.dataset.leftVisible = n;
+      nodes.push(tag);
+    });
     const selected = model.get("selected");
     regions.forEach((r, n) => {
       const colour = r.dismissed ? "#808080" : COLOURS[r.kind] || "#808080";
@@ -157,6 +166,11 @@ function render({ model, el }) {
     const t = event.target;
     if (t.dataset && t.dataset.proposed !== undefined) {
       act("pick", { index: Number(t.dataset.proposed) });
+      return;
+    }
+    if (t.dataset && t.dataset.leftVisible !== undefined) {  // a face after all: mark it, and builds hide it
+      const p = model.get("left_visible")[Number(t.dataset.leftVisible)];
+      act("draw", { box: p.box, kind: p.kind });
       return;
     }
     if (t.dataset && t.dataset.dismissed) {  // fixed in place: select it (Delete hides it again)
@@ -264,7 +278,7 @@ function render({ model, el }) {
     draw();
   };
   model.on("msg:custom", onImage);
-  const names = ["regions", "proposed", "selected", "picked", "kind", "status", "error", "conflict", "version", "state",
+  const names = ["regions", "proposed", "left_visible", "selected", "picked", "kind", "status", "error", "conflict", "version", "state",
                  "dirty", "verified", "redacted_preview", "zoom_box", "reason", "can_review", "index"];
   const redraw = () => draw();
   for (const n of names) model.on(`change:${n}`, redraw);
