@@ -255,6 +255,14 @@ def test_slough_in_a_wound_taken_for_a_face_stays_visible_and_goes_to_review(num
     assert any(SLOUGH_MARK in w for w in result.warnings), result.warnings
     assert result.review_reasons and result.verified
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+    # a reviewer who judges the box a face marks it: then it is hidden, and no longer noted
+    from workbench.deid._regions import slough_boxes
+
+    (left,) = slough_boxes(result.warnings)[:1]
+    data, _ = one_phantom(number, count=SET["count"], seed=2040)
+    marked = deid.deidentify(data, regions=[deid.Region("face", tuple(left["box"]))])
+    assert not any(SLOUGH_MARK in w for w in marked.warnings), marked.warnings
+    assert coverage(tuple(left["box"]), [r.box for r in marked.regions]) == 1.0
 
 
 def test_a_tick_row_beside_a_redacted_label_is_left_alone_by_verification():

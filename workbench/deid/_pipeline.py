@@ -408,8 +408,8 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
     """:func:`verify`'s warnings, and the regions its detectors found not hidden (full-frame pixels).
 
     A face box the detector labels as slough (:data:`~._regions.SLOUGH_LABEL`)
-    is left visible, as ``deidentify`` leaves it, and noted in ``notes``
-    (which sends the photo to review).
+    and no redaction covers is left visible, as ``deidentify`` leaves it,
+    and noted in ``notes`` (which sends the photo to review).
     """
     policy = policy or Policy()
     warnings = metadata_problems(data, ext)
@@ -444,7 +444,7 @@ def _verify(data: bytes, ext: str, regions: Sequence[Region], policy: Policy | N
         for found in again:
             if dismissed is not None and dismissed.matches(found):
                 continue  # a person judged it not identifying (deidentify notes it)
-            if found.label == SLOUGH_LABEL:
+            if found.label == SLOUGH_LABEL and coverage(found.box, boxes) < HIDDEN_COVERAGE:
                 note = SLOUGH_NOTE.format(kind=found.kind, box=list(found.box), score=found.score)
                 if notes is not None and note not in notes:
                     notes.append(note)
@@ -606,7 +606,7 @@ def deidentify(
         small, scale = _detection_copy(image)
         found = detect(small, policy, scale=scale)
     keep = _Dismissals(dismissed, policy, width, height)
-    found, notes = keep.split(found)
+    found, notes = keep.split(found, manual)
     hidden = grow(found + manual, policy, width, height)
     if policy.style != "fill" and hidden:
         notes.append(REVERSIBLE_WARNING.format(style=policy.style))
@@ -653,18 +653,21 @@ class _Dismissals:
         return grown is not None and any(
             d.kind == region.kind and iou(grown.box, d.box) >= DISMISS_IOU for d in self.boxes)
 
-    def split(self, found: list[Region]) -> tuple[list[Region], list[str]]:
+    def split(self, found: list[Region], manual: Sequence[Region] = ()) -> tuple[list[Region], list[str]]:
         """The detections to hide, and a note for each one left visible.
 
         Left visible: what a person dismissed, and face boxes the detector
         labelled as slough in a wound (:data:`~._regions.SLOUGH_LABEL`),
-        whose note sends the photo to review.
+        whose note sends the photo to review, unless a region a person
+        marked (``manual``) covers it: then it was judged a face, and is
+        hidden as one.
         """
         kept, notes = [], []
+        marked = [m.box for m in manual]
         for r in found:
             if self.matches(r):
                 notes.append(DISMISSED_NOTE.format(kind=r.kind, box=list(r.box), score=r.score))
-            elif r.label == SLOUGH_LABEL:
+            elif r.label == SLOUGH_LABEL and coverage(r.box, marked) < HIDDEN_COVERAGE:
                 notes.append(SLOUGH_NOTE.format(kind=r.kind, box=list(r.box), score=r.score))
             else:
                 kept.append(r)
@@ -733,7 +736,7 @@ def _deidentify_lossless(source, policy: Policy, manual: list[Region], dismissed
         pixels, extra = _detection_copy(small)
         found = detect(pixels, policy, scale=small.size[0] / info.width * extra)
     keep = _Dismissals(dismissed, policy, info.width, info.height)
-    found, notes = keep.split(found)
+    found, notes = keep.split(found, manual)
     hidden = grow(found + manual, policy, info.width, info.height)
 
     def write(new: list[Region]) -> tuple[bytes, str, list[Region], None]:

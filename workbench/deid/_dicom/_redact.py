@@ -67,7 +67,7 @@ def deidentify_frames(dcm, policy: Policy, manual: list[Region], pseudonyms,
         first = []
         if policy.detectors:
             small, scale = _detection_copy(Image.fromarray(dcm.display(index)))
-            first, left_visible = keep.split(detect(small, policy, scale=scale))
+            first, left_visible = keep.split(detect(small, policy, scale=scale), manual)
             notes += [note for note in left_visible if note not in notes]
         found.append(first)
     shared = _distinct(grow([r for first in found for r in first] + manual, policy, width, height))
@@ -168,7 +168,7 @@ def verify_file(data: bytes, regions: Sequence[Region], policy: Policy, warnings
                     warnings.append(f"{first.kind} detected at {list(first.box)} was not hidden")
             again = _detect_around(small, regions, policy, scale)
         for item in again:
-            if item.label == SLOUGH_LABEL:
+            if item.label == SLOUGH_LABEL and coverage(item.box, boxes) < HIDDEN_COVERAGE:
                 continue  # left visible for a person to judge, as deidentify does (its result notes it)
             if coverage(item.box, boxes) < HIDDEN_COVERAGE:
                 warnings.append(f"{item.kind} still detected at {list(item.box)} in frame {index}")
