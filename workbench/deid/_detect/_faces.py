@@ -466,11 +466,17 @@ def _colour_shares(pixels: np.ndarray) -> tuple[float, float]:
     saturated than a wound bed). Computed in float64 with numpy's exactly
     rounded arithmetic, so the answer does not depend on the CPU.
     """
-    rgb = pixels.reshape(-1, 3).astype(np.float64)
-    if rgb.size == 0:
+    if pixels.size == 0:
         return 0.0, 0.0
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    top, low = rgb.max(axis=1), rgb.min(axis=1)
+    slough, red = _colour_masks(pixels)
+    return float(slough.mean()), float(red.mean())
+
+
+def _colour_masks(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``pixels`` (RGB ``uint8``, shape ``(..., 3)``) are slough-coloured and which wound red (see :func:`_colour_shares`)."""
+    rgb = pixels.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    top, low = rgb.max(axis=-1), rgb.min(axis=-1)
     span = top - low
     safe = np.where(span > 0, span, 1.0)
     hue = np.where(top == r, 60.0 * (g - b) / safe,
@@ -479,7 +485,7 @@ def _colour_shares(pixels: np.ndarray) -> tuple[float, float]:
     sat = np.where(top > 0, span / np.where(top > 0, top, 1.0), 0.0)
     slough = (hue >= 35) & (hue <= 75) & (sat > 0.2) & (top > 0.47 * 255)
     red = ((hue < 15) | (hue > 340)) & (sat > 0.43)
-    return float(slough.mean()), float(red.mean())
+    return slough, red
 
 
 def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
@@ -506,9 +512,11 @@ def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
              max(0, int(x * scale) - rx0):max(0, math.ceil((x + bw) * scale) - rx0)] = False
     inside = np.zeros_like(seen)
     inside[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = True
-    slough, _ = _colour_shares(around[inside & seen])
-    _, red = _colour_shares(around[~inside & seen])
-    return slough >= _SLOUGH_SHARE and red >= _WOUND_BED_SHARE
+    box, ring = inside & seen, ~inside & seen
+    if not box.any() or not ring.any():
+        return False
+    slough, red = _colour_masks(around)  # one pass over the pixels, for both shares
+    return bool(slough[box].mean() >= _SLOUGH_SHARE and red[ring].mean() >= _WOUND_BED_SHARE)
 
 
 #: A face box scoring under :data:`_CONFIRM_BELOW`, away from the frame's

@@ -317,9 +317,10 @@ def _find_continuing_numbers(quads: list, texts: list, reads: list) -> None:
     # ...and a few numbers already known for a ruler's by their ticks (a
     # lone "10"), whose step is the numbers' own (seed 2042: "11 12" beside
     # the "10" found by its ticks, on a clean photo)
+    spanned = {i for i, _ in rulers}
     rulers += [(i, (min(v), max(v), _own_step(v))) for i, text in enumerate(texts)
-               if isinstance(text, str) and reads[i] is not None and reads[i][0] is _RULER
-               and _numbers(text) and (v := _values(text)) and i not in dict(rulers)]
+               if i not in spanned and isinstance(text, str) and reads[i] is not None and reads[i][0] is _RULER
+               and _numbers(text) and (v := _values(text))]
     if not rulers:
         return
     for i, read in enumerate(reads):
