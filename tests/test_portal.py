@@ -411,8 +411,12 @@ def test_every_login_view_and_download_is_signed_by_the_portal(site):
 # --- load: the real server, 50 concurrent viewers ------------------------------------
 
 
-def run_load(base: str, sessions: list[dict], viewers: int, seconds: float, images: int) -> dict:
-    """``viewers`` concurrent clients (sharing ``sessions``' cookies) loop over the gallery and images."""
+def run_load(base: str, sessions: list[dict], viewers: int, rounds: int, images: int) -> dict:
+    """``viewers`` concurrent clients (sharing ``sessions``' cookies) each ask for the gallery and an image ``rounds`` times.
+
+    A fixed number of requests, not a fixed time: how many fit in a few seconds depends on the CPU and on
+    what else the machine runs, and the throughput bar is the benchmark's (``benchmarks/bench_portal.py``).
+    """
     import httpx
 
     lat = {"gallery": [], "image": []}
@@ -420,9 +424,7 @@ def run_load(base: str, sessions: list[dict], viewers: int, seconds: float, imag
 
     async def viewer(n):
         async with httpx.AsyncClient(base_url=base, cookies=sessions[n % len(sessions)], timeout=30) as c:
-            end = time.monotonic() + seconds
-            k = n
-            while time.monotonic() < end:
+            for k in range(n, n + rounds):
                 for kind, path in (("gallery", "/gallery"), ("image", f"/image/{k % images}")):
                     t = time.perf_counter()
                     r = await c.get(path)
@@ -431,7 +433,6 @@ def run_load(base: str, sessions: list[dict], viewers: int, seconds: float, imag
                         errors.append((path, r.status_code))
                     elif kind == "image":
                         bodies.add(hashlib.sha256(r.content).hexdigest())
-                k += 1
 
     async def main():
         await asyncio.gather(*(viewer(n) for n in range(viewers)))
@@ -459,14 +460,14 @@ def test_fifty_concurrent_viewers_on_loopback_get_only_their_share_fast(share_te
     try:
         assert base.startswith("http://127.0.0.1:")  # loopback only, by default
         sessions = [http_login(base, "ng", a.secret) for _ in range(5)]
-        result = run_load(base, sessions, viewers=50, seconds=5, images=7)  # 5 images; 5, 6 are not there
+        result = run_load(base, sessions, viewers=50, rounds=12, images=7)  # 5 images; 5, 6 are not there
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     errors = [e for e in result["errors"] if not (e[0] in ("/image/5", "/image/6") and e[1] == 404)]
     assert not errors
-    assert result["bodies"] <= set(pd.read_csv(root / "datasets" / "research" / "manifest.csv")["sha256"])
-    assert len(result["latency"]["image"]) > 500
+    # every image of the share was served, and nothing else
+    assert result["bodies"] == set(pd.read_csv(root / "datasets" / "research" / "manifest.csv")["sha256"])
     assert p(result["latency"]["gallery"], 0.95) < P95_GALLERY_S
     assert p(result["latency"]["image"], 0.95) < P95_IMAGE_S
     with wb.open_vault(root / "vault", user="ada", passphrase=passphrase("ada")) as admin:
