@@ -29,6 +29,15 @@ ROLE_USERS = {
 # test its own, since fixtures copy vaults (same vault id) from a template.
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="workbench-state-")
 
+# With several test processes (`make test` runs two), one thread per model call in
+# each, as `workbench evaluate --workers N` asks: a process per core with every
+# model using every core oversubscribes the machine. Measured on a 2-core AMD EPYC
+# (AVX2 only): test_hard_phantoms.py in two processes took 171 s with the
+# libraries' default threads and 95 s with one. Subprocesses (the CLI, papermill's
+# kernels) inherit it. A test that wants other threads sets its own.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("WORKBENCH_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _own_witnesses(tmp_path_factory, monkeypatch):
