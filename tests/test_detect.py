@@ -256,9 +256,29 @@ def test_a_weak_face_box_is_kept_only_where_a_second_detector_finds_a_face(monke
     assert not _faces._second_look(img, 1.0, box(0, 200, 60), frame, inner)
     assert _faces._second_look(img, 1.0, box(0, 200, 60), frame)
     # a frontal cascade misses the turned face upright: the turned looks find it
+    # (CenterFace looking at a small box alone finds it too: that rescue is off here)
     monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())
+    monkeypatch.setattr(_faces, "_CONFIRM_ALONE_UNDER", 0)
     assert _faces._confirmed(img, 1.0, upright, frame)
     assert not _faces._confirmed(img, 1.0, turned, frame)
+
+
+def test_a_small_weak_box_the_cascade_misses_stays_when_centerface_alone_finds_a_face(monkeypatch):
+    """_confirmed: a box under _CONFIRM_ALONE_UNDER px that CenterFace alone scores >= _CONFIRM_ALONE is kept."""
+    frame = (800, 600)
+    img = synth_pixels(np.random.default_rng(7), *frame)
+    _turned_face(img, 0, 24, 400, 300, 25.0)
+    turned = [400, 300, 424, 324, 0.2]
+    monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())  # the cascade misses it upright
+    assert _faces._cascade_looks(img, 1.0, turned) < _faces._CONFIRM_LOOKS
+    assert _faces._looked_at_alone(img, 1.0, turned, at_least=_faces._CONFIRM_ALONE)
+    assert _faces._confirmed(img, 1.0, turned, frame)
+    # the same box drawn 40 px or taller is left to the cascade
+    monkeypatch.setattr(_faces, "_CONFIRM_ALONE_UNDER", 24)
+    assert not _faces._confirmed(img, 1.0, turned, frame)
+    # skin: CenterFace alone finds no face there
+    for x, y in ((250, 200), (600, 150), (600, 450)):
+        assert not _faces._looked_at_alone(img, 1.0, [x, y, x + 24, y + 24, 0.2], at_least=_faces._CONFIRM_ALONE)
 
 
 def _wound_with_slough(size=(400, 300), *, at=(150, 100), bed=(120, 110), slough=(40, 44)):
