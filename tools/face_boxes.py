@@ -26,26 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def alone_best(faces, image, scale: float, box) -> float:
-    """The best score CenterFace gives near the box's centre looking at it alone (as ``_looked_at_alone``)."""
-    x0, y0, x1, y1 = box[:4]
-    h, w = image.shape[:2]
-    cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
-    side = 1.3 * max(x1 - x0, y1 - y0) * scale
-    cx0, cy0 = int(max(0, cx - 1.5 * side)), int(max(0, cy - 1.5 * side))
-    crop = image[cy0:int(min(h, cy + 1.5 * side)), cx0:int(min(w, cx + 1.5 * side))]
-    half_w, half_h = (x1 - x0) * scale * 0.65, (y1 - y0) * scale * 0.65
-    best = 0.0
-    for size in faces._SECOND_LOOK_SIZES:
-        f = size / side
-        cw, ch = max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))
-        for bx0, by0, bx1, by1, found in faces._run_centerface(faces._resized(crop, cw, ch), 0.01):
-            mx, my = cx0 + (bx0 + bx1) / 2 / f, cy0 + (by0 + by1) / 2 / f
-            if abs(mx - cx) < half_w and abs(my - cy) < half_h:
-                best = max(best, float(found))
-    return best
-
-
 def records(phantom_dir: Path):
     """Yield one dict per merged face box of every phantom in ``phantom_dir``."""
     import numpy as np
@@ -86,7 +66,7 @@ def records(phantom_dir: Path):
                      "finding": any(_overlap(o["box"], gbox) >= FINDING_OVERLAP
                                     for o in truth["objects"] if o["kind"] == "finding")}
                 if score < 0.6 and not r["edges"]:
-                    r["alone"] = round(alone_best(_faces, small, scale, b), 4)
+                    r["alone"] = round(max(_faces._alone_scores(small, scale, b), default=0.0), 4)
                     r["looks"] = _faces._cascade_looks(small, scale, b)
                     r["slough"] = _faces._like_slough(small, scale, b)
                 r["kept"] = bool(r["plausible"] and _faces._second_look(small, scale, b, fr, sides)

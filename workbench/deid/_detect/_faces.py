@@ -422,7 +422,12 @@ def _looked_at_alone(image: np.ndarray, scale: float, box, at_least: float = _SE
 
     True when one of those finds a face at ``at_least`` or more with its centre inside the box.
     """
-    x0, y0, x1, y1, _ = box
+    return any(found >= at_least for found in _alone_scores(image, scale, box))
+
+
+def _alone_scores(image: np.ndarray, scale: float, box):
+    """Yield the scores of the faces the second look finds with their centre inside ``box``, size by size (lazily)."""
+    x0, y0, x1, y1 = box[:4]
     h, w = image.shape[:2]
     cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
     side = 1.3 * max(x1 - x0, y1 - y0) * scale  # as hidden: grown 1.3x
@@ -434,9 +439,8 @@ def _looked_at_alone(image: np.ndarray, scale: float, box, at_least: float = _SE
         cw, ch = max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))
         for bx0, by0, bx1, by1, found in _run_centerface(_resized(crop, cw, ch), 0.01):
             mx, my = cx0 + (bx0 + bx1) / 2 / f, cy0 + (by0 + by1) / 2 / f
-            if found >= at_least and abs(mx - cx) < half_w and abs(my - cy) < half_h:
-                return True
-    return False
+            if abs(mx - cx) < half_w and abs(my - cy) < half_h:
+                yield float(found)
 
 
 #: A weak face box (under :data:`_SLOUGH_BELOW`) that still stands after
@@ -515,11 +519,11 @@ def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
              max(0, int(x * scale) - rx0):max(0, math.ceil((x + bw) * scale) - rx0)] = False
     inside = np.zeros_like(seen)
     inside[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = True
-    box, ring = inside & seen, ~inside & seen
-    if not box.any() or not ring.any():
+    within, ring = inside & seen, ~inside & seen
+    if not within.any() or not ring.any():
         return False
     slough, red = _colour_masks(around)  # one pass over the pixels, for both shares
-    return bool(slough[box].mean() >= _SLOUGH_SHARE and red[ring].mean() >= _WOUND_BED_SHARE)
+    return bool(slough[within].mean() >= _SLOUGH_SHARE and red[ring].mean() >= _WOUND_BED_SHARE)
 
 
 #: A face box scoring under :data:`_CONFIRM_BELOW`, away from the frame's
