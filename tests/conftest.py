@@ -38,6 +38,12 @@ os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="workbench-state-")
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     os.environ.setdefault("WORKBENCH_THREADS", "1")
 
+# Key slots the suite writes use Argon2id's floor cost (OWASP's minimum: 2 passes,
+# 19 MiB, 1 lane; 0.04 s) instead of the default (3 passes, 64 MiB, 4 lanes;
+# 0.15-0.18 s on a 2-core AMD EPYC). Each slot records its cost, so subprocesses
+# open them alike; test_vault.py checks the default cost and the floor themselves.
+os.environ.setdefault("WORKBENCH_ARGON2", "m=19456,t=2,p=1")
+
 
 @pytest.fixture(autouse=True)
 def _own_witnesses(tmp_path_factory, monkeypatch):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.vault import _crypto
+from argon2.low_level import Type, hash_secret_raw
+
+from workbench.vault import _crypto, _keys
 
 from conftest import ROLE_USERS, jpeg_bytes, leave_stale_files, open_as, passphrase, png_bytes
 
@@ -39,6 +42,93 @@ def test_slot_role_cannot_be_promoted_by_editing_the_file(vault_path):
     slot.write_text(slot.read_text().replace('"researcher"', '"admin"'))
     with pytest.raises(wb.AccessDenied):
         wb.open_vault(vault_path, user="res", passphrase=passphrase("res"))
+
+
+def _slot(vault_path, user):
+    return json.loads((vault_path / "users" / f"{user}.slot").read_text())
+
+
+def _own_keys(vault_path, user):
+    vault_id = json.loads((vault_path / "VAULT.json").read_text())["vault_id"]
+    return vault_id, _slot(vault_path, user)["role"], _keys.unlock_slot(vault_path, vault_id, user, passphrase(user))
+
+
+def _hand_written_slot(vault_path, user, own, version, cost, passphrase_):
+    """A slot for ``user`` written here, not by the workbench: their own keys under ``cost``."""
+    vault_id, role, old = own
+    salt = _crypto.new_salt()
+    t, m, p = cost
+    kek = hash_secret_raw(passphrase_.encode(), salt, time_cost=t, memory_cost=m, parallelism=p,
+                          hash_len=32, type=Type.ID)
+    aad = f"workbench slot v{version}|{vault_id}|{user}|{role}"
+    if version >= 3:
+        aad += f"|argon2id m={m},t={t},p={p}"
+    payload = json.dumps({"signing": _crypto.b64e(old.signing), "box": _crypto.b64e(old.box),
+                          "genesis": old.genesis}).encode()
+    doc = {"version": version, "user": user, "role": role, "salt": _crypto.b64e(salt),
+           "wrapped": _crypto.b64e(_crypto.seal_symmetric(kek, payload, aad.encode()))}
+    if version >= 3:
+        doc["argon2id"] = {"m": m, "t": t, "p": p}
+    (vault_path / "users" / f"{user}.slot").write_text(json.dumps(doc))
+
+
+def test_a_new_slot_records_the_default_argon2_cost_unless_told(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_ARGON2", raising=False)
+    with wb.init_vault(tmp_path / "v", admin="ada", passphrase=passphrase("ada")) as admin:
+        admin.add_user("res", "researcher", passphrase("res"))
+    assert _slot(tmp_path / "v", "res")["argon2id"] == {"m": 65536, "t": 3, "p": 4}
+    monkeypatch.setenv("WORKBENCH_ARGON2", "m=131072,t=4,p=2")
+    with wb.open_vault(tmp_path / "v", user="ada", passphrase=passphrase("ada")) as admin:
+        admin.set_passphrase("ada", passphrase("ada") + "-new")
+    assert _slot(tmp_path / "v", "ada")["argon2id"] == {"m": 131072, "t": 4, "p": 2}
+    monkeypatch.delenv("WORKBENCH_ARGON2")
+    # each slot opens with the cost it records, whatever the opener's setting
+    with wb.open_vault(tmp_path / "v", user="ada", passphrase=passphrase("ada") + "-new") as admin:
+        assert admin.role == "admin"
+    with wb.open_vault(tmp_path / "v", user="res", passphrase=passphrase("res")) as res:
+        assert res.role == "researcher"
+
+
+@pytest.mark.parametrize("setting", ["m=8192,t=1,p=1", "m=19456,t=2", "m=19456,t=2,p=1,x=3", "fast",
+                                     "m=19456,t=2,p=0", "m=4194304,t=2,p=1", "m=19456,t=true,p=1"])
+def test_an_argon2_setting_below_the_floor_or_unreadable_writes_no_slot(vault_path, monkeypatch, setting):
+    monkeypatch.setenv("WORKBENCH_ARGON2", setting)
+    with open_as(vault_path, "admin") as admin:
+        with pytest.raises(wb.InvalidInput, match="WORKBENCH_ARGON2 must read m=<KiB>,t=<passes>,p=<lanes>"):
+            admin.add_user("newbie", "researcher", passphrase("newbie"))
+    assert not (vault_path / "users" / "newbie.slot").exists()
+
+
+def test_a_slot_written_before_version_3_opens_and_a_new_passphrase_makes_it_version_3(vault_path):
+    _hand_written_slot(vault_path, "res", _own_keys(vault_path, "res"), 2, _crypto.ARGON2_COST, passphrase("res"))
+    assert "argon2id" not in _slot(vault_path, "res")
+    with open_as(vault_path, "researcher") as res:
+        res.set_passphrase("res", "a-new-researcher-phrase")
+    assert _slot(vault_path, "res")["version"] == 3
+    with wb.open_vault(vault_path, user="res", passphrase="a-new-researcher-phrase") as res:
+        assert res.role == "researcher"
+
+
+def test_a_slot_whose_cost_is_edited_or_below_the_floor_does_not_open(vault_path):
+    own = _own_keys(vault_path, "res")
+    # the check below would pass a hand-made slot at the floor itself
+    _hand_written_slot(vault_path, "res", own, 3, _crypto.ARGON2_FLOOR, passphrase("res"))
+    with open_as(vault_path, "researcher") as res:
+        assert res.role == "researcher"
+    slot = vault_path / "users" / "res.slot"
+    doc = _slot(vault_path, "res")
+    doc["argon2id"]["t"] = 3  # a dearer cost: the key derived differs and so does the slot's AAD
+    slot.write_text(json.dumps(doc))
+    with pytest.raises(wb.AccessDenied):
+        open_as(vault_path, "researcher")
+    # a slot whose own cost is below the floor, made by someone who knew the passphrase
+    _hand_written_slot(vault_path, "res", own, 3, (1, 8192, 1), passphrase("res"))
+    with pytest.raises(wb.AccessDenied):
+        open_as(vault_path, "researcher")
+    # a version-2 slot is only ever read at the default cost
+    _hand_written_slot(vault_path, "res", own, 2, _crypto.ARGON2_FLOOR, passphrase("res"))
+    with pytest.raises(wb.AccessDenied):
+        open_as(vault_path, "researcher")
 
 
 def _ingest_one(path, clock, seed=1, patient="MRN-0001"):

@@ -8,8 +8,10 @@ detail about why; callers turn it into ``AccessDenied`` or ``IntegrityError``.
 Constructions
 -------------
 - Key slot: Argon2id(passphrase, 16-byte salt) -> 32-byte key-encryption key;
-  AES-256-GCM over the JSON key set, with vault id, user and role as
-  associated data (so a slot cannot be renamed or promoted).
+  AES-256-GCM over the JSON key set, with vault id, user, role and the
+  Argon2id cost as associated data (so a slot cannot be renamed, promoted or
+  given another cost). The one cost-like input: each slot records the
+  Argon2id cost it was written with, which must lie within the bounds below.
 - Blob: a random 256-bit data key per blob; AES-256-GCM with the blob id and
   kind as associated data. The data key is wrapped either with a symmetric
   tier key (AES-256-GCM) or sealed to a tier's X25519 public key (ephemeral
@@ -44,11 +46,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-# Argon2id parameters (RFC 9106 second recommended option, lowered to 64 MiB
-# memory so an old workstation opens the vault in well under a second).
-ARGON2_TIME_COST = 3
-ARGON2_MEMORY_KIB = 64 * 1024
-ARGON2_PARALLELISM = 4
+#: Argon2id cost of new key slots, as (passes, memory in KiB, lanes): RFC 9106's
+#: second recommended option, lowered to 64 MiB so an old workstation opens the
+#: vault in well under a second. Slots written before slot version 3 used it too.
+ARGON2_COST = (3, 64 * 1024, 4)
+#: The least cost a slot may record: OWASP's minimum for Argon2id (2 passes,
+#: 19 MiB, 1 lane). Below it a slot is refused, whoever wrote it.
+ARGON2_FLOOR = (2, 19 * 1024, 1)
+#: The most: a slot cannot make every unlock take minutes or gigabytes.
+ARGON2_CEILING = (10, 1024 * 1024, 16)
 SALT_BYTES = 16
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -152,14 +158,26 @@ def verify_signature(public_raw: bytes, signature: bytes, domain: str, message: 
 # --- passphrases ------------------------------------------------------------
 
 
-def derive_kek(passphrase: str, salt: bytes) -> bytes:
-    """Argon2id key-encryption key for a user's slot."""
+def argon2_cost_allowed(cost: tuple[int, int, int]) -> bool:
+    """Whether ``cost`` (passes, KiB, lanes) lies within ``ARGON2_FLOOR``..``ARGON2_CEILING``."""
+    return (
+        isinstance(cost, tuple) and len(cost) == 3
+        and all(type(v) is int for v in cost)
+        and all(lo <= v <= hi for v, lo, hi in zip(cost, ARGON2_FLOOR, ARGON2_CEILING))
+    )
+
+
+def derive_kek(passphrase: str, salt: bytes, cost: tuple[int, int, int] = ARGON2_COST) -> bytes:
+    """Argon2id key-encryption key for a user's slot (``CryptoFailure`` for a cost out of bounds)."""
+    if not argon2_cost_allowed(cost):
+        raise CryptoFailure()
+    passes, memory_kib, lanes = cost
     return hash_secret_raw(
         passphrase.encode("utf-8"),
         salt,
-        time_cost=ARGON2_TIME_COST,
-        memory_cost=ARGON2_MEMORY_KIB,
-        parallelism=ARGON2_PARALLELISM,
+        time_cost=passes,
+        memory_cost=memory_kib,
+        parallelism=lanes,
         hash_len=KEY_BYTES,
         type=Type.ID,
     )

@@ -64,7 +64,42 @@ ROLE_HELP = {
 }
 
 _USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
-_SLOT_VERSION = 2
+#: Version 3 records each slot's Argon2id cost (and binds it into the slot's
+#: associated data); version 2 slots, written before, used ``ARGON2_COST`` and
+#: still open. ``user passwd`` rewrites a slot as version 3.
+_SLOT_VERSION = 3
+_SLOT_VERSIONS = (2, 3)
+
+#: The environment variable that sets the Argon2id cost of new slots, in the
+#: PHC string's form: ``m=<KiB>,t=<passes>,p=<lanes>``.
+ARGON2_ENV = "WORKBENCH_ARGON2"
+
+
+def argon2_cost() -> tuple[int, int, int]:
+    """The Argon2id cost (passes, KiB, lanes) new slots are written with.
+
+    ``_crypto.ARGON2_COST`` unless ``WORKBENCH_ARGON2`` says otherwise, e.g.
+    ``m=131072,t=4,p=4`` to make a stolen slot dearer to guess, or the floor
+    ``m=19456,t=2,p=1`` that the test suite uses. Never below the floor.
+    """
+    text = os.environ.get(ARGON2_ENV, "").strip()
+    if not text:
+        return _crypto.ARGON2_COST
+    floor_t, floor_m, floor_p = _crypto.ARGON2_FLOOR
+    top_t, top_m, top_p = _crypto.ARGON2_CEILING
+    try:
+        pairs = dict(part.split("=", 1) for part in text.split(","))
+        if sorted(pairs) != ["m", "p", "t"]:
+            raise ValueError
+        cost = (int(pairs["t"]), int(pairs["m"]), int(pairs["p"]))
+    except ValueError:
+        cost = None
+    if cost is None or not _crypto.argon2_cost_allowed(cost):
+        raise InvalidInput(
+            f"{ARGON2_ENV} must read m=<KiB>,t=<passes>,p=<lanes> with m {floor_m}-{top_m}, "
+            f"t {floor_t}-{top_t} and p {floor_p}-{top_p}; unset it for the default cost"
+        )
+    return cost
 
 
 def check_user_name(name: str) -> str:
@@ -151,8 +186,12 @@ def generate_keyset() -> KeySet:
     return KeySet(role="admin", keys=keys)
 
 
-def _slot_aad(vault_id: str, user: str, role: str) -> bytes:
-    return f"workbench slot v{_SLOT_VERSION}|{vault_id}|{user}|{role}".encode()
+def _slot_aad(vault_id: str, user: str, role: str, version: int, cost: tuple[int, int, int]) -> bytes:
+    head = f"workbench slot v{version}|{vault_id}|{user}|{role}"
+    if version == 2:
+        return head.encode()
+    passes, memory_kib, lanes = cost
+    return f"{head}|argon2id m={memory_kib},t={passes},p={lanes}".encode()
 
 
 def slot_path(root: Path, user: str) -> Path:
@@ -243,18 +282,21 @@ def write_slot(
             "`workbench user passwd`",
             user=user,
         )
+    cost = argon2_cost()
     salt = _crypto.new_salt()
-    kek = _crypto.derive_kek(passphrase, salt)
+    kek = _crypto.derive_kek(passphrase, salt, cost)
     payload = json.dumps({
         "signing": _crypto.b64e(signing),
         "box": _crypto.b64e(box),
         "genesis": genesis,
     }).encode()
-    wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, role))
+    wrapped = _crypto.seal_symmetric(kek, payload, _slot_aad(vault_id, user, role, _SLOT_VERSION, cost))
+    passes, memory_kib, lanes = cost
     doc = {
         "version": _SLOT_VERSION,
         "user": user,
         "role": role,
+        "argon2id": {"m": memory_kib, "t": passes, "p": lanes},
         "salt": _crypto.b64e(salt),
         "wrapped": _crypto.b64e(wrapped),
     }
@@ -264,6 +306,14 @@ def write_slot(
 # A fixed salt for the dummy derivation, so an unknown user costs as much as a
 # wrong passphrase and the two cannot be told apart by timing.
 _DUMMY_SALT = b"\x00" * _crypto.SALT_BYTES
+
+
+def _dummy_cost() -> tuple[int, int, int]:
+    """The cost of the dummy derivation: that of this vault's new slots."""
+    try:
+        return argon2_cost()
+    except InvalidInput:
+        return _crypto.ARGON2_COST
 
 
 def _denied() -> AccessDenied:
@@ -281,14 +331,25 @@ def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
         role = doc["role"]
         salt = _crypto.b64d(doc["salt"])
         wrapped = _crypto.b64d(doc["wrapped"])
-        if role not in ROLES or doc.get("user") != user or doc.get("version") != _SLOT_VERSION:
+        version = doc.get("version")
+        if role not in ROLES or doc.get("user") != user or version not in _SLOT_VERSIONS:
             raise ValueError
-    except (InvalidInput, OSError, ValueError, KeyError, TypeError, _crypto.CryptoFailure):
-        _crypto.derive_kek(passphrase or "", _DUMMY_SALT)
+        if version == 2:
+            cost = _crypto.ARGON2_COST
+        else:
+            kdf = doc["argon2id"]
+            if sorted(kdf) != ["m", "p", "t"]:
+                raise ValueError
+            cost = (kdf["t"], kdf["m"], kdf["p"])
+            if not _crypto.argon2_cost_allowed(cost):
+                raise ValueError
+    except (InvalidInput, OSError, ValueError, KeyError, TypeError, AttributeError,
+            _crypto.CryptoFailure):
+        _crypto.derive_kek(passphrase or "", _DUMMY_SALT, _dummy_cost())
         raise _denied() from None
-    kek = _crypto.derive_kek(passphrase, salt)
+    kek = _crypto.derive_kek(passphrase, salt, cost)
     try:
-        payload = json.loads(_crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role)))
+        payload = json.loads(_crypto.open_symmetric(kek, wrapped, _slot_aad(vault_id, user, role, version, cost)))
         signing = _crypto.b64d(payload["signing"])
         box = _crypto.b64d(payload["box"])
         genesis = str(payload["genesis"])
