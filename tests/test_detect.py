@@ -1033,3 +1033,63 @@ def test_large_faces_need_confidence_unless_cut_by_the_edge():
 ])
 def test_a_turned_line_is_read_upright_only_as_a_rulers_numbering(upright, turned, better):
     assert _reading._better_read((upright, 0.8), (turned, 0.8)) is better
+
+
+def test_a_tilted_codes_own_lean_is_found_among_upright_texture():
+    from workbench.deid._detect import _barcodes
+
+    rng = np.random.default_rng(7)
+    area = np.full((544, 640), 90, np.uint8)
+    # upright texture over the whole area: short horizontal and vertical strokes
+    for _ in range(1500):
+        x, y = int(rng.integers(0, 630)), int(rng.integers(0, 534))
+        if rng.random() < 0.5:
+            area[y, x:x + 8] = 200
+        else:
+            area[y:y + 8, x] = 200
+    bars = np.full((40, 240), 170, np.uint8)
+    for x in range(0, 240, 6):
+        bars[:, x:x + int(rng.integers(2, 5))] = 20
+    m = cv2.getRotationMatrix2D((120, 20), -8.0, 1.0)
+    turned = cv2.warpAffine(bars, m, (240, 40), borderValue=90)
+    area[250:290, 200:440] = np.where(turned == 90, area[250:290, 200:440], turned)
+    mean = _barcodes._edge_angle(area)
+    peak = _barcodes._lean_peak(area)
+    # the average is pulled toward upright (a turn by it leaves the bars 6 degrees
+    # off, and zxing misses a Code128 so); the peak is the bars' own lean
+    assert abs(mean) < 3.0 and peak is not None and abs(peak - 8.0) <= 1.0, (mean, peak)
+
+
+def test_two_touching_lines_dropped_as_one_candidate_are_cut_apart():
+    from rapidocr.ch_ppocr_det.utils import DBPostProcess
+
+    flat = np.zeros((200, 400), np.float32)
+    # two lines, the second a third as long, joined along it by weak probability
+    # (0.35): one L-shaped candidate; then turned 10 degrees, as on a tilted label
+    flat[95:103, 50:350] = 0.9
+    flat[103:109, 50:150] = 0.35
+    flat[109:117, 50:150] = 0.9
+    turn = cv2.getRotationMatrix2D((200, 100), 10, 1.0)
+    prob = cv2.warpAffine(flat, turn, (400, 200), flags=cv2.INTER_NEAREST)
+    reference = DBPostProcess(thresh=0.3, box_thresh=0.5, unclip_ratio=1.6, use_dilation=True)
+    pred = prob[None, None]
+    boxes, _ = reference(pred, prob.shape)
+    assert len(boxes) == 0  # DB's own rule: the half-empty rectangle scores under 0.5
+    boxes, scores = _ocr._MergedLines(reference)(pred, prob.shape)
+    assert len(boxes) == 2 and min(scores) >= 0.5
+    back = cv2.invertAffineTransform(turn)
+    centres = sorted((np.c_[np.asarray(b, np.float32), np.ones(4)] @ back.T).mean(axis=0).round().tolist()
+                     for b in boxes)
+    assert [abs(x - 100) <= 4 and abs(y - 113) <= 4 for x, y in centres[:1]] == [True], centres
+    assert [abs(x - 200) <= 4 and abs(y - 99) <= 4 for x, y in centres[1:]] == [True], centres
+    # a blob that is no confident text inside its own outline stays dropped
+    weak = np.where(prob > 0.5, 0.45, prob).astype(np.float32)
+    assert len(_ocr._MergedLines(reference)(weak[None, None], prob.shape)[0]) == 0
+    # pieces side by side along one row (a ruler's numbers, "12" and "1314" on
+    # seed 2046) are no touching lines: nothing is cut from them
+    row = np.zeros((200, 400), np.float32)
+    row[95:103, 50:150] = 0.9
+    row[90:110, 150:170] = 0.35
+    row[95:103, 170:200] = 0.9
+    assert len(reference(row[None, None], row.shape)[0]) == 0
+    assert len(_ocr._MergedLines(reference)(row[None, None], row.shape)[0]) == 0
