@@ -553,6 +553,10 @@ def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, st
     ("1234 5", "3 4", (735, 733, 112, 34), False),     # within the ruler's own numbers
     ("1234 5", "19 20", (1400, 733, 112, 34), False),  # too many numbers missing between
     ("1234 5", "4821", (735, 733, 112, 34), False),    # four digits are no ruler's
+    ("1234 5", "910", (735, 733, 112, 34), True),      # "9 10" read run together
+    ("1234 5", "1011", (800, 733, 112, 34), True),     # "10 11" run together (seed 2045, over a scar)
+    ("1234 5", "1012", (800, 733, 112, 34), False),    # run together but not counting
+    ("1234 5", "1011", (800, 790, 112, 34), False),    # run together, below the ruler's line
     ("ZZ 12 3", "9 10", (735, 733, 112, 34), False),   # no ruler's numbering to continue
 ])
 def test_numbers_continuing_a_rulers_count_along_its_line_are_the_rulers(ruler, read, box, continues):

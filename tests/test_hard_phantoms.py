@@ -333,3 +333,18 @@ def test_a_code128_tilted_7_degrees_among_upright_texture_is_hidden():
     truth, result, boxes = _run(335, seed=2045)
     (code,) = [o for o in truth["objects"] if o["kind"] == "barcode"]
     assert _hidden(code, boxes), (code["box"], boxes)
+
+
+def test_a_rulers_numbers_read_run_together_stay_visible_over_a_scar():
+    # seed 2045 (fresh): beyond the ruler's "1 2 3 4 5 6", its "10 11" was read
+    # as "1011" in the window searched beside a sticker's code, hidden as text,
+    # and the region lay over a scar: a finding hidden, and no review
+    from workbench.evaluate import _findings_hidden, _on_target
+
+    truth, result, boxes = _run(64, seed=2045)
+    regions = [{"box": list(r.box), "on_target": _on_target(r.box, truth["objects"])} for r in result.regions]
+    findings = [o for o in truth["objects"] if o["kind"] == "finding"]
+    assert any(o["finding"] == "scar" for o in findings)
+    assert _findings_hidden(regions, findings) == 0, regions
+    identifying = [o for o in truth["objects"] if o["identifying"]]
+    assert identifying and all(_hidden(o, boxes) for o in identifying)

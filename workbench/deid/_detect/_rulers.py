@@ -13,7 +13,7 @@ import numpy as np
 
 from .._regions import coverage
 from ._ocr import _frame_box, _grown, _line_axes, _line_box, _line_crop, _recognise
-from ._reading import _dropped, _IDENTIFIER, _is_ruler, _numbers, _ruler_span, _TICK_ROW_MIN_CHARS, _ticks
+from ._reading import _consecutive, _dropped, _IDENTIFIER, _is_ruler, _numbers, _ruler_span, _TICK_ROW_MIN_CHARS, _ticks
 
 
 def _beside(a: np.ndarray, b: np.ndarray) -> bool:
@@ -324,19 +324,43 @@ def _find_continuing_numbers(quads: list, texts: list, reads: list) -> None:
     if not rulers:
         return
     for i, read in enumerate(reads):
-        if read is None or read[0] is _RULER or not _numbers(read[0]) or sum(ch.isalnum() for ch in read[0]) < 2:
+        if read is None or read[0] is _RULER:
             continue
-        values = _values(read[0])
-        for k, (first, last, step) in rulers:
-            step = step or _own_step(values) or 1
-            beyond = min(values) - last if min(values) > last else first - max(values) if max(values) < first else 0
-            if k == i or not 0 < beyond <= step * (_CONTINUING_GAP + 1) \
-                    or any(b - a != step for a, b in zip(values, values[1:])) or (values[0] - first) % step:
-                continue
-            if _continues(quads[k], (last - first) // step + 1, (first + last) / 2,
-                          quads[i], len(values), (values[0] + values[-1]) / 2, step):
-                reads[i] = (_RULER, read[1])
-                break
+        if any(_continues_one(rulers, quads, i, values) for values in _counts(read[0])):
+            reads[i] = (_RULER, read[1])
+
+
+def _continues_one(rulers: list, quads: list, i: int, values: list[int]) -> bool:
+    """Whether line ``i``, read as ``values``, continues one of ``rulers`` (see :func:`_find_continuing_numbers`)."""
+    for k, (first, last, ruler_step) in rulers:
+        step = ruler_step or _own_step(values) or 1
+        beyond = min(values) - last if min(values) > last else first - max(values) if max(values) < first else 0
+        if k == i or not 0 < beyond <= step * (_CONTINUING_GAP + 1) \
+                or any(b - a != step for a, b in zip(values, values[1:])) or (values[0] - first) % step:
+            continue
+        if _continues(quads[k], (last - first) // step + 1, (first + last) / 2,
+                      quads[i], len(values), (values[0] + values[-1]) / 2, step):
+            return True
+    return False
+
+
+def _counts(text: str) -> list[list[int]]:
+    """The ways a line can read as a few of a ruler's numbers.
+
+    Its whole numbers (``"9 10"``: 9, 10), and digits run together that
+    count up one by one (``"1011"``: 10, 11; see :func:`_consecutive`): on
+    seed 2045 a ruler's "10 11", read as "1011" beyond its "1 2 3 4 5 6",
+    was hidden as text over a scar.
+    """
+    out = []
+    if _numbers(text) and sum(ch.isalnum() for ch in text) >= 2:
+        out.append(_values(text))
+    token = text.strip()
+    if token.isdigit() and token.isascii() and not any(p.search(text) for p in _IDENTIFIER):
+        count, first = _consecutive(token)
+        if count >= 2:
+            out.append(list(range(first, first + count)))
+    return out
 
 
 def _values(text: str) -> list[int]:
