@@ -83,17 +83,22 @@ def _read_codes(gray: np.ndarray, *, downscale: bool = True) -> list[tuple[np.nd
     return out
 
 
-def _edge_angle(gray: np.ndarray) -> float:
+def _gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``gray``'s Sobel gradients (x, y) in float32, as :func:`_edge_angle` and :func:`_lean_peak` read them."""
+    g = gray.astype(np.float32)
+    return cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+
+
+def _edge_angle(gray: np.ndarray, gradients: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """The tilt (degrees, in (-45, 45]) that turns ``gray``'s strongest edges to the pixel axes.
 
     Bars, modules, print and a label's own outline all meet at right
     angles, so the edge directions are averaged modulo 90 degrees
     (weighted by gradient strength): a Code128's bars and the wristband it
-    sits on agree instead of cancelling.
+    sits on agree instead of cancelling. ``gradients``, when given, are
+    ``_gradients(gray)``.
     """
-    g = gray.astype(np.float32)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    gx, gy = gradients if gradients is not None else _gradients(gray)
     mag2 = gx * gx + gy * gy
     theta4 = 4.0 * np.arctan2(gy, gx)
     s, c = float((mag2 * np.sin(theta4)).sum()), float((mag2 * np.cos(theta4)).sum())
@@ -114,17 +119,16 @@ _LEAN_BIN = 0.5
 _LEAN_APART = 1.0
 
 
-def _lean_peak(gray: np.ndarray) -> float | None:
+def _lean_peak(gray: np.ndarray, gradients: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
     """The strongest leaning peak of ``gray``'s edge directions (degrees, in (-45, 45]), or None.
 
     Where :func:`_edge_angle` averages every edge, this is the mode: one
     tilted code among upright texture still has its own peak. Only a local
     maximum (of the histogram smoothed over five bins) leaning by
     :data:`_BARCODE_TILT` or more counts, not the flank of the upright peak.
+    ``gradients``, when given, are ``_gradients(gray)``.
     """
-    g = gray.astype(np.float32)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    gx, gy = gradients if gradients is not None else _gradients(gray)
     bins = int(round(90 / _LEAN_BIN))
     index = (np.degrees(np.arctan2(gy, gx)) % 90.0 / _LEAN_BIN).astype(np.int64) % bins
     hist = np.bincount(index.ravel(), weights=(gx * gx + gy * gy).ravel().astype(np.float64), minlength=bins)
@@ -317,7 +321,8 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
 
     for x0, y0, x1, y1, zoomable in _code_like_areas(gray, codes):
         crop = np.ascontiguousarray(gray[y0:y1, x0:x1])
-        angle = _edge_angle(crop)
+        gradients = _gradients(crop)
+        angle = _edge_angle(crop, gradients)
         if not zoomable and abs(angle) < _BARCODE_TILT:
             continue  # a big upright code was the first pass's to read
         found = _read_codes(crop) if sharper else []
@@ -327,7 +332,8 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
             # the lean of what is left (a label's upright Code128 above a
             # wristband's, tilted 4 degrees, gave the area a lean of 1.9).
             rest = _blanked(crop, [pts for pts, _ in found])
-            angle = _edge_angle(rest)
+            gradients = _gradients(rest)
+            angle = _edge_angle(rest, gradients)
         # Read turned as well when the area leans, even if something decoded:
         # a label's upright Data Matrix does not explain the tilted Code128
         # beside it (a held-out phantom, seed 2028, lost its Code128 so). And
@@ -338,7 +344,7 @@ def detect_barcodes(image: np.ndarray, *, scale: float = 1.0) -> list[Region]:
         zoom = _BARCODE_ZOOM if zoomable and crop.size <= _BARCODE_ZOOM_MAX else 1.0
         if not found or abs(angle) >= _BARCODE_TILT or zoom > 1.0:
             found += _read_turned(rest, zoom, angle)
-        peak = _lean_peak(rest)
+        peak = _lean_peak(rest, gradients)  # the gradients of ``rest``, measured once
         if peak is not None and abs(peak - angle) >= _LEAN_APART:
             found += _read_turned(rest, zoom, peak)
         codes += [(pts + np.float32([x0, y0]), linear) for pts, linear in found]

@@ -151,14 +151,16 @@ class _MergedLines:
         src_h, src_w = ori_shape
         strong = (prob > ref.box_thresh).astype(np.uint8)
         more, more_scores = [], []
+        merged = np.zeros_like(mask)  # one candidate's outline at a time, cleared after each
         for contour in contours[:ref.max_candidates]:
             points, side = ref.get_mini_boxes(contour)
             if (side < ref.min_size or ref.box_score_fast(prob, points.reshape(-1, 2)) >= ref.box_thresh
                     or ref.box_score_slow(prob, contour) < ref.box_thresh):
                 continue
-            merged = np.zeros_like(mask)
-            cv2.fillPoly(merged, [contour.reshape(-1, 2)], 1)
+            outline = [contour.reshape(-1, 2)]
+            cv2.fillPoly(merged, outline, 1)
             pieces, piece_scores = ref.boxes_from_bitmap(prob, merged & strong, src_w, src_h)
+            cv2.fillPoly(merged, outline, 0)
             pieces, piece_scores = ref.filter_det_res(pieces, piece_scores, src_h, src_w)
             for k, piece in enumerate(pieces):
                 if any(_stacked(piece, other) for j, other in enumerate(pieces) if j != k):
