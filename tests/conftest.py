@@ -27,7 +27,8 @@ ROLE_USERS = {
 # Each user's witness of a vault's log lives outside the vault, under
 # XDG_STATE_HOME: keep the suite's away from the home folder, and give each
 # test its own, since fixtures copy vaults (same vault id) from a template.
-os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="workbench-state-")
+_STATE = tempfile.TemporaryDirectory(prefix="workbench-state-")  # removed when the process ends
+os.environ["XDG_STATE_HOME"] = _STATE.name
 
 # With several test processes (`make test` runs two), one thread per model call in
 # each, as `workbench evaluate --workers N` asks: a process per core with every

@@ -91,7 +91,9 @@ def _execute(path: Path, user: str, parameters: dict, env: dict, out: Path):
 def executed(demo_env):
     """Every notebook run by each role that may run it, saved to disk: {(stem, user): path}."""
     work, vault, env = demo_env
-    env = dict(env, WORKBENCH_PATIENT=INGEST_PATIENT)
+    # the kernels' temporary files go where a test can see what they leave behind
+    (work / "kernel-tmp").mkdir()
+    env = dict(env, WORKBENCH_PATIENT=INGEST_PATIENT, TMPDIR=str(work / "kernel-tmp"))
     folder = work / "executed"
     folder.mkdir()
     saved, errors, aside = {}, {}, {}
@@ -117,6 +119,14 @@ def executed(demo_env):
     finally:
         pool.shutdown(wait=True)
     return saved, errors
+
+
+@pytest.mark.slow
+def test_notebooks_leave_no_temporary_files_behind(demo_env, executed):
+    """The demo card that 10_ingest writes and the phantoms 60_redaction_quality generates go when the kernel stops."""
+    work, _, _ = demo_env
+    left = sorted(p.name for p in (work / "kernel-tmp").iterdir())
+    assert not left, f"the notebooks' kernels left temporary files: {left}"
 
 
 def test_the_run_table_names_every_notebook():
