@@ -102,9 +102,18 @@ def test_an_argon2_setting_below_the_floor_or_unreadable_writes_no_slot(vault_pa
 def test_a_slot_written_before_version_3_opens_and_a_new_passphrase_makes_it_version_3(vault_path):
     _hand_written_slot(vault_path, "res", _own_keys(vault_path, "res"), 2, _crypto.ARGON2_COST, passphrase("res"))
     assert "argon2id" not in _slot(vault_path, "res")
+    with open_as(vault_path, "admin") as admin:  # the admin's list says which slots to rewrite
+        listed = admin.users().set_index("user")
+    assert tuple(listed.loc["res", ["passphrase_kdf", "slot"]]) == ("argon2id m=65536,t=3,p=4",
+                                                                     "version 2: run user passwd")
+    # the suite's setting (conftest)
+    assert tuple(listed.loc["cli", ["passphrase_kdf", "slot"]]) == ("argon2id m=19456,t=2,p=1", "version 3")
     with open_as(vault_path, "researcher") as res:
         res.set_passphrase("res", "a-new-researcher-phrase")
     assert _slot(vault_path, "res")["version"] == 3
+    with open_as(vault_path, "admin") as admin:
+        assert tuple(admin.users().set_index("user").loc["res", ["passphrase_kdf", "slot"]]) == (
+            "argon2id m=19456,t=2,p=1", "version 3")
     with wb.open_vault(vault_path, user="res", passphrase="a-new-researcher-phrase") as res:
         assert res.role == "researcher"
 

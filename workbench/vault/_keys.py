@@ -323,6 +323,45 @@ def _denied() -> AccessDenied:
     )
 
 
+def _recorded_cost(doc: dict) -> tuple[int, tuple[int, int, int]]:
+    """A slot file's version and the Argon2id cost (passes, KiB, lanes) it is opened at; ValueError if unusable.
+
+    Version 2 recorded no cost: it is always the default one. The cost a
+    slot records is bound into its associated data, so an edited one opens
+    nothing; one outside the floor and ceiling is not even tried.
+    """
+    version = doc.get("version")
+    if version not in _SLOT_VERSIONS:
+        raise ValueError
+    if version == 2:
+        return version, _crypto.ARGON2_COST
+    kdf = doc["argon2id"]
+    if sorted(kdf) != ["m", "p", "t"]:
+        raise ValueError
+    cost = (kdf["t"], kdf["m"], kdf["p"])
+    if not _crypto.argon2_cost_allowed(cost):
+        raise ValueError
+    return version, cost
+
+
+def slot_cost(root: Path, user: str) -> tuple[str, str]:
+    """What guards ``user``'s slot, as ``workbench user list`` shows it (no secret: the file says as much).
+
+    ``("argon2id m=65536,t=3,p=4", "version 3")``; a version-2 slot says
+    that a new passphrase rewrites it; a missing or unreadable slot says so.
+    """
+    try:
+        doc = json.loads(slot_path(root, user).read_text("utf-8"))
+        version, (passes, memory_kib, lanes) = _recorded_cost(doc)
+    except FileNotFoundError:
+        return "", "missing"
+    except (InvalidInput, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", "unreadable"
+    kdf = f"argon2id m={memory_kib},t={passes},p={lanes}"
+    return kdf, (f"version {version}" if version == _SLOT_VERSION
+                 else f"version {version}: run user passwd")
+
+
 def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
     """Unwrap a user's keys. Any failure is the same ``AccessDenied``."""
     try:
@@ -331,18 +370,9 @@ def unlock_slot(root: Path, vault_id: str, user: str, passphrase: str) -> Slot:
         role = doc["role"]
         salt = _crypto.b64d(doc["salt"])
         wrapped = _crypto.b64d(doc["wrapped"])
-        version = doc.get("version")
-        if role not in ROLES or doc.get("user") != user or version not in _SLOT_VERSIONS:
+        if role not in ROLES or doc.get("user") != user:
             raise ValueError
-        if version == 2:
-            cost = _crypto.ARGON2_COST
-        else:
-            kdf = doc["argon2id"]
-            if sorted(kdf) != ["m", "p", "t"]:
-                raise ValueError
-            cost = (kdf["t"], kdf["m"], kdf["p"])
-            if not _crypto.argon2_cost_allowed(cost):
-                raise ValueError
+        version, cost = _recorded_cost(doc)
     except (InvalidInput, OSError, ValueError, KeyError, TypeError, AttributeError,
             _crypto.CryptoFailure):
         _crypto.derive_kek(passphrase or "", _DUMMY_SALT, _dummy_cost())

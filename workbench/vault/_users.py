@@ -63,14 +63,21 @@ class UsersMixin:
     """The :class:`~workbench.vault.Vault` methods that users and their keys."""
 
     def users(self) -> pd.DataFrame:
-        """Active user names and roles, from the admin-signed registry."""
+        """Active user names and roles, from the admin-signed registry.
+
+        ``passphrase_kdf`` is the Argon2id cost each user's slot file
+        records (what a stolen copy of it costs to guess) and ``slot`` its
+        format, read from the file: an older format says that a new
+        passphrase (``workbench user passwd``) rewrites it.
+        """
         import pandas as pd
 
         self._check_tables("users")
         rows = self._query("SELECT user, role, status, changed FROM users ORDER BY rowid")
         latest = {user: (role, status, changed) for user, role, status, changed in rows}
-        active = sorted((u, r, c) for u, (r, st, c) in latest.items() if st == "active")
-        return pd.DataFrame(active, columns=["user", "role", "created"])
+        active = sorted((u, r, c, *_keys.slot_cost(self.root, u)) for u, (r, st, c) in latest.items()
+                        if st == "active")
+        return pd.DataFrame(active, columns=["user", "role", "created", "passphrase_kdf", "slot"])
 
     def _registered(self, name: str) -> tuple[str, str] | None:
         """``(role, public key hex)`` of an active user, from the verified registry."""
