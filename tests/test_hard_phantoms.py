@@ -348,3 +348,18 @@ def test_a_rulers_numbers_read_run_together_stay_visible_over_a_scar():
     assert _findings_hidden(regions, findings) == 0, regions
     identifying = [o for o in truth["objects"] if o["identifying"]]
     assert identifying and all(_hidden(o, boxes) for o in identifying)
+
+
+def test_a_tick_row_cut_by_a_verification_window_is_judged_with_its_ruler():
+    # seed 2047 (fresh): the window verification searched around a label ended
+    # inside a ruler's tick row, above the numbers that make it a ruler; the
+    # cut piece read at 0.36 as text and was hidden over an erythema
+    from workbench.evaluate import _findings_hidden, _on_target
+
+    truth, result, boxes = _run(59, seed=2047)
+    regions = [{"box": list(r.box), "on_target": _on_target(r.box, truth["objects"])} for r in result.regions]
+    assert [r for r in regions if not r["on_target"]] == []
+    assert _findings_hidden(regions, [o for o in truth["objects"] if o["kind"] == "finding"]) == 0
+    identifying = [o for o in truth["objects"] if o["identifying"] and o["height"] >= 20]
+    assert identifying and all(_hidden(o, boxes) for o in identifying)
+    assert result.verified

@@ -471,7 +471,8 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
     (``within``), not enlarged: on 20 MP frames that made text verification
     about four times cheaper (545 -> 131 ms per frame on one core). Text
     lines that the redactions already hide count as hidden whatever they
-    read, so they are not read (``hidden``).
+    read, so they are not read (``hidden``). A text line cut by a window's
+    side is judged again with what lies beyond it (:func:`_text_beyond`).
     """
     from dataclasses import replace
 
@@ -498,8 +499,63 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
             sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)  # the window's sides that are the frame's
             for region in detect(crop, only, scale=scale, within=(height, width), hidden=hidden, sides=sides):
                 bx, by, bw, bh = region.box
-                found.append(Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label))
+                moved = Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label)
+                if region.kind == "text" and _cut_by_window(moved.box, (x0, y0, x1, y1), sides, scale):
+                    found += _text_beyond(pixels, moved, policy, scale, boxes)
+                else:
+                    found.append(moved)
     return found
+
+
+#: A text line cut by a verification window's side is read again in a
+#: window around the line itself, this many of its heights above and below
+#: (and :data:`AROUND` of its width to each side). Seed 2047's phantom 59:
+#: the window around a label ended inside a ruler's tick row; read alone,
+#: without the numbers beneath it that make it a ruler, the row's cut piece
+#: scored 0.36 as text and was hidden over an erythema. Two heights reach
+#: the row of numbers under a tick row.
+_BEYOND_HEIGHTS = 2.0
+
+
+def _cut_by_window(box, window, sides, scale: float) -> bool:
+    """Whether a full-frame ``box`` found in ``window`` (reduced pixels) touches a side that is not the frame's edge."""
+    x, y, w, h = (v * scale for v in box)
+    x0, y0, x1, y1 = window
+    left, right, top, bottom = sides
+    return ((not left and x <= x0 + 1) or (not right and x + w >= x1 - 1)
+            or (not top and y <= y0 + 1) or (not bottom and y + h >= y1 - 1))
+
+
+def _text_beyond(pixels: np.ndarray, line: Region, policy: Policy, scale: float, boxes) -> list[Region]:
+    """Text in a window around ``line`` (cut by a verification window's side) that overlaps it.
+
+    The first pass, which saw the whole frame, did not hide this line: in
+    a window that holds the whole line and its neighbours the text rules
+    decide again, with the context (a ruler's numbers beside its ticks)
+    that the cut window lacked. What that look finds over the line is
+    returned (the line, or the part the rules still hide); a line the
+    rules now leave visible is not.
+    """
+    from dataclasses import replace
+
+    height, width = pixels.shape[:2]
+    x, y, w, h = line.box
+    pad_x, pad_y = max(w * AROUND, 32 / scale), max(h * _BEYOND_HEIGHTS, 32 / scale)
+    x0, y0 = max(0, int((x - pad_x) * scale)), max(0, int((y - pad_y) * scale))
+    x1 = min(width, int(np.ceil((x + w + pad_x) * scale)))
+    y1 = min(height, int(np.ceil((y + h + pad_y) * scale)))
+    crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+    ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
+    hidden = [(bx - ox, by - oy, bw, bh) for bx, by, bw, bh in boxes]
+    sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)
+    out = []
+    for region in detect(crop, replace(policy, detectors=("text",)), scale=scale, within=(height, width),
+                         hidden=hidden, sides=sides):
+        bx, by, bw, bh = region.box
+        moved = Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label)
+        if coverage(line.box, [moved.box]) > 0:
+            out.append(moved)
+    return out
 
 
 def _mean_distance(patch: np.ndarray, colour: np.ndarray) -> float:
