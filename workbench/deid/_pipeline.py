@@ -481,30 +481,49 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
     by_kind: dict[tuple[str, ...], list[list[int]]] = {}
     for region in regions:
         kinds = (region.kind,) if region.kind in policy.detectors else tuple(policy.detectors)
-        x, y, w, h = region.box
-        pad_x, pad_y = max(w * AROUND, 32 / scale), max(h * AROUND, 32 / scale)
-        by_kind.setdefault(kinds, []).append([
-            max(0, int((x - pad_x) * scale)), max(0, int((y - pad_y) * scale)),
-            min(width, int(np.ceil((x + w + pad_x) * scale))), min(height, int(np.ceil((y + h + pad_y) * scale))),
-        ])
+        by_kind.setdefault(kinds, []).append(list(_window_around(region.box, AROUND, AROUND, scale, (width, height))))
     found = []
     for kinds, windows in by_kind.items():
         only = replace(policy, detectors=kinds)
-        for x0, y0, x1, y1 in merge_overlapping(windows):
+        for window in merge_overlapping(windows):
+            x0, y0, x1, y1 = window
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
-            ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
-            hidden = [(x - ox, y - oy, w, h) for x, y, w, h in boxes]
-            sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)  # the window's sides that are the frame's
-            for region in detect(crop, only, scale=scale, within=(height, width), hidden=hidden, sides=sides):
-                bx, by, bw, bh = region.box
-                moved = Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label)
-                if region.kind == "text" and _cut_by_window(moved.box, (x0, y0, x1, y1), sides, scale):
-                    found += _text_beyond(pixels, moved, policy, scale, boxes)
+            for region in _detect_in_window(pixels, window, only, scale, boxes):
+                if region.kind == "text" and _cut_by_window(region.box, window, (width, height), scale):
+                    found += _text_beyond(pixels, region, policy, scale, boxes)
                 else:
-                    found.append(moved)
+                    found.append(region)
     return found
+
+
+def _window_around(box, across: float, down: float, scale: float, frame: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (full-frame) grown by ``across`` of its width and ``down`` of its height each way (at least 32 px).
+
+    Returned as ``x0, y0, x1, y1`` in the reduced pixels ``scale`` gives,
+    clipped to ``frame`` (their width and height).
+    """
+    x, y, w, h = box
+    width, height = frame
+    pad_x, pad_y = max(w * across, 32 / scale), max(h * down, 32 / scale)
+    return (max(0, int((x - pad_x) * scale)), max(0, int((y - pad_y) * scale)),
+            min(width, int(np.ceil((x + w + pad_x) * scale))), min(height, int(np.ceil((y + h + pad_y) * scale))))
+
+
+def _detect_in_window(pixels: np.ndarray, window, policy: Policy, scale: float, boxes) -> list[Region]:
+    """:func:`detect` on ``window`` (``x0, y0, x1, y1`` of the reduced ``pixels``), searched as the whole frame is.
+
+    Boxes come back in full-frame pixels; ``boxes`` are the full-frame
+    redactions (see ``hidden``).
+    """
+    height, width = pixels.shape[:2]
+    x0, y0, x1, y1 = window
+    crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+    ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
+    hidden = [(x - ox, y - oy, w, h) for x, y, w, h in boxes]
+    sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)  # the window's sides that are the frame's
+    return [Region(r.kind, (r.box[0] + ox, r.box[1] + oy, r.box[2], r.box[3]), r.score, r.detector, r.label)
+            for r in detect(crop, policy, scale=scale, within=(height, width), hidden=hidden, sides=sides)]
 
 
 #: A text line cut by a verification window's side is read again in a
@@ -517,13 +536,16 @@ def _detect_around(pixels: np.ndarray, regions: Sequence[Region], policy: Policy
 _BEYOND_HEIGHTS = 2.0
 
 
-def _cut_by_window(box, window, sides, scale: float) -> bool:
-    """Whether a full-frame ``box`` found in ``window`` (reduced pixels) touches a side that is not the frame's edge."""
+def _cut_by_window(box, window, frame: tuple[int, int], scale: float) -> bool:
+    """Whether a full-frame ``box`` found in ``window`` touches one of its sides that is not the frame's edge.
+
+    ``window`` and ``frame`` (width, height) are in the reduced pixels ``scale`` gives.
+    """
     x, y, w, h = (v * scale for v in box)
     x0, y0, x1, y1 = window
-    left, right, top, bottom = sides
-    return ((not left and x <= x0 + 1) or (not right and x + w >= x1 - 1)
-            or (not top and y <= y0 + 1) or (not bottom and y + h >= y1 - 1))
+    width, height = frame
+    return ((x0 > 0 and x <= x0 + 1) or (x1 < width and x + w >= x1 - 1)
+            or (y0 > 0 and y <= y0 + 1) or (y1 < height and y + h >= y1 - 1))
 
 
 def _text_beyond(pixels: np.ndarray, line: Region, policy: Policy, scale: float, boxes) -> list[Region]:
@@ -539,23 +561,9 @@ def _text_beyond(pixels: np.ndarray, line: Region, policy: Policy, scale: float,
     from dataclasses import replace
 
     height, width = pixels.shape[:2]
-    x, y, w, h = line.box
-    pad_x, pad_y = max(w * AROUND, 32 / scale), max(h * _BEYOND_HEIGHTS, 32 / scale)
-    x0, y0 = max(0, int((x - pad_x) * scale)), max(0, int((y - pad_y) * scale))
-    x1 = min(width, int(np.ceil((x + w + pad_x) * scale)))
-    y1 = min(height, int(np.ceil((y + h + pad_y) * scale)))
-    crop = np.ascontiguousarray(pixels[y0:y1, x0:x1])
-    ox, oy = int(round(x0 / scale)), int(round(y0 / scale))
-    hidden = [(bx - ox, by - oy, bw, bh) for bx, by, bw, bh in boxes]
-    sides = (x0 == 0, x1 >= width, y0 == 0, y1 >= height)
-    out = []
-    for region in detect(crop, replace(policy, detectors=("text",)), scale=scale, within=(height, width),
-                         hidden=hidden, sides=sides):
-        bx, by, bw, bh = region.box
-        moved = Region(region.kind, (bx + ox, by + oy, bw, bh), region.score, region.detector, region.label)
-        if coverage(line.box, [moved.box]) > 0:
-            out.append(moved)
-    return out
+    window = _window_around(line.box, AROUND, _BEYOND_HEIGHTS, scale, (width, height))
+    text = replace(policy, detectors=("text",))
+    return [r for r in _detect_in_window(pixels, window, text, scale, boxes) if coverage(line.box, [r.box]) > 0]
 
 
 def _mean_distance(patch: np.ndarray, colour: np.ndarray) -> float:
