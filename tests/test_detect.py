@@ -1097,22 +1097,3 @@ def test_two_touching_lines_dropped_as_one_candidate_are_cut_apart():
     row[95:103, 170:200] = 0.9
     assert len(reference(row[None, None], row.shape)[0]) == 0
     assert len(_ocr._MergedLines(reference)(row[None, None], row.shape)[0]) == 0
-
-
-def test_the_second_look_holds_boxes_up_to_0_6_to_a_lower_bar(monkeypatch):
-    """Under 0.3 a box 40 px or taller must score 0.3 looked at alone; from 0.3 to 0.6, 0.25 (or 11 cascade looks)."""
-    frame = (1600, 1067)
-    img = np.zeros((1067, 1600, 3), np.uint8)
-    alone, looks = [0.0], [0]
-    monkeypatch.setattr(_faces, "_alone_scores", lambda image, scale, box: iter(alone))
-    monkeypatch.setattr(_faces, "_cascade_looks", lambda image, scale, box, enough=None: looks[0])
-
-    def kept(score, size=60, seen=0.0, cascade=0):
-        alone[0], looks[0] = seen, cascade
-        return _faces._second_look(img, 1.0, [500, 400, 500 + size, 400 + size, score], frame)
-
-    assert not kept(0.2, seen=0.28) and kept(0.2, seen=0.3)          # under 0.3: the old bar
-    assert not kept(0.45, seen=0.2) and kept(0.45, seen=0.25)        # 0.3-0.6: the lower bar
-    assert not kept(0.45, seen=0.2, cascade=10) and kept(0.45, seen=0.2, cascade=11)
-    assert kept(0.6, seen=0.0)                                       # a sure box is not looked at
-    assert kept(0.45, size=39, seen=0.0)                             # nor one too small for it

@@ -404,31 +404,17 @@ _SECOND_LOOK_SIZES = (48, 64, 96)
 #: had was 10 (one box in 2037, one in 2040).
 _SECOND_LOOK_CASCADE = 11
 
-#: A box from :data:`_SECOND_LOOK_BELOW` up to :data:`_CONFIRM_BELOW` (0.6),
-#: as tall, is looked at alone too, and stays a face when that look finds
-#: one at this score or more (or the cascade at eleven looks). Measured with
-#: ``tools/face_boxes.py`` on the 500 phantoms of seeds 2040, 2042-2044 and
-#: 2047-2049 (AMD EPYC, AVX2 only): of the boxes 40 px or taller scoring
-#: 0.3-0.6 away from the edges, those on real faces scored at least 0.29
-#: alone (a 55 px face at 0.47; the next 0.31), while of the nine on no
-#: face that the slough test does not label (each over a wound, mole or
-#: blob, so hidden over a finding), four scored 0.04-0.19 alone, with at
-#: most 8 cascade looks; two of those four on seed 2049.
-_SECOND_LOOK_MID = 0.25
-
 
 def _second_look(image: np.ndarray, scale: float, box, frame: tuple[int, int], sides=_ALL_SIDES) -> bool:
-    """Whether a face box holds up when looked at alone (see :data:`_SECOND_LOOK_BELOW`, :data:`_SECOND_LOOK_MID`).
+    """Whether a face box holds up when looked at alone (see :data:`_SECOND_LOOK_BELOW`).
 
     ``sides`` (left, right, top, bottom): which of the image's sides are
     the frame's own edges (see :func:`_at_edges`).
     """
     x0, y0, x1, y1, score = box
-    if score >= _CONFIRM_BELOW or (y1 - y0) < _SECOND_LOOK_FROM or any(_at_edges(box, frame, sides)):
+    if score >= _SECOND_LOOK_BELOW or (y1 - y0) < _SECOND_LOOK_FROM or any(_at_edges(box, frame, sides)):
         return True
-    bar = _SECOND_LOOK_BELOW if score < _SECOND_LOOK_BELOW else _SECOND_LOOK_MID
-    return (_looked_at_alone(image, scale, box, at_least=bar)
-            or _cascade_looks(image, scale, box) >= _SECOND_LOOK_CASCADE)
+    return _looked_at_alone(image, scale, box) or _cascade_looks(image, scale, box) >= _SECOND_LOOK_CASCADE
 
 
 def _looked_at_alone(image: np.ndarray, scale: float, box, at_least: float = _SECOND_LOOK_BELOW) -> bool:
