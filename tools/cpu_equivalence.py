@@ -135,25 +135,18 @@ def same_regions(a: dict, b: dict) -> bool:
     """
     if a["scale"] != b["scale"]:
         return False
-    tolerance = BOX_TOLERANCE / a["scale"]
     kinds = {r[0] for r in a["regions"] + b["regions"]}
-    for kind in kinds:
-        x = sorted(r[1:] for r in a["regions"] if r[0] == kind)
-        y = sorted(r[1:] for r in b["regions"] if r[0] == kind)
-        if len(x) != len(y):
-            return False
-        for p, q in zip(x, y):
-            if any(abs(i - j) > tolerance for i, j in zip(p[:4], q[:4])) or abs(p[4] - q[4]) > SCORE_TOLERANCE:
-                return False
-    return True
+    return all(same_faces([r[1:] for r in a["regions"] if r[0] == kind], [r[1:] for r in b["regions"] if r[0] == kind],
+                          BOX_TOLERANCE / a["scale"])
+               for kind in kinds)
 
 
-def same_faces(a: list, b: list) -> bool:
-    """The same faces, boxes within :data:`BOX_TOLERANCE` px and scores within :data:`SCORE_TOLERANCE`."""
+def same_faces(a: list, b: list, tolerance: float = BOX_TOLERANCE) -> bool:
+    """The same ``[x, y, w, h, score]`` boxes, within ``tolerance`` px and scores within :data:`SCORE_TOLERANCE`."""
     if len(a) != len(b):
         return False
     for x, y in zip(sorted(a), sorted(b)):
-        if any(abs(p - q) > BOX_TOLERANCE for p, q in zip(x[:4], y[:4])) or abs(x[4] - y[4]) > SCORE_TOLERANCE:
+        if any(abs(p - q) > tolerance for p, q in zip(x[:4], y[:4])) or abs(x[4] - y[4]) > SCORE_TOLERANCE:
             return False
     return True
 
