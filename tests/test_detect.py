@@ -1097,3 +1097,47 @@ def test_two_touching_lines_dropped_as_one_candidate_are_cut_apart():
     row[95:103, 170:200] = 0.9
     assert len(reference(row[None, None], row.shape)[0]) == 0
     assert len(_ocr._MergedLines(reference)(row[None, None], row.shape)[0]) == 0
+
+
+def test_the_second_look_holds_boxes_up_to_0_6_to_a_lower_bar_upright_or_turned(monkeypatch):
+    """Under 0.3 a box 40 px or taller must score 0.3 looked at alone upright; from 0.3 to 0.6, 0.2 upright or turned (or 11 cascade looks)."""
+    frame = (1600, 1067)
+    img = np.zeros((1067, 1600, 3), np.uint8)
+    alone, looks, turns = [0.0], [0], []
+
+    def alone_scores(image, scale, box, angles=(0.0,)):
+        turns.append(tuple(angles))
+        return iter(alone)
+
+    monkeypatch.setattr(_faces, "_alone_scores", alone_scores)
+    monkeypatch.setattr(_faces, "_cascade_looks", lambda image, scale, box, enough=None: looks[0])
+
+    def kept(score, size=60, seen=0.0, cascade=0):
+        alone[0], looks[0] = seen, cascade
+        return _faces._second_look(img, 1.0, [500, 400, 500 + size, 400 + size, score], frame)
+
+    assert not kept(0.2, seen=0.28) and kept(0.2, seen=0.3)          # under 0.3: the old bar
+    assert set(turns) == {(0.0,)}                                    # upright only
+    turns.clear()
+    assert not kept(0.45, seen=0.19) and kept(0.45, seen=0.2)        # 0.3-0.6: the lower bar
+    assert set(turns) == {(0.0, *_faces._TURNED_ANGLES)}             # upright and turned
+    assert not kept(0.45, seen=0.1, cascade=10) and kept(0.45, seen=0.1, cascade=11)
+    turns.clear()
+    assert kept(0.6, seen=0.0)                                       # a sure box is not looked at
+    assert kept(0.45, size=39, seen=0.0)                             # nor one too small for it
+    assert not turns
+
+
+def test_a_turned_face_box_of_0_3_to_0_6_holds_up_when_looked_at_alone_turned(monkeypatch):
+    """A face turned 30 degrees scores 0.13 looked at alone upright; turned 22 degrees, it holds up. Skin does not."""
+    frame = (800, 600)
+    img = synth_pixels(np.random.default_rng(7), *frame)
+    _turned_face(img, 4, 48, 400, 300, 30.0)
+    box = [400, 300, 448, 348, 0.45]
+    monkeypatch.setattr(_faces, "_cascade_looks", lambda image, scale, box, enough=None: 0)  # CenterFace alone
+    assert max(_faces._alone_scores(img, 1.0, box)) < _faces._SECOND_LOOK_MID
+    assert _faces._second_look(img, 1.0, box, frame)
+    for x, y in ((250, 200), (600, 150), (600, 450)):  # skin
+        assert not _faces._second_look(img, 1.0, [x, y, x + 48, y + 48, 0.45], frame), (x, y)
+    monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())  # upright only, it is lost
+    assert not _faces._second_look(img, 1.0, box, frame)

@@ -5,7 +5,8 @@ phantom (decoded and reduced as ``deid.deidentify`` does), and for each box
 it merged, before the checks, one JSON line records its score and size,
 whether it is cut by a frame edge, whether ``_plausible_face`` passes it,
 for a weak box (under 0.6, away from the edges) its best score when
-CenterFace looks at it alone (``alone``), the cascade's looks and the
+CenterFace looks at it alone, upright (``alone``) and turned 22 degrees
+each way (``alone_turned``), the cascade's looks and the
 slough test, whether all checks keep it (``kept``), and the truth: its
 overlap with a face (``on_face``), whether its grown box lies on anything
 identifying (``on_target``, as ``workbench evaluate`` judges) and whether
@@ -67,6 +68,8 @@ def records(phantom_dir: Path):
                                     for o in truth["objects"] if o["kind"] == "finding")}
                 if score < 0.6 and not r["edges"]:
                     r["alone"] = round(max(_faces._alone_scores(small, scale, b), default=0.0), 4)
+                    r["alone_turned"] = round(max(_faces._alone_scores(small, scale, b, _faces._TURNED_ANGLES),
+                                                  default=0.0), 4)
                     r["looks"] = _faces._cascade_looks(small, scale, b)
                     r["slough"] = _faces._like_slough(small, scale, b)
                 r["kept"] = bool(r["plausible"] and _faces._second_look(small, scale, b, fr, sides)
