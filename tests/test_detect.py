@@ -618,12 +618,14 @@ def test_a_redactions_fill_read_beside_tick_marks_is_no_letter(text, ticks):
     ((71, 64), "at", 0.35, True),     # a lesion's slough, boxed square and guessed at
     ((305, 266), "本平", 0.55, True),  # slough read as two CJK characters (seed 2039: 14.9% of a clean photo)
     ((74, 86), "90", 0.74, True),     # two wounds and a mole boxed as one line (seed 2041: 80% of a photo)
+    ((63, 113), "日A", 0.53, True),    # a wound and two blobs, one tilted line (seed 2051: 70% of a photo)
     ((71, 64), "AB", 0.9, False),     # a sticker's initials, read with confidence
     ((71, 64), "at", 0.92, False),    # two large letters, read with confidence
     ((29, 83), "JD", 0.33, False),    # initials in a line's shape
+    ((40, 82), "JD", 0.33, False),    # just over twice as wide as tall
     ((71, 64), "ZZT", 0.30, False),   # three characters are text whatever the confidence
 ])
-def test_a_square_blob_guessed_as_two_characters_is_no_text(shape, text, score, blob):
+def test_a_squarish_blob_guessed_as_two_characters_is_no_text(shape, text, score, blob):
     from workbench.deid._detect._text import _blob
 
     assert _blob(np.zeros((*shape, 3), np.uint8), text, score) is blob

@@ -380,3 +380,14 @@ def test_a_face_box_over_0_3_on_a_lesion_that_fails_the_second_look_leaves_the_f
     false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
     assert findings and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in findings for box in false), false
     assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
+@pytest.mark.parametrize("number", [
+    83,   # a wound and two blobs boxed as one tilted "line", read as two characters at 0.53 (_text._BLOB_ASPECT)
+    335,  # slough in a wound boxed as a 127x104 px face at 0.67, one cascade look (_faces._CONFIRM_BELOW)
+])
+def test_a_clean_photo_of_fresh_seed_2051_keeps_its_findings_visible(number):
+    # both hid findings on a clean photo and went out without a person
+    truth, result, boxes = _run(number, seed=2051)
+    assert truth["clean"] and [o for o in truth["objects"] if o["kind"] == "finding"]
+    assert boxes == [] and result.verified and not result.review_reasons
