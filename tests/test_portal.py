@@ -490,3 +490,38 @@ def test_after_a_key_rotation_the_portal_fails_closed_until_restarted(site):
                                              datasets=site.root / "datasets")), base_url="https://testserver")
         login(again, "ng", site.a.secret)
         assert again.get("/image/0").status_code == 200
+
+
+def test_the_portal_stops_promptly_while_a_client_holds_a_tls_connection_open(share_template, tmp_path):
+    # A browser may keep an HTTPS connection open and never answer the TLS
+    # close: without a bound, the stop on SIGTERM waited for it (asyncio's
+    # 30 s TLS shutdown), and the portal_stop record came late or not at all.
+    import signal
+    import socket
+    import ssl
+
+    root = copy_template(share_template, tmp_path / "work")
+    with wb.open_vault(root / "vault", user="res", passphrase=passphrase("res")) as res:
+        share.create_share(res, root / "datasets" / "research", account="ng")
+    proc, base = start_server(root, args=("--tls-self-signed",))
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # its own self-signed certificate
+    try:
+        held = context.wrap_socket(socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))),
+                                   server_hostname="127.0.0.1")
+        held.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert held.recv(64).startswith(b"HTTP/1.1 200")  # kept alive, and never read again
+        started = time.monotonic()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+    stopped = time.monotonic() - started
+    # uvicorn ends by raising the signal it caught again, after its shutdown
+    assert proc.returncode == -signal.SIGTERM and stopped < portal_mod.STOP_WITHIN_S + 5, (proc.returncode, stopped)
+    held.close()
+    with wb.open_vault(root / "vault", user="ada", passphrase=passphrase("ada")) as admin:
+        actions = admin.audit_records()["action"].tolist()
+    assert "portal_stop" in actions[actions.index("portal_start"):]  # a clean stop all the same

@@ -710,6 +710,13 @@ def _set_zip(portal: Portal, served: _Served, account: str) -> bytes:
 # --- serving ---------------------------------------------------------------------------
 
 
+#: On Ctrl+C or SIGTERM the portal stops taking connections and gives those
+#: open this many seconds to finish, then ends them. Unbounded, a browser
+#: holding an HTTPS connection open without answering the TLS close kept
+#: the portal running for 30 s and more (asyncio's TLS shutdown wait).
+STOP_WITHIN_S = 5
+
+
 def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids: list[str] | None = None,
           tls_self_signed: bool = False, behind_proxy: bool = False, allowed_hosts: list[str] | None = None,
           datasets: str | os.PathLike | None = None, ready=None) -> None:
@@ -772,7 +779,7 @@ def serve(vault: Vault, *, host: str = "127.0.0.1", port: int = 8443, share_ids:
     # no access log: a link's URL carries its token
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             proxy_headers=behind_proxy, forwarded_allow_ips="127.0.0.1" if behind_proxy else None,
-                            server_header=False, **options)
+                            server_header=False, timeout_graceful_shutdown=STOP_WITHIN_S, **options)
     server = uvicorn.Server(config)
     scheme = "https" if tls_self_signed else "http"
 
