@@ -509,7 +509,7 @@ def test_cli_capture_with_the_virtual_camera(vault_path, clock, tmp_path):
 # --- SIGKILL during a card import --------------------------------------------------
 
 KILL_PHOTOS = 30
-KILL_TRIALS = 10
+KILL_TRIALS = 6
 
 
 def _import_cmd(card, vault):
