@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -164,7 +165,7 @@ def _derived() -> tuple[Path, str]:
         digest = _intact(path)
         if not digest:
             try:
-                import onnx  # noqa: F401 (only preparing the model needs it)
+                importlib.import_module("onnx")  # only preparing the model needs it
             except ImportError:
                 raise ModelUnavailable(_NEED_ONNX) from None
         _known = (path, digest) if digest else _derive_into(path, source)
