@@ -29,6 +29,16 @@ def _hidden(obj: dict, boxes) -> bool:
     return coverage(tuple(obj["box"]), boxes) >= HIDDEN_COVERAGE
 
 
+def _finding_stays_visible(truth: dict, result, boxes, finding: str) -> None:
+    """No region on nothing identifying overlaps a ``finding`` of the phantom, and every identifying object is hidden."""
+    from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap
+
+    findings = [o for o in truth["objects"] if o["kind"] == "finding" and o["finding"] == finding]
+    false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
+    assert findings and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in findings for box in false), false
+    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+
+
 @pytest.mark.parametrize("number, kind, box", [
     (120, "face", [542, 688, 22, 22]),      # 22 px face, 1600 px frame: needs the enlarged fine pass
     (341, "face", [1231, 514, 20, 20]),     # 20 px face, turned 23 degrees
@@ -237,15 +247,9 @@ def test_a_weak_face_box_on_a_lesion_does_not_hide_the_finding(number, finding):
     # box is looked at alone (_faces._second_look, the first two), and boxes
     # under 0.6 in which the LBP cascade finds no face (_faces._confirmed,
     # the rest: the second look keeps small boxes and those over 0.3); the
-    # finding stays visible
-    from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap
-
+    # finding stays visible, and every identifying object is still hidden
     truth, result, boxes = _run(number, seed=2035)
-    findings = [o for o in truth["objects"] if o["kind"] == "finding" and o["finding"] == finding]
-    false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
-    assert findings and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in findings for box in false), false
-    # every identifying object is still hidden
-    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+    _finding_stays_visible(truth, result, boxes, finding)
 
 
 @pytest.mark.parametrize("number", [
@@ -258,15 +262,11 @@ def test_slough_in_a_wound_taken_for_a_face_stays_visible_and_goes_to_review(num
     # passed the second look and the cascade check (_faces._like_slough):
     # left visible, noted, and the photo goes to a person
     from workbench.deid._regions import SLOUGH_MARK
-    from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap
 
     truth, result, boxes = _run(number, seed=2040)
-    wounds = [o for o in truth["objects"] if o["kind"] == "finding" and o["finding"] == "wound"]
-    false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
-    assert wounds and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in wounds for box in false), false
+    _finding_stays_visible(truth, result, boxes, "wound")
     assert any(SLOUGH_MARK in w for w in result.warnings), result.warnings
     assert result.review_reasons and result.verified
-    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
     # a reviewer who judges the box a face marks it: then it is hidden, and no longer noted
     from workbench.deid._regions import slough_boxes
 
@@ -373,13 +373,8 @@ def test_a_face_box_over_0_3_on_a_lesion_that_fails_the_second_look_leaves_the_f
     # seed 2049 (fresh): boxes scoring 0.3-0.6 were looked at only by the
     # cascade, which passed them; looked at alone, upright and turned
     # (_faces._SECOND_LOOK_MID), they do not hold up, and the finding stays visible
-    from workbench.evaluate import FINDING_OVERLAP, _on_target, _overlap
-
     truth, result, boxes = _run(number, seed=2049)
-    findings = [o for o in truth["objects"] if o["kind"] == "finding" and o["finding"] == finding]
-    false = [r.box for r in result.regions if not _on_target(r.box, truth["objects"])]
-    assert findings and not any(_overlap(o["box"], box) >= FINDING_OVERLAP for o in findings for box in false), false
-    assert all(_hidden(o, boxes) for o in truth["objects"] if o["identifying"] and o["height"] >= 20)
+    _finding_stays_visible(truth, result, boxes, finding)
 
 
 @pytest.mark.parametrize("number", [

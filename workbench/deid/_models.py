@@ -163,12 +163,14 @@ def _derived() -> tuple[Path, str]:
             ) from None
         path = cache_dir() / f"{NAME}-{key}.onnx"
         digest = _intact(path)
-        if not digest:
-            try:
-                importlib.import_module("onnx")  # only preparing the model needs it
-            except ImportError:
-                raise ModelUnavailable(_NEED_ONNX) from None
-        _known = (path, digest) if digest else _derive_into(path, source)
+        if digest:
+            _known = (path, digest)
+            return _known
+        try:
+            importlib.import_module("onnx")  # only preparing the model needs it
+        except ImportError:
+            raise ModelUnavailable(_NEED_ONNX) from None
+        _known = _derive_into(path, source)
         return _known
 
 
