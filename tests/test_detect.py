@@ -1102,26 +1102,29 @@ def test_two_touching_lines_dropped_as_one_candidate_are_cut_apart():
 
 
 def test_the_second_look_holds_boxes_up_to_0_6_to_a_lower_bar_upright_or_turned(monkeypatch):
-    """Under 0.3 a box 40 px or taller must score 0.3 looked at alone upright; from 0.3 to 0.6, 0.2 upright or turned (or 11 cascade looks)."""
+    """Under 0.3 a box 40 px or taller must score 0.3 alone upright or 0.45 turned; from 0.3 to 0.6, 0.2 upright or turned (or 11 cascade looks)."""
     frame = (1600, 1067)
     img = np.zeros((1067, 1600, 3), np.uint8)
-    alone, looks, turns = [0.0], [0], []
+    upright, turned, looks, turns = [0.0], [0.0], [0], []
 
     def alone_scores(image, scale, box, angles=(0.0,)):
         turns.append(tuple(angles))
-        return iter(alone)
+        return iter([upright[0] if angle == 0.0 else turned[0] for angle in angles])
 
     monkeypatch.setattr(_faces, "_alone_scores", alone_scores)
     monkeypatch.setattr(_faces, "_cascade_looks", lambda image, scale, box, enough=None: looks[0])
 
-    def kept(score, size=60, seen=0.0, cascade=0):
-        alone[0], looks[0] = seen, cascade
+    def kept(score, size=60, seen=0.0, seen_turned=0.0, cascade=0):
+        upright[0], turned[0], looks[0] = seen, seen_turned, cascade
         return _faces._second_look(img, 1.0, [500, 400, 500 + size, 400 + size, score], frame)
 
-    assert not kept(0.2, seen=0.28) and kept(0.2, seen=0.3)          # under 0.3: the old bar
-    assert set(turns) == {(0.0,)}                                    # upright only
+    assert not kept(0.2, seen=0.28) and kept(0.2, seen=0.3)          # under 0.3: 0.3 upright...
+    assert set(turns) == {(0.0,), _faces._TURNED_ANGLES}             # (turned only when upright fails)
+    assert not kept(0.2, seen=0.28, seen_turned=0.44) and kept(0.2, seen=0.1, seen_turned=0.45)  # ...or 0.45 turned
+    assert not kept(0.2, seen=0.1, seen_turned=0.1, cascade=10) and kept(0.2, seen=0.1, cascade=11)
     turns.clear()
     assert not kept(0.45, seen=0.19) and kept(0.45, seen=0.2)        # 0.3-0.6: the lower bar
+    assert not kept(0.45, seen_turned=0.19) and kept(0.45, seen_turned=0.2)
     assert set(turns) == {(0.0, *_faces._TURNED_ANGLES)}             # upright and turned
     assert not kept(0.45, seen=0.1, cascade=10) and kept(0.45, seen=0.1, cascade=11)
     turns.clear()
