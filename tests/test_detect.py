@@ -540,6 +540,29 @@ def test_a_rulers_numbers_read_one_by_one_are_found_by_their_counting(values, st
         assert marked[-1] is False and not all(marked), marked
 
 
+@pytest.mark.parametrize("read, box, spanned", [
+    # fresh seed 2052: "1 2" boxed with the tick row above it and read as "12",
+    # before the "8 10 11 12" read one by one (pitch 54 px, numbers' line at y=310)
+    ("12", (195, 265, 163, 67), True),
+    ("1 2", (195, 265, 163, 67), True),
+    ("23", (249, 265, 163, 67), True),
+    ("12", (195, 330, 163, 67), False),    # below the numbers' line, not on it
+    ("12", (400, 265, 163, 67), False),    # where the count puts 5-7, not 1-2
+    ("12", (195, 265, 330, 67), False),    # a box far too long for two numbers
+    ("13", (195, 265, 163, 67), False),    # not counting
+    ("1 2 3 4", (195, 265, 163, 67), False),  # more numbers than the box has places for
+])
+def test_a_few_numbers_boxed_with_ticks_where_a_rulers_count_puts_them_are_the_rulers(read, box, spanned):
+    from workbench.deid._detect._rulers import _RULER, _find_counting_numbers
+
+    # "8", "10", "11", "12" at 54 px a number, the "1" at x=260
+    quads = [_quad((260 + 54 * (v - 1) - 12, 300, 24, 20)) for v in (8, 10, 11, 12)] + [_quad(box)]
+    reads = [("8", 1.0), ("10", 1.0), ("11", 1.0), ("12", 1.0), (read, 0.89)]
+    _find_counting_numbers(quads, reads)
+    assert all(r[0] is _RULER for r in reads[:4])
+    assert (reads[4][0] is _RULER) == spanned, reads[4]
+
+
 @pytest.mark.parametrize("ruler, read, box, continues", [
     # seed 2037: "9 10" beyond a lesion that hid 6-8, on the line of "1234 5"
     ("1234 5", "9 10", (735, 733, 112, 34), True),

@@ -387,3 +387,12 @@ def test_a_clean_photo_of_fresh_seed_2051_keeps_its_findings_visible(number):
     truth, result, boxes = _run(number, seed=2051)
     assert truth["clean"] and [o for o in truth["objects"] if o["kind"] == "finding"]
     assert boxes == [] and result.verified and not result.review_reasons
+
+
+def test_a_rulers_first_numbers_boxed_with_its_ticks_stay_visible_over_a_blob():
+    # fresh seed 2052: "1 2" boxed with the tick row above, read as "12" at 0.89
+    # beside the "8 10 11 12" read one by one, and hidden over a blob, unreviewed
+    truth, result, boxes = _run(120, seed=2052)
+    _finding_stays_visible(truth, result, boxes, "blob")
+    (ruler,) = [o for o in truth["objects"] if o["kind"] == "text" and not o["identifying"]]
+    assert not any(coverage(tuple(ruler["box"]), [box]) > 0 for box in boxes), boxes
