@@ -53,6 +53,10 @@ def _ocr_engine():
                 # regions.
                 "Rec.rec_batch_num": 1,
                 "Cls.model_path": str(_ocr_model_path("cls")),
+                # onnxruntime's arena keeps the buffers of one call for the next:
+                # rapidocr turns it off, and every call then maps and zeroes its
+                # memory afresh (same results; see the comment below).
+                "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
                 "Det.limit_type": "max",
                 "Det.limit_side_len": 100_000,
             }
