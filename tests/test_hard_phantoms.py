@@ -255,10 +255,8 @@ def test_a_weak_face_box_on_a_lesion_does_not_hide_the_finding(number, finding):
 
 @pytest.mark.parametrize("number", [
     132,   # clean: a 58x60 px "face" at 0.16 on slough
+    380,   # a 47x51 px "face" at 0.27, found only by verification beside a redacted label
     434,   # a 51x51 px "face" at 0.20 on slough, beside a real face
-    # (380, a 47x51 px "face" at 0.27 found only by verification beside a
-    # redacted label, is no longer found since text on a 1600 px frame is
-    # searched at 1600 px: nothing false is hidden there, and it needs no review)
 ])
 def test_slough_in_a_wound_taken_for_a_face_stays_visible_and_goes_to_review(number):
     # seed 2040: weak face boxes on yellow slough in a red wound bed that
@@ -398,17 +396,3 @@ def test_a_rulers_first_numbers_boxed_with_its_ticks_stay_visible_over_a_blob():
     _finding_stays_visible(truth, result, boxes, "blob")
     (ruler,) = [o for o in truth["objects"] if o["kind"] == "text" and not o["identifying"]]
     assert not any(coverage(tuple(ruler["box"]), [box]) > 0 for box in boxes), boxes
-
-
-@pytest.mark.parametrize("number, seed, boxes", [
-    (232, 2052, [[642, 460, 105, 43], [634, 479, 98, 43]]),  # two bold italic lines, 11 and 14 px, tilted
-    (145, 2053, [[59, 161, 121, 29]]),                       # 14 px purple ink on a blue drape
-])
-def test_small_marker_ink_on_a_1600_px_frame_is_hidden(number, seed, boxes):
-    # fresh seeds 2052 and 2053: found by no pass at 1368 px and left readable;
-    # text on a frame of up to 1600 px is searched at the frame's own size
-    truth, result, found = _run(number, seed=seed)
-    assert truth["width"] == 1600
-    marker = [o for o in truth["objects"] if o["box"] in boxes]
-    assert len(marker) == len(boxes) and all(o["identifying"] and o["carrier"] == "marker" for o in marker)
-    assert all(_hidden(o, found) for o in marker), found

@@ -25,13 +25,6 @@ from ._rulers import _find_ruler_rows, _RULER
 #: a 43 px yellow line on skin was missed. A label's 3 mm capitals in a
 #: 30 cm wide field are ~55 px.
 _TEXT_LONG_SIDE = 1368
-#: ...but a copy whose long side is over :data:`_TEXT_LONG_SIDE` and at
-#: most this is searched as it is, not shrunk: the 15% lost shrinking a
-#: 1600 px frame to 1368 px loses marker ink 11-14 px tall. On fresh seeds
-#: 2052 and 2053 two such lines on a 1600 px phantom each (bold italic on a
-#: drape; purple on blue) were found by no pass and left readable; searched
-#: at 1600 px both were found.
-_TEXT_NATIVE_UPTO = 1600
 #: Recognition is trusted to allow a line only at this confidence or more; a
 #: line read with less is returned, as an unread one is.
 _ALLOW_MIN_CONFIDENCE = 0.5
@@ -73,8 +66,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     """Find text: labels, wristbands, whiteboards, ink on skin, burned-in annotations.
 
     rapidocr's PP-OCR detector runs on a contrast-stretched copy with its
-    long side at 1368 px (the quarter-size decode of a 20 MP frame; a frame
-    of up to 1600 px at its own size); the
+    long side at 1368 px (the quarter-size decode of a 20 MP frame); the
     detected lines are then read, in one batch, from the sharpest pixels
     available (the input image). Every detected line is returned, read or
     not, with these exceptions:
@@ -148,8 +140,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     h, w = image.shape[:2]
     # Small images (burned-in annotations on a 512 px scan) are enlarged, at
     # most twice, so that their small text reaches the detector's floor.
-    long_side = max(within or (h, w))
-    shrink = 1.0 if _TEXT_LONG_SIDE < long_side <= _TEXT_NATIVE_UPTO else min(2.0, _TEXT_LONG_SIDE / long_side)
+    shrink = min(2.0, _TEXT_LONG_SIDE / max(within or (h, w)))
     dw, dh = max(1, round(w * shrink)), max(1, round(h * shrink))
     # rapidocr's models take BGR, as cv2 decodes.
     small = cv2.cvtColor(_resized(image, dw, dh), cv2.COLOR_RGB2BGR)
