@@ -1169,3 +1169,24 @@ def test_a_turned_face_box_of_0_3_to_0_6_holds_up_when_looked_at_alone_turned(mo
         assert not _faces._second_look(img, 1.0, [x, y, x + 48, y + 48, 0.45], frame), (x, y)
     monkeypatch.setattr(_faces, "_TURNED_ANGLES", ())  # upright only, it is lost
     assert not _faces._second_look(img, 1.0, box, frame)
+
+
+def test_a_line_read_as_nothing_that_holds_two_lines_of_print_is_read_in_bands():
+    """Two label lines boxed as one and read as one character take their bands' read; a plain crop stays dropped."""
+    from workbench.phantoms import _font, _font_files
+
+    font = _font(_font_files()[0], 20)
+    two = np.full((56, 330, 3), 245, np.uint8)
+    img = Image.fromarray(two)
+    draw = ImageDraw.Draw(img)
+    draw.text((6, 4), "Name: ZZTEST Quarkon", font=font, fill=(20, 20, 20))
+    draw.text((6, 30), "MRN: 4949998", font=font, fill=(20, 20, 20))
+    two = np.asarray(img)[:, :, ::-1].copy()
+    plain = np.full((56, 330, 3), 200, np.uint8)
+    short = two[:20].copy()  # under _STACKED_MIN_HEIGHT: not read again
+    crops = [two, plain, short, two]
+    reads = [("N", 0.53), ("", 0.0), ("N", 0.53), ("NA", 0.53)]
+    text_pass._read_stacked_lines(_ocr._ocr_engine(), crops, reads)
+    assert "4949998" in reads[0][0] and reads[0][1] >= text_pass._STACKED_CONFIDENCE, reads[0]
+    assert reads[1] == ("", 0.0) and reads[2] == ("N", 0.53)
+    assert reads[3] == ("NA", 0.53)  # two characters: read as text already, not dropped

@@ -396,3 +396,13 @@ def test_a_rulers_first_numbers_boxed_with_its_ticks_stay_visible_over_a_blob():
     _finding_stays_visible(truth, result, boxes, "blob")
     (ruler,) = [o for o in truth["objects"] if o["kind"] == "text" and not o["identifying"]]
     assert not any(coverage(tuple(ruler["box"]), [box]) > 0 for box in boxes), boxes
+
+
+def test_a_20mp_label_of_two_lines_boxed_as_one_and_read_as_one_character_is_hidden():
+    # fresh seed 2054: the name and record number (35 and 34 px) were boxed as one
+    # 1032x176 px line in the detector's copy, read as "N" at 0.53 and dropped
+    truth, result, boxes = _run(164, seed=2054)
+    assert truth["width"] == 5472
+    label = [o for o in truth["objects"] if o["kind"] == "text" and o["carrier"] == "label"]
+    assert len(label) == 2 and all(o["identifying"] for o in label)
+    assert all(_hidden(o, boxes) for o in label), boxes

@@ -163,6 +163,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     reads = _recognise(engine, crops)
     if RULERS_VISIBLE:
         _find_ruler_rows(engine, quads, crops, reads, image)
+    _read_stacked_lines(engine, crops, reads)
     boxes, labels = [], []
     for pts, crop, read, was_cut in zip(quads, crops, reads, cut):
         if was_cut and (read is None or read[1] < _CUT_MIN_CONFIDENCE):
@@ -192,6 +193,42 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     del reads
     boxes, labels = _merge_labels(boxes, labels)
     return _regions("text", "rapidocr", boxes, frame, labels)
+
+
+#: A line read as fewer than two letters or digits (dropped as no text) at
+#: least :data:`_STACKED_MIN_HEIGHT` pixels tall and at least twice as long
+#: is read again in two bands, its top and bottom 60% (see
+#: :func:`_read_stacked_lines`): PP-OCR can box two lines of a label as one,
+#: and the recogniser, given both, reads next to nothing. On fresh seed
+#: 2054 a 20 MP label's name and record number, 35 and 34 px tall (about 9
+#: px in the detector's copy), were boxed as one 1032x176 px line, read as
+#: "N" at 0.53, dropped, and left readable. The line is kept as text when a
+#: band reads as an identifier, or as :data:`_STACKED_MIN_CHARS` or more
+#: letters and digits with :data:`_STACKED_CONFIDENCE` or more.
+_STACKED_MIN_HEIGHT = 24
+_STACKED_MIN_CHARS = 4
+_STACKED_CONFIDENCE = 0.8
+
+
+def _read_stacked_lines(engine, crops: list, reads: list) -> None:
+    """Read lines dropped as no text again in two bands; where a band reads as text, the line takes that read (see :data:`_STACKED_MIN_HEIGHT`)."""
+    lines = [i for i, (crop, read) in enumerate(zip(crops, reads))
+             if crop is not None and read is not None and read[0] is not _RULER
+             and sum(ch.isalnum() for ch in read[0]) < 2 and not any(p.search(read[0]) for p in _IDENTIFIER)
+             and crop.shape[0] >= _STACKED_MIN_HEIGHT and crop.shape[1] >= 2 * crop.shape[0]]
+    if not lines:
+        return
+    bands = []
+    for i in lines:
+        h = crops[i].shape[0]
+        bands += [crops[i][:int(h * 0.6)], crops[i][int(h * 0.4):]]
+    band_reads = _recognise(engine, bands)
+    for j, i in enumerate(lines):
+        text = [read for read in band_reads[2 * j:2 * j + 2] if read is not None
+                and (any(p.search(read[0]) for p in _IDENTIFIER)
+                     or (read[1] >= _STACKED_CONFIDENCE and sum(ch.isalnum() for ch in read[0]) >= _STACKED_MIN_CHARS))]
+        if text:
+            reads[i] = (" ".join(t for t, _ in text), max(score for _, score in text))
 
 
 #: A "line" about as wide as it is tall (width under this many heights) read
