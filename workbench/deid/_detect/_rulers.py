@@ -126,12 +126,7 @@ def _read_bands(engine, lines: list[tuple[int, np.ndarray]], reads: list, *, rea
     """
     if not lines:
         return []
-    top_end, bottom_start = (reach + 0.6) / (1 + 2 * reach), (reach + 0.4) / (1 + 2 * reach)
-    bands = []
-    for _, crop in lines:
-        h = crop.shape[0]
-        bands += [crop[:int(h * top_end)], crop[int(h * bottom_start):]]
-    band_reads = _recognise(engine, bands)
+    band_reads = _recognise(engine, [band for _, crop in lines for band in _bands(crop, reach)])
     half = []
     for j, (i, _) in enumerate(lines):
         top, bottom = band_reads[2 * j], band_reads[2 * j + 1]
@@ -143,6 +138,13 @@ def _read_bands(engine, lines: list[tuple[int, np.ndarray]], reads: list, *, rea
         elif _ticks(t) or _ticks(b):
             half.append(i)
     return half
+
+
+def _bands(crop: np.ndarray, reach: float = 0.0) -> list[np.ndarray]:
+    """A line's crop (its box grown by ``reach`` of its height on each side) cut into its top and bottom 60%, each with what lies beyond its edge."""
+    h = crop.shape[0]
+    top_end, bottom_start = (reach + 0.6) / (1 + 2 * reach), (reach + 0.4) / (1 + 2 * reach)
+    return [crop[:int(h * top_end)], crop[int(h * bottom_start):]]
 
 
 def _tick_row_candidates(reads: list) -> list[int]:
@@ -258,12 +260,11 @@ def _find_counting_numbers(quads: list, reads: list) -> None:
             across = np.abs(d[:, 0] * step[1] - d[:, 1] * step[0]) / pitch
             at = value[a] + (d @ step) / pitch ** 2
             fit = (across <= 0.5 * np.maximum(height, max(height[a], height[b]))) & (np.abs(value - at) <= 1 / 3)
-            members = _counting(value[fit], line[fit], pitch, float(np.median(height[fit])))
-            if members is not None:
+            counted = _counting(value[fit], line[fit], pitch, float(np.median(height[fit])))
+            if counted is not None:
+                members, count_step = counted
                 ruler.update(int(i) for i in members)
-                counted = value[fit]
-                ruler.update(_spanned_by_the_count(quads, reads, ruler, centre[a], value[a], step,
-                                                   int(np.diff(np.unique(counted)).min())))
+                ruler.update(_spanned_by_the_count(quads, reads, ruler, centre[a], value[a], step, count_step))
     for i in ruler:
         reads[i] = (_RULER, reads[i][1])
 
@@ -278,8 +279,9 @@ def _spanned_by_the_count(quads: list, reads: list, known: set, origin: np.ndarr
     in that step (``"1 2"``, ``"12"``: :func:`_counts`) is the ruler's when
     the count's line passes through its box, the places of its first and
     last number lie inside the box along the line, and the box is at most
-    as long as two more numbers than it holds (as :func:`_continues` allows). PP-OCR boxes the start of a ruler's
-    numbering with the tick row above it: on fresh seed 2052 a ruler's "1 2"
+    as long as two more numbers than it holds (as :func:`_continues`
+    allows). PP-OCR boxes the start of a ruler's numbering with the tick
+    row above it: on fresh seed 2052 a ruler's "1 2"
     boxed with its ticks (163x67 px) was read as "12" at 0.89, beside its
     "8", "10", "11" and "12" read one by one, and hidden over a blob.
     """
@@ -305,8 +307,8 @@ def _spanned_by_the_count(quads: list, reads: list, known: set, origin: np.ndarr
 _COUNTING_STEPS = (1, 2, 5, 10, 20, 50, 100)
 
 
-def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float) -> np.ndarray | None:
-    """The lines of a ruler's numbering among readings on one line (see :func:`_find_counting_numbers`), or None."""
+def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float) -> tuple[np.ndarray, int] | None:
+    """The lines of a ruler's numbering among readings on one line and the step it counts in (see :func:`_find_counting_numbers`), or None."""
     order = np.unique(values, return_index=True)[1]
     found, where = values[order], lines[order]
     if found.size < _COUNTING_MIN:
@@ -315,7 +317,7 @@ def _counting(values: np.ndarray, lines: np.ndarray, pitch: float, height: float
     step = gaps.min()
     if step not in _COUNTING_STEPS or not np.all((gaps == step) | (gaps == 2 * step)) or step * pitch < 0.8 * height:
         return None
-    return where
+    return where, int(step)
 
 
 #: A line of a few numbers ("9 10") continues a ruler's numbering ("1234 5")

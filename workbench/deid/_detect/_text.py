@@ -13,8 +13,8 @@ from ...errors import InvalidInput
 from .._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
 from ._common import _check_image, _full_size, _regions, _resized
 from ._ocr import _corners, _detect_lines, _frame_box, _inside, _line_box, _line_crop, _ocr_engine, _recognise
-from ._reading import _allowed, _IDENTIFIER, _is_ruler
-from ._rulers import _find_ruler_rows, _RULER
+from ._reading import _allowed, _dropped, _IDENTIFIER, _is_ruler
+from ._rulers import _bands, _find_ruler_rows, _RULER
 
 
 #: Text is detected on a copy with this long side: for a 20 MP frame that is
@@ -213,16 +213,11 @@ _STACKED_CONFIDENCE = 0.8
 def _read_stacked_lines(engine, crops: list, reads: list) -> None:
     """Read lines dropped as no text again in two bands; where a band reads as text, the line takes that read (see :data:`_STACKED_MIN_HEIGHT`)."""
     lines = [i for i, (crop, read) in enumerate(zip(crops, reads))
-             if crop is not None and read is not None and read[0] is not _RULER
-             and sum(ch.isalnum() for ch in read[0]) < 2 and not any(p.search(read[0]) for p in _IDENTIFIER)
+             if crop is not None and read is not None and read[0] is not _RULER and _dropped(read[0])
              and crop.shape[0] >= _STACKED_MIN_HEIGHT and crop.shape[1] >= 2 * crop.shape[0]]
     if not lines:
         return
-    bands = []
-    for i in lines:
-        h = crops[i].shape[0]
-        bands += [crops[i][:int(h * 0.6)], crops[i][int(h * 0.4):]]
-    band_reads = _recognise(engine, bands)
+    band_reads = _recognise(engine, [band for i in lines for band in _bands(crops[i])])
     for j, i in enumerate(lines):
         text = [read for read in band_reads[2 * j:2 * j + 2] if read is not None
                 and (any(p.search(read[0]) for p in _IDENTIFIER)
