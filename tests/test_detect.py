@@ -1190,3 +1190,42 @@ def test_a_line_read_as_nothing_that_holds_two_lines_of_print_is_read_in_bands()
     assert "4949998" in reads[0][0] and reads[0][1] >= text_pass._STACKED_CONFIDENCE, reads[0]
     assert reads[1] == ("", 0.0) and reads[2] == ("N", 0.53)
     assert reads[3] == ("NA", 0.53)  # two characters: read as text already, not dropped
+
+
+def test_the_ground_taken_away_is_whole_numbers_the_same_on_every_cpu():
+    """A violet stroke on a blue drape, 20 grey levels darker, comes out black on white; the sums are exact."""
+    rng = np.random.default_rng(11)
+    bgr = np.empty((120, 200, 3), np.uint8)
+    bgr[:] = (130, 110, 60)  # a blue drape (BGR)
+    bgr = np.clip(bgr + rng.normal(0, 2, bgr.shape), 0, 255).astype(np.uint8)
+    bgr[58:62, 40:160] = (150, 40, 112)  # violet ink: luma 74 against 97, green 40 against 110
+    grey = text_pass._ground_removed(bgr)
+    assert grey.shape == bgr.shape and (grey[:, :, 0] == grey[:, :, 1]).all() and (grey[:, :, 0] == grey[:, :, 2]).all()
+    assert grey[58:62, 60:140].max() < 64 and np.median(grey[5:30]) > 200
+    # the same as box sums in exact integers, the square cut short at the edges
+    r = text_pass._FAINT_WINDOW // 2
+    h, w = bgr.shape[:2]
+    total = np.zeros((h + 1, w + 1, 3), np.int64)
+    total[1:, 1:] = bgr.astype(np.int64).cumsum(0).cumsum(1)
+    ys, xs = np.arange(h), np.arange(w)
+    y0, y1, x0, x1 = np.clip(ys - r, 0, h), np.clip(ys + r + 1, 0, h), np.clip(xs - r, 0, w), np.clip(xs + r + 1, 0, w)
+    sums = total[y1][:, x1] - total[y0][:, x1] - total[y1][:, x0] + total[y0][:, x0]
+    count = ((y1 - y0)[:, None] * (x1 - x0)[None, :])[:, :, None]
+    apart = np.abs(bgr - (sums + count // 2) // count).max(axis=2)
+    assert np.array_equal(grey[:, :, 0], np.clip(255 - text_pass._FAINT_GAIN * apart, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("read, kept", [
+    (("MRN: 9611780", 0.97), True),
+    (("Hosp No 4006351", 0.62), True),     # an identifier, however weakly read
+    (("4006351", 0.9), True),
+    (("ZZTEST STINDMION", 0.93), True),
+    (("wound clinic", 0.9), True),         # print read with confidence
+    (("wound clinic", 0.7), False),        # not an identifier, read under 0.8
+    (("Lst", 0.95), False),                # under four letters and digits
+    (("3 9 10 11 12 13", 0.99), False),    # a ruler's numbers boxed apart from its ticks, read with a stray digit
+    (("12 13 14 cm", 0.99), False),
+    (None, False),
+])
+def test_a_line_found_only_with_the_ground_taken_away_is_kept_when_it_reads_as_print(read, kept):
+    assert text_pass._faint_print(read) is kept
