@@ -418,3 +418,12 @@ def test_marker_ink_the_detector_misses_on_its_ground_is_found_with_the_ground_t
     marker = [o for o in truth["objects"] if o["kind"] == "text" and o["carrier"] == "marker"]
     assert marker and all(o["identifying"] for o in marker)
     assert all(_hidden(o, boxes) for o in marker), boxes
+
+
+def test_a_rulers_start_read_as_a_lone_two_digit_number_stays_visible_over_a_mole():
+    # fresh seed 2055: "1 2", the tick row and a mole's edge boxed as one line,
+    # read as "12" at 0.97 beside too few of the ruler's numbers, and hidden
+    # over the mole and an erythema, unreviewed
+    truth, result, boxes = _run(267, seed=2055)
+    _finding_stays_visible(truth, result, boxes, "nevus")
+    _finding_stays_visible(truth, result, boxes, "erythema")
