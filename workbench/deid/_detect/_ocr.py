@@ -251,12 +251,12 @@ def _frame_box(box, scale: float) -> tuple[int, int, int, int]:
     return x0, y0, max(1, math.ceil(box[2] / scale) - x0), max(1, math.ceil(box[3] / scale) - y0)
 
 
-def _inside(a, b) -> bool:
-    """Whether box ``a`` lies mostly (80%) inside box ``b``."""
+def _inside(a, b, share: float = 0.8) -> bool:
+    """Whether box ``a`` lies mostly (``share`` of its area) inside box ``b``."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
     area = max(1e-9, (a[2] - a[0]) * (a[3] - a[1]))
-    return iw > 0 and ih > 0 and iw * ih / area >= 0.8
+    return iw > 0 and ih > 0 and iw * ih / area >= share
 
 
 def _recognise(engine, crops: list) -> list:

@@ -156,7 +156,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     quads, cut = quads + more, cut + more_cut
     # Lines found only with the ground taken away must read as print (see _FAINT_WINDOW).
     faint = _faint_lines(engine, small, quads) if within is None else []
-    strict = [False] * len(quads) + [True] * len(faint)
+    only_faint = [False] * len(quads) + [True] * len(faint)
     quads, cut = quads + faint, cut + [False] * len(faint)
     if not quads:
         return []
@@ -165,7 +165,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
         shown = [coverage(_frame_box(_line_box(q), scale), hidden) < HIDDEN_COVERAGE for q in quads]
         quads = [q for q, keep in zip(quads, shown) if keep]
         cut = [c for c, keep in zip(cut, shown) if keep]
-        strict = [c for c, keep in zip(strict, shown) if keep]
+        only_faint = [c for c, keep in zip(only_faint, shown) if keep]
         if not quads:
             return []
 
@@ -175,7 +175,7 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
         _find_ruler_rows(engine, quads, crops, reads, image)
     _read_stacked_lines(engine, crops, reads)
     boxes, labels = [], []
-    for pts, crop, read, was_cut, was_faint in zip(quads, crops, reads, cut, strict):
+    for pts, crop, read, was_cut, was_faint in zip(quads, crops, reads, cut, only_faint):
         if was_cut and (read is None or read[1] < _CUT_MIN_CONFIDENCE):
             continue  # a piece of a merged candidate that does not read as print
         if was_faint and not _faint_print(read):
@@ -257,7 +257,7 @@ def _reads_as_print(read) -> bool:
 #: three colours, from the mean of the :data:`_FAINT_WINDOW`-pixel square
 #: around it, times :data:`_FAINT_GAIN`, drawn dark on white (see
 #: :func:`_ground_removed`). There both inks score 0.99 at any size from
-#: 1100 to 1600 px. A line found there and not already found (see
+#: 1100 to 1368 px. A line found there and not already found (see
 #: :func:`_faint_lines`) is kept only when it reads as print (see
 #: :func:`_reads_as_print`): the ground's removal also makes texture, hair
 #: and the edges of lesions stand out.
@@ -301,14 +301,7 @@ def _faint_lines(engine, bgr: np.ndarray, known: Sequence[np.ndarray]) -> list[n
     """Lines found in ``bgr`` with its ground taken away and not among ``known`` (quads in ``bgr``'s pixels)."""
     found, _ = _detect_lines(engine, _ground_removed(bgr))
     seen = [_corners(q) for q in known]
-    out = []
-    for q in found:
-        box = _corners(q)
-        area = max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
-        if not any(max(0.0, min(box[2], b[2]) - max(box[0], b[0])) * max(0.0, min(box[3], b[3]) - max(box[1], b[1]))
-                   >= _FAINT_KNOWN * area for b in seen):
-            out.append(q)
-    return out
+    return [q for q in found if not any(_inside(_corners(q), b, _FAINT_KNOWN) for b in seen)]
 
 
 #: A line read as nothing but a number of two digits ("12", "1 2") is a
