@@ -12,6 +12,7 @@ import json
 import logging
 import platform
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -1034,6 +1035,38 @@ def test_detector_input_is_rapidocrs_bit_for_bit():
         got = fast(img)
         assert got.dtype == expected.dtype == np.float32
         assert np.array_equal(got, expected)
+
+
+_RAPIDOCR_START = """
+import yaml
+from omegaconf import OmegaConf
+original = OmegaConf.load
+from workbench.deid._detect import _ocr
+engine = _ocr._ocr_engine()
+from rapidocr.inference_engine import base
+from rapidocr.utils import model_resolver
+assert OmegaConf.load is original, "OmegaConf.load was left replaced"
+# the resolver got the model list as plain data, equal to rapidocr's own tree of it
+assert type(model_resolver._MODEL_CONFIG) is dict
+assert model_resolver._MODEL_CONFIG == OmegaConf.to_container(original(model_resolver.MODEL_CONFIG_PATH))
+# the addresses were not read: no model was asked for by name
+assert type(base.InferSession.__dict__["model_info"]).__name__ == "_ModelList"
+assert engine.text_det.session is not None
+# a reader that names no model (the evaluation's) gets the list, read then, and reads
+from workbench.evaluate import _ocr_engine
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+img = Image.new("RGB", (520, 70), "white")
+ImageDraw.Draw(img).text((10, 15), "ZZTEST 4827193", fill="black", font=ImageFont.load_default(size=32))
+assert "".join(_ocr_engine()(np.asarray(img)).txts).replace(" ", "") == "ZZTEST4827193"
+assert type(base.InferSession.model_info).__name__ == "DictConfig"
+"""
+
+
+def test_rapidocr_starts_without_building_its_model_list_and_still_finds_a_model_by_name():
+    # in a fresh interpreter: this one may have imported rapidocr already
+    out = subprocess.run([sys.executable, "-c", _RAPIDOCR_START], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_large_faces_need_confidence_unless_cut_by_the_edge():

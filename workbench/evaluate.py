@@ -99,8 +99,9 @@ def _ocr_engine():
     if _ocr is None:
         import logging
 
-        from rapidocr import RapidOCR
+        from .deid._detect._ocr import _import_rapidocr
 
+        RapidOCR = _import_rapidocr()
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         _ocr = RapidOCR(params={"Global.log_level": "error"})
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)

@@ -26,6 +26,66 @@ _engine_lock = threading.Lock()
 _ocr_call_lock = threading.Lock()
 
 
+class _ModelList:
+    """rapidocr's tree of the models it can fetch, read the first time it is asked for (see :func:`_import_rapidocr`)."""
+
+    def __init__(self, read):
+        self._read, self._tree = read, None
+
+    def __get__(self, instance, owner):
+        if self._tree is None:
+            self._tree = self._read()
+        return self._tree
+
+
+def _import_rapidocr():
+    """Import rapidocr's ``RapidOCR`` without building its model list into OmegaConf trees.
+
+    As it is imported, rapidocr (3.10) reads ``default_models.yaml`` (85 KB:
+    the address and checksum of every model it can fetch) into an OmegaConf
+    tree twice: ``utils.model_resolver`` for its language routes, and
+    ``inference_engine.base`` for the addresses. Building those trees took
+    0.7 s of the engine's 1.4 s start on a 2-core AMD EPYC, in every CLI
+    command, notebook kernel and test process that reads text. Here the
+    resolver gets the same data as plain dicts and lists (it only calls
+    ``get``, iterates and indexes), parsed by libyaml; the addresses, which
+    serve only to find a model asked for by name (the workbench gives every
+    model by path), are read into their tree the first time anything asks
+    for them (``workbench evaluate``'s own reader, which names no model,
+    does).
+    """
+    import sys
+
+    if "rapidocr.inference_engine.base" not in sys.modules:
+        from pathlib import Path
+
+        import yaml
+        from omegaconf import OmegaConf
+
+        load, deferred = OmegaConf.load, []
+
+        def plain_or_later(path, *args, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__")
+            if isinstance(path, (str, Path)) and Path(path).name == "default_models.yaml" and not args:
+                if caller == "rapidocr.utils.model_resolver":
+                    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+                if caller == "rapidocr.inference_engine.base":
+                    deferred.append(path)
+                    return None
+            return load(path, *args, **kwargs)
+
+        OmegaConf.load = plain_or_later
+        try:
+            from rapidocr.inference_engine import base
+        finally:
+            OmegaConf.load = load
+        if deferred and base.InferSession.__dict__.get("model_info", 0) is None:
+            base.InferSession.model_info = _ModelList(lambda: load(deferred[0]))
+    from rapidocr import RapidOCR
+
+    return RapidOCR
+
+
 def _ocr_engine():
     """The shared rapidocr engine, built once from the wheel's own model files.
 
@@ -37,7 +97,7 @@ def _ocr_engine():
     with _engine_lock:
         if _engine is None:
             logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-            from rapidocr import RapidOCR
+            RapidOCR = _import_rapidocr()
 
             params = {
                 "Global.log_level": "warning",
