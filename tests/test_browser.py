@@ -28,7 +28,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 @pytest.fixture(scope="module")
 def demo_vault(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser")
-    vault = build_demo_vault(work, photos=8, passphrase=PASSPHRASE, width=640, height=427,
+    vault = build_demo_vault(work, photos=8, passphrase=PASSPHRASE, width=320, height=213,
                              out=open(os.devnull, "w"))
     review_demo_photos(vault, PASSPHRASE, workers=0)
     # What the demo leaves for a person because of a weak box (at 640 px a ruler's print reads as

@@ -1038,27 +1038,27 @@ def test_detector_input_is_rapidocrs_bit_for_bit():
 
 
 _RAPIDOCR_START = """
-import yaml
 from omegaconf import OmegaConf
 original = OmegaConf.load
 from workbench.deid._detect import _ocr
 engine = _ocr._ocr_engine()
 from rapidocr.inference_engine import base
 from rapidocr.utils import model_resolver
+from rapidocr.utils.typings import EngineType, LangDet, ModelType, OCRVersion, TaskType
 assert OmegaConf.load is original, "OmegaConf.load was left replaced"
 # the resolver got the model list as plain data, equal to rapidocr's own tree of it
+tree = original(model_resolver.MODEL_CONFIG_PATH)
 assert type(model_resolver._MODEL_CONFIG) is dict
-assert model_resolver._MODEL_CONFIG == OmegaConf.to_container(original(model_resolver.MODEL_CONFIG_PATH))
-# the addresses were not read: no model was asked for by name
+assert model_resolver._MODEL_CONFIG == OmegaConf.to_container(tree)
+# the addresses were not read: every model was given by path
 assert type(base.InferSession.__dict__["model_info"]).__name__ == "_ModelList"
-assert engine.text_det.session is not None
-# a reader that names no model (the evaluation's) gets the list, read then, and reads
-from workbench.evaluate import _ocr_engine
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-img = Image.new("RGB", (520, 70), "white")
-ImageDraw.Draw(img).text((10, 15), "ZZTEST 4827193", fill="black", font=ImageFont.load_default(size=32))
-assert "".join(_ocr_engine()(np.asarray(img)).txts).replace(" ", "") == "ZZTEST4827193"
+assert engine.text_det is not None and engine.text_rec is not None
+# a model asked for by name (as a reader that names none asks) is found, from the list read then
+wanted = base.FileInfo(engine_type=EngineType.ONNXRUNTIME, ocr_version=OCRVersion.PPOCRV4,
+                       task_type=TaskType.DET, lang_type=LangDet.CH, model_type=ModelType.MOBILE)
+found = base.InferSession.get_model_url(wanted)
+assert found["model_dir"].endswith(".onnx") and len(found["SHA256"]) == 64, found
+assert found["model_dir"] == tree.onnxruntime["PP-OCRv4"].det["ch_PP-OCRv4_det_mobile"].model_dir
 assert type(base.InferSession.model_info).__name__ == "DictConfig"
 """
 
