@@ -7,7 +7,8 @@ whether it is cut by a frame edge, whether ``_plausible_face`` passes it,
 for a weak box (under 0.6, away from the edges) its best score when
 CenterFace looks at it alone, upright (``alone``) and turned 22 degrees
 each way (``alone_turned``), the cascade's looks and the
-slough test, whether all checks keep it (``kept``), and the truth: its
+slough test (and the two shares it compares, also with a lower brightness
+floor: ``shares``, ``shares_dim``), whether all checks keep it (``kept``), and the truth: its
 overlap with a face (``on_face``), whether its grown box lies on anything
 identifying (``on_target``, as ``workbench evaluate`` judges) and whether
 it would hide a finding. About 10 minutes per 500 phantoms on one core.
@@ -72,6 +73,11 @@ def records(phantom_dir: Path):
                                                   default=0.0), 4)
                     r["looks"] = _faces._cascade_looks(small, scale, b)
                     r["slough"] = _faces._like_slough(small, scale, b)
+                    # the shares the slough test compares, and with slough's brightness floor lowered
+                    # from 0.47 to 0.3 (slough in dim light); None where the box has no ring
+                    for key, bright in (("shares", 0.47), ("shares_dim", 0.3)):
+                        found = _faces._slough_shares(small, scale, b, bright=bright)
+                        r[key] = [round(v, 3) for v in found] if found else None
                 r["kept"] = bool(r["plausible"] and _faces._second_look(small, scale, b, fr, sides)
                                  and _faces._confirmed(small, scale, b, fr, sides))
                 yield r

@@ -523,8 +523,11 @@ def _colour_shares(pixels: np.ndarray) -> tuple[float, float]:
     return float(slough.mean()), float(red.mean())
 
 
-def _colour_masks(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which of ``pixels`` (RGB ``uint8``, shape ``(..., 3)``) are slough-coloured and which wound red (see :func:`_colour_shares`)."""
+def _colour_masks(pixels: np.ndarray, bright: float = 0.47) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``pixels`` (RGB ``uint8``, shape ``(..., 3)``) are slough-coloured and which wound red (see :func:`_colour_shares`).
+
+    ``bright``: the least value (share of 255) a slough-coloured pixel has.
+    """
     rgb = pixels.astype(np.float64)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     top, low = rgb.max(axis=-1), rgb.min(axis=-1)
@@ -534,7 +537,7 @@ def _colour_masks(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                    np.where(top == g, 60.0 * (2.0 + (b - r) / safe), 60.0 * (4.0 + (r - g) / safe))) % 360.0
     hue = np.where(span > 0, hue, 0.0)
     sat = np.where(top > 0, span / np.where(top > 0, top, 1.0), 0.0)
-    slough = (hue >= 35) & (hue <= 75) & (sat > 0.2) & (top > 0.47 * 255)
+    slough = (hue >= 35) & (hue <= 75) & (sat > 0.2) & (top > bright * 255)
     red = ((hue < 15) | (hue > 340)) & (sat > 0.43)
     return slough, red
 
@@ -545,14 +548,24 @@ def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
     Pixels inside ``hidden`` (full-frame ``(x, y, w, h)`` boxes already
     redacted) are left out: a fill beside the box is no wound bed.
     """
-    x0, y0, x1, y1, score = box
-    if score >= _SLOUGH_BELOW:
+    if box[4] >= _SLOUGH_BELOW:
         return False
+    shares = _slough_shares(image, scale, box, hidden)
+    return shares is not None and shares[0] >= _SLOUGH_SHARE and shares[1] >= _WOUND_BED_SHARE
+
+
+def _slough_shares(image: np.ndarray, scale: float, box, hidden=(), bright: float = 0.47):
+    """The slough-coloured share of a face box and the wound-red share of the ring around it, or None (see :func:`_like_slough`).
+
+    ``bright``: see :func:`_colour_masks` (``tools/face_boxes.py`` also
+    records the shares with a lower floor, for slough in dim light).
+    """
+    x0, y0, x1, y1, _ = box
     h, w = image.shape[:2]
     bx0, by0 = max(0, int(x0 * scale)), max(0, int(y0 * scale))
     bx1, by1 = min(w, int(math.ceil(x1 * scale))), min(h, int(math.ceil(y1 * scale)))
     if bx1 <= bx0 or by1 <= by0:
-        return False
+        return None
     half_w, half_h = (bx1 - bx0) / 2, (by1 - by0) / 2
     rx0, ry0 = max(0, int(bx0 - half_w)), max(0, int(by0 - half_h))
     rx1, ry1 = min(w, int(math.ceil(bx1 + half_w))), min(h, int(math.ceil(by1 + half_h)))
@@ -565,9 +578,9 @@ def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
     inside[by0 - ry0:by1 - ry0, bx0 - rx0:bx1 - rx0] = True
     within, ring = inside & seen, ~inside & seen
     if not within.any() or not ring.any():
-        return False
-    slough, red = _colour_masks(around)  # one pass over the pixels, for both shares
-    return bool(slough[within].mean() >= _SLOUGH_SHARE and red[ring].mean() >= _WOUND_BED_SHARE)
+        return None
+    slough, red = _colour_masks(around, bright)  # one pass over the pixels, for both shares
+    return float(slough[within].mean()), float(red[ring].mean())
 
 
 #: A face box scoring under :data:`_CONFIRM_BELOW`, away from the frame's
