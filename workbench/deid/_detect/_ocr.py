@@ -24,6 +24,7 @@ _engine_lock = threading.Lock()
 #: its pre-processing step as an attribute between calls, and onnxruntime
 #: already uses every thread it is given inside one call.
 _ocr_call_lock = threading.Lock()
+_import_lock = threading.Lock()
 
 
 class _ModelList:
@@ -56,31 +57,33 @@ def _import_rapidocr():
     """
     import sys
 
-    if "rapidocr.inference_engine.base" not in sys.modules:
-        from pathlib import Path
+    with _import_lock:  # the deid engine and the evaluation's reader may start at once
+        if "rapidocr.inference_engine.base" not in sys.modules:
+            from pathlib import Path
 
-        import yaml
-        from omegaconf import OmegaConf
+            import yaml
+            from omegaconf import OmegaConf
 
-        load, deferred = OmegaConf.load, []
+            load, deferred = OmegaConf.load, []
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # PyYAML without libyaml: the same data
 
-        def plain_or_later(path, *args, **kwargs):
-            caller = sys._getframe(1).f_globals.get("__name__")
-            if isinstance(path, (str, Path)) and Path(path).name == "default_models.yaml" and not args:
-                if caller == "rapidocr.utils.model_resolver":
-                    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-                if caller == "rapidocr.inference_engine.base":
-                    deferred.append(path)
-                    return None
-            return load(path, *args, **kwargs)
+            def plain_or_later(path, *args, **kwargs):
+                caller = sys._getframe(1).f_globals.get("__name__")
+                if isinstance(path, (str, Path)) and Path(path).name == "default_models.yaml" and not args:
+                    if caller == "rapidocr.utils.model_resolver":
+                        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader)
+                    if caller == "rapidocr.inference_engine.base":
+                        deferred.append(path)
+                        return None
+                return load(path, *args, **kwargs)  # anything else, as rapidocr asked
 
-        OmegaConf.load = plain_or_later
-        try:
-            from rapidocr.inference_engine import base
-        finally:
-            OmegaConf.load = load
-        if deferred and base.InferSession.__dict__.get("model_info", 0) is None:
-            base.InferSession.model_info = _ModelList(lambda: load(deferred[0]))
+            OmegaConf.load = plain_or_later
+            try:
+                from rapidocr.inference_engine import base
+            finally:
+                OmegaConf.load = load
+            if deferred and base.InferSession.__dict__.get("model_info", 0) is None:
+                base.InferSession.model_info = _ModelList(lambda: load(deferred[0]))
     from rapidocr import RapidOCR
 
     return RapidOCR
