@@ -74,8 +74,8 @@ def records(phantom_dir: Path):
                     r["looks"] = _faces._cascade_looks(small, scale, b)
                     r["slough"] = _faces._like_slough(small, scale, b)
                     # the shares the slough test compares, and with slough's brightness floor lowered
-                    # from 0.47 to 0.3 (slough in dim light); None where the box has no ring
-                    for key, bright in (("shares", 0.47), ("shares_dim", 0.3)):
+                    # to 0.3 (slough in dim light); None where the box has no ring
+                    for key, bright in (("shares", _faces._SLOUGH_BRIGHT), ("shares_dim", 0.3)):
                         found = _faces._slough_shares(small, scale, b, bright=bright)
                         r[key] = [round(v, 3) for v in found] if found else None
                 r["kept"] = bool(r["plausible"] and _faces._second_look(small, scale, b, fr, sides)

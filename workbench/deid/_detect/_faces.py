@@ -506,13 +506,15 @@ def _alone_scores(image: np.ndarray, scale: float, box, angles=(0.0,)):
 _SLOUGH_BELOW = 0.6
 _SLOUGH_SHARE = 0.45
 _WOUND_BED_SHARE = 0.45
+#: The least value (share of 255) of a slough-coloured pixel (see :func:`_colour_shares`).
+_SLOUGH_BRIGHT = 0.47
 
 
 def _colour_shares(pixels: np.ndarray) -> tuple[float, float]:
     """Shares of ``pixels`` (RGB ``uint8``, any shape ``(..., 3)``) that are slough-coloured and wound red.
 
     Slough: hue 35-75 degrees (cream to yellow), saturation over 0.2,
-    value over 0.47. Wound red: hue under 15 or over 340 degrees,
+    value over :data:`_SLOUGH_BRIGHT`. Wound red: hue under 15 or over 340 degrees,
     saturation over 0.43. Skin lies between (hue about 10-30 degrees, less
     saturated than a wound bed). Computed in float64 with numpy's exactly
     rounded arithmetic, so the answer does not depend on the CPU.
@@ -523,7 +525,7 @@ def _colour_shares(pixels: np.ndarray) -> tuple[float, float]:
     return float(slough.mean()), float(red.mean())
 
 
-def _colour_masks(pixels: np.ndarray, bright: float = 0.47) -> tuple[np.ndarray, np.ndarray]:
+def _colour_masks(pixels: np.ndarray, bright: float = _SLOUGH_BRIGHT) -> tuple[np.ndarray, np.ndarray]:
     """Which of ``pixels`` (RGB ``uint8``, shape ``(..., 3)``) are slough-coloured and which wound red (see :func:`_colour_shares`).
 
     ``bright``: the least value (share of 255) a slough-coloured pixel has.
@@ -554,7 +556,7 @@ def _like_slough(image: np.ndarray, scale: float, box, hidden=()) -> bool:
     return shares is not None and shares[0] >= _SLOUGH_SHARE and shares[1] >= _WOUND_BED_SHARE
 
 
-def _slough_shares(image: np.ndarray, scale: float, box, hidden=(), bright: float = 0.47):
+def _slough_shares(image: np.ndarray, scale: float, box, hidden=(), bright: float = _SLOUGH_BRIGHT):
     """The slough-coloured share of a face box and the wound-red share of the ring around it, or None (see :func:`_like_slough`).
 
     ``bright``: see :func:`_colour_masks` (``tools/face_boxes.py`` also

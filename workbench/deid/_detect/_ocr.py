@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 
 import cv2
@@ -55,8 +56,6 @@ def _import_rapidocr():
     for them (``workbench evaluate``'s own reader, which names no model,
     does).
     """
-    import sys
-
     with _import_lock:  # the deid engine and the evaluation's reader may start at once
         if "rapidocr.inference_engine.base" not in sys.modules:
             from pathlib import Path
