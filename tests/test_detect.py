@@ -333,6 +333,30 @@ def test_a_weak_face_box_on_slough_in_a_wound_bed_is_labelled_and_a_face_is_not(
     assert not _faces._like_slough(face_img, 1.0, [30, 120, 70, 160, 0.3])
 
 
+def test_a_weak_box_40_px_or_taller_inside_a_wound_bed_is_labelled_whatever_its_middle():
+    """_like_slough: a dark patch in a wound bed, boxed as a face, holds no slough but lies in wound red."""
+    def dark_patch_in_a_wound(side):
+        img, box = _wound_with_slough(slough=(side, side))
+        x0, y0, x1, y1 = box
+        cv2.ellipse(img, ((x0 + x1) // 2, (y0 + y1) // 2), (side // 2, side // 2), 0, 0, 360, (60, 45, 35), -1)
+        return img, box
+
+    img, box = dark_patch_in_a_wound(48)
+    slough, ring = _faces._slough_shares(img, 1.0, box + [0.3])
+    assert slough < _faces._SLOUGH_SHARE and ring >= _faces._WOUND_ONLY_SHARE, (slough, ring)
+    assert _faces._like_slough(img, 1.0, box + [0.3])
+    assert not _faces._like_slough(img, 1.0, box + [_faces._SLOUGH_BELOW])  # a sure box is a face
+    # a smaller box is left alone: a small face's ring is mostly what lies beside it
+    small, small_box = dark_patch_in_a_wound(_faces._WOUND_ONLY_FROM - 8)
+    assert _faces._slough_shares(small, 1.0, small_box + [0.3])[1] >= _faces._WOUND_ONLY_SHARE
+    assert not _faces._like_slough(small, 1.0, small_box + [0.3])
+    # the wound bed narrowed to the patch: a ring of skin
+    skin, skin_box = _wound_with_slough(bed=(52, 52), slough=(48, 48))
+    x0, y0, x1, y1 = skin_box
+    cv2.ellipse(skin, ((x0 + x1) // 2, (y0 + y1) // 2), (24, 24), 0, 0, 360, (60, 45, 35), -1)
+    assert not _faces._like_slough(skin, 1.0, skin_box + [0.3])
+
+
 def test_face_detection_is_thread_safe():
     img = synth_pixels(np.random.default_rng(6), 800, 600)
     patch, _ = _astronaut_head(100)
