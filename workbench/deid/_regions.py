@@ -167,7 +167,8 @@ REVIEW_FACE_SCORE = 0.65
 #: photos more of 500 go to review (99 -> 102), that one among them.
 REVIEW_TEXT_SCORE = 0.5
 #: The label the face detector gives a weak box that looks like yellow
-#: slough in a red wound bed (see ``_faces._SLOUGH_BELOW``). The pipeline
+#: slough in a red wound bed, or lies in one (see ``_faces._SLOUGH_BELOW``
+#: and ``_faces._WOUND_ONLY_SHARE``). The pipeline
 #: leaves it visible, notes it with :data:`SLOUGH_MARK` in the result's
 #: warnings, and the photo goes to review: a person hides it (marks the
 #: region) if it is a face after all.
