@@ -652,6 +652,24 @@ def test_a_few_ticks_read_next_to_a_rulers_line_are_the_rulers(read, box, ticks)
     assert (reads[1][0] is _RULER) is ticks
 
 
+@pytest.mark.parametrize("read, ticks", [
+    (("[ll1ll", 0.26), True),         # a centimetre tick read as "1" (seed 2057, over a scar)
+    (("ulul1lulul1ul", 0.4), True),   # two of them
+    (("l1l1l1", 0.3), False),         # "1" for half the characters: a number, not ticks
+    (("[ll1ll", 0.9), False),         # read with confidence: print
+    (("[ll2ll", 0.26), False),        # no other digit
+    (("Bill 1st", 0.3), False),       # "B" and "s" are no tick letters
+])
+def test_a_tick_row_with_a_tick_read_as_1_above_a_rulers_numbers_is_the_rulers(read, ticks):
+    from workbench.deid._detect._rulers import _RULER, _find_tick_rows
+
+    quads = [_quad((800, 150, 400, 24)), _quad((800, 124, 400, 22))]
+    reads = [("1 2 3 4", 0.88), read]
+    _find_tick_rows(quads, [None, None], reads)
+    assert (reads[1][0] is _RULER) is ticks
+    assert reads[0][0] is _RULER or not ticks
+
+
 @pytest.mark.parametrize("text, ticks", [
     ("muulumulm", True),
     ("■mmmmmmmmmmmmmmm", True),   # a tick row beside a redaction's fill, read with the fill's edge (seed 2040)

@@ -443,3 +443,12 @@ def test_a_rulers_start_read_as_a_lone_two_digit_number_stays_visible_over_a_mol
     truth, result, boxes = _run(267, seed=2055)
     _finding_stays_visible(truth, result, boxes, "nevus")
     _finding_stays_visible(truth, result, boxes, "erythema")
+
+
+def test_a_tick_row_read_with_a_1_above_a_rulers_numbers_stays_visible_over_a_scar():
+    # seed 2057 (fresh): a ruler along the frame's top edge; its tick row, a
+    # centimetre tick read as "1" ("[ll1ll" at 0.26), was no tick row, was
+    # hidden over a scar, and sent the photo to review
+    truth, result, boxes = _run(467, seed=2057)
+    _finding_stays_visible(truth, result, boxes, "scar")
+    assert not result.review_reasons, result.review_reasons
