@@ -782,6 +782,8 @@ def test_lines_already_hidden_are_not_read(monkeypatch):
     recognise = _ocr._recognise
     for module in (text_pass, _rulers):  # every line read, by the text pass or the ruler rules
         monkeypatch.setattr(module, "_recognise", lambda engine, crops: (read.extend(crops), recognise(engine, crops))[1])
+    # the lines found, read once each (reading on beyond a line's ends is tested below)
+    monkeypatch.setattr(text_pass, "_read_on", lambda engine, image, quads, reads: quads)
     x, y, w, h = name
     # The name's box is half covered and more: it is neither read nor returned; the MRN is both.
     regions = detect_text(img, hidden=[(x - 20, y - 20, int(w * 0.7) + 20, h + 40)])
@@ -1304,3 +1306,41 @@ def test_the_ground_taken_away_is_whole_numbers_the_same_on_every_cpu():
 ])
 def test_a_line_found_only_with_the_ground_taken_away_is_kept_when_it_reads_as_print(read, kept):
     assert text_pass._faint_print(read) is kept
+
+
+def test_a_line_found_in_part_is_carried_on_while_its_text_goes_on():
+    # seed 2058 (069): ink across a dark naevus was found only where it lay
+    # on the skin; read on beyond the found part's start, the rest reads too
+    from workbench.deid._detect._text import _read_on
+
+    img = synth_pixels(np.random.default_rng(58), 1600, 1067)
+    x, y, w, h = _text(img, (300, 400), "Name: ZZTEST Quinn Hartley", 40, (20, 20, 20), paper=(245, 245, 240))
+    engine = text_pass._ocr_engine()
+    half = _quad((x + w // 2, y - 4, w - w // 2, h + 8))         # "Quinn Hartley" alone
+    (read,) = _ocr._recognise(engine, [_ocr._line_crop(img, half)])
+    assert read is not None and "Hartley" in read[0] and "ZZTEST" not in read[0]
+    (carried,) = _read_on(engine, img, [half], [read])
+    assert carried[:, 0].min() <= x + 10 and carried[:, 0].max() == half[:, 0].max(), carried
+    assert np.allclose(carried[:, 1], half[:, 1])                  # along the line only
+    # a line found whole is left as it is, and so is a line read as nothing
+    whole = _quad((x - 6, y - 4, w + 12, h + 8))
+    (read,) = _ocr._recognise(engine, [_ocr._line_crop(img, whole)])
+    left = _read_on(engine, img, [whole, half], [read, None])
+    assert all(np.array_equal(a, b) for a, b in zip(left, [whole, half])), left
+
+
+def test_reading_on_stops_at_the_image_edge_and_at_what_does_not_read_as_more_of_the_line():
+    from workbench.deid._detect._text import _carried_on, _read_on
+
+    img = synth_pixels(np.random.default_rng(59), 800, 400)
+    x, y, w, h = _text(img, (4, 200), "ZZTEST Quinn", 36, (20, 20, 20), paper=(245, 245, 240))
+    engine = text_pass._ocr_engine()
+    quad = _quad((x, y - 4, w, h + 8))
+    (read,) = _ocr._recognise(engine, [_ocr._line_crop(img, quad)])
+    (carried,) = _read_on(engine, img, [quad], [read])
+    assert np.array_equal(carried, quad)     # the start would leave the image; the end reads skin
+    # carried on along a tilted line's own direction
+    tilted = np.float32([[0, 0], [100, 20], [98, 30], [-2, 10]])
+    moved = _carried_on(tilted, 0.0, 1.0)
+    step = moved[1] - tilted[1]
+    assert np.allclose(moved[0], tilted[0]) and abs(step[1] / step[0] - 0.2) < 0.01

@@ -452,3 +452,12 @@ def test_a_tick_row_read_with_a_1_above_a_rulers_numbers_stays_visible_over_a_sc
     truth, result, boxes = _run(467, seed=2057)
     _finding_stays_visible(truth, result, boxes, "scar")
     assert not result.review_reasons, result.review_reasons
+
+
+def test_ink_across_a_dark_naevus_is_hidden_whole_not_only_where_it_lies_on_skin():
+    # seed 2058 (fresh): a name and a birth date written in ink across a dark
+    # naevus; only the part on the skin was found, and "Name: ZZTE" and
+    # "DOB: 1961-0" stayed legible: read on beyond the found part, it is whole
+    truth, result, boxes = _run(69, seed=2058)
+    identifying = [o for o in truth["objects"] if o["identifying"]]
+    assert len(identifying) == 9 and all(_hidden(o, boxes) for o in identifying), boxes
