@@ -1344,3 +1344,20 @@ def test_reading_on_stops_at_the_image_edge_and_at_what_does_not_read_as_more_of
     moved = _carried_on(tilted, 0.0, 1.0)
     step = moved[1] - tilted[1]
     assert np.allclose(moved[0], tilted[0]) and abs(step[1] / step[0] - 0.2) < 0.01
+
+
+@pytest.mark.parametrize("text, repeated", [
+    ("日日日日", True),        # a colour checker's patches (seed 2059)
+    ("l l l", True),
+    ("ll", False),            # two: the two-character rules judge it
+    ("Anna", False),
+    ("1111111", True),        # no record number is one digit repeated (an MRN pattern is checked first)
+])
+def test_a_line_read_as_one_sign_repeated_is_no_text(text, repeated):
+    assert text_pass._one_sign_repeated(text) is repeated
+
+
+def test_reads_compared_when_reading_on_take_0_for_o_and_1_for_l():
+    assert text_pass._folded("D.O.B") == text_pass._folded("D.0.B") == "dob"
+    assert text_pass._folded("MRN-1535047") == text_pass._folded("mrn 1535O47".replace("O", "0"))
+    assert text_pass._folded("Jill") == text_pass._folded("J1ll")

@@ -461,3 +461,19 @@ def test_ink_across_a_dark_naevus_is_hidden_whole_not_only_where_it_lies_on_skin
     truth, result, boxes = _run(69, seed=2058)
     identifying = [o for o in truth["objects"] if o["identifying"]]
     assert len(identifying) == 9 and all(_hidden(o, boxes) for o in identifying), boxes
+
+
+def test_ink_over_a_wound_read_with_o_for_0_is_hidden_whole():
+    # seed 2059 (fresh): "MRN: 1535047" and "D.O.B 3 Jan 1949" in violet ink
+    # over a wound, found only as "MRN:" and "D.O.B"; read on, the next step
+    # read "D.0.B" (a zero for the O) at 0.93, and "MRN:535047" at 0.82
+    truth, result, boxes = _run(186, seed=2059)
+    identifying = [o for o in truth["objects"] if o["identifying"]]
+    assert identifying and all(_hidden(o, boxes) for o in identifying), boxes
+
+
+def test_a_colour_checker_read_as_one_sign_repeated_stays_visible_on_a_clean_photo():
+    # seed 2059 (fresh): a row of a colour checker's patches read as "日日日日"
+    # at 0.80 and hidden, 4.1% of a clean photo
+    truth, result, boxes = _run(110, seed=2059)
+    assert truth["clean"] and boxes == []
