@@ -83,13 +83,16 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
     - a line read as fewer than two letters or digits: ruler ticks, lesion
       edges and hair read as nothing or as one character, and a lone
       character identifies no one; nor does a lone two-digit number, a
-      ruler's piece (:data:`_LONE_NUMBER`).
+      ruler's piece (:data:`_LONE_NUMBER`), or one sign repeated, a
+      pattern's (:func:`_one_sign_repeated`).
 
     A line matching an identifier pattern (:data:`IDENTIFIER_PATTERNS`) is
     always returned and labelled ``"identifier"``, whatever ``allow`` says.
-    Each line's box is grown by half its height along the line (PP-OCR's
-    boxes can end inside the first or last character) and lines of one
-    label are merged into one region.
+    Each line's box is carried on beyond its ends while the text it holds
+    reads on (:func:`_read_on`: PP-OCR can lose a line's part on a dark
+    ground), grown by half its height along the line (its boxes can end
+    inside the first or last character), and lines of one label are merged
+    into one region.
 
     Parameters
     ----------
@@ -192,8 +195,9 @@ def detect_text(image: np.ndarray, *, scale: float = 1.0, allow: tuple[str, ...]
             elif sum(ch.isalnum() for ch in text) < 2 or _blob(crop, text, score) or _LONE_NUMBER.fullmatch(text) \
                     or _one_sign_repeated(text):
                 # Not text that can identify anyone: ruler ticks, lesion
-                # edges and hair read as nothing or one character, and a
-                # ruler's piece read as a lone two-digit number.
+                # edges and hair read as nothing or one character, a
+                # ruler's piece read as a lone two-digit number, and a
+                # pattern read as one sign over and over.
                 continue
             elif RULERS_VISIBLE and _is_ruler(text):
                 continue
