@@ -289,22 +289,40 @@ def _line_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return along, across
 
 
+def _unit_axes(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A line quadrilateral's unit vectors along and across its reading direction, and its height (None if flat)."""
+    length_axis, height_axis = _line_axes(pts)
+    length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
+    if length > 0 and height > 0:
+        return length_axis / length, height_axis / height, height
+    return None
+
+
 def _grown(pts: np.ndarray, along: float, across: float) -> np.ndarray:
     """A line's quadrilateral grown on each side by ``along`` and ``across`` times its height.
 
     It grows along its own axes (so a tilted line grows along its slant);
     the reading direction is the longer side.
     """
-    length_axis, height_axis = _line_axes(pts)
-    length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
-    if length > 0 and height > 0:
-        u, v = length_axis / length, height_axis / height
+    axes = _unit_axes(pts)
+    if axes is not None:
+        u, v, height = axes
         # Each corner moves away from the centre along both axes.
         centre = pts.mean(axis=0)
         su = np.sign((pts - centre) @ u)
         sv = np.sign((pts - centre) @ v)
         pts = pts + (su[:, None] * u * (along * height)) + (sv[:, None] * v * (across * height))
     return pts
+
+
+def _carried_on(pts: np.ndarray, start: float, end: float) -> np.ndarray:
+    """A line's quadrilateral carried on along its reading direction by ``start`` and ``end`` line heights."""
+    axes = _unit_axes(pts)
+    if axes is None:
+        return pts
+    u, _, height = axes
+    side = np.sign((pts - pts.mean(axis=0)) @ u)
+    return pts + (np.where(side < 0, -start, end) * height)[:, None] * u
 
 
 def _frame_box(box, scale: float) -> tuple[int, int, int, int]:

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import InvalidInput
 from .._regions import HIDDEN_COVERAGE, Region, coverage, merge_overlapping
 from ._common import _check_image, _full_size, _regions, _resized
-from ._ocr import (_corners, _detect_lines, _frame_box, _inside, _line_axes, _line_box, _line_crop, _ocr_engine,
+from ._ocr import (_carried_on, _corners, _detect_lines, _frame_box, _inside, _line_box, _line_crop, _ocr_engine,
                    _recognise)
 from ._reading import _allowed, _dropped, _IDENTIFIER, _is_ruler
 from ._rulers import _bands, _find_ruler_rows, _RULER
@@ -234,25 +234,14 @@ _READ_ON_MORE = 2
 _READ_ON_CONFIDENCE = 0.8
 
 
-def _folded(text: str) -> str:
-    """A read's letters and digits, lower case, "0" as "o" and "1" as "l" (what :func:`_read_on` compares)."""
-    return "".join(ch for ch in text.lower() if ch.isalnum()).translate(_SAME_SHAPE)
-
-
 #: Characters the recogniser reads for one another from one crop to the
 #: next ("D.O.B" and "D.0.B" on seed 2059's 186).
 _SAME_SHAPE = str.maketrans("01i", "oll")
 
 
-def _carried_on(pts: np.ndarray, start: float, end: float) -> np.ndarray:
-    """A line's quadrilateral carried on along its reading direction by ``start`` and ``end`` line heights."""
-    length_axis, height_axis = _line_axes(pts)
-    length, height = float(np.linalg.norm(length_axis)), float(np.linalg.norm(height_axis))
-    if length <= 0 or height <= 0:
-        return pts
-    u = length_axis / length
-    side = np.sign((pts - pts.mean(axis=0)) @ u)
-    return pts + (np.where(side < 0, -start, end) * height)[:, None] * u
+def _folded(text: str) -> str:
+    """A read's letters and digits, lower case, "0" as "o" and "1" as "l" (what :func:`_read_on` compares)."""
+    return "".join(ch for ch in text.lower() if ch.isalnum()).translate(_SAME_SHAPE)
 
 
 def _read_on(engine, image: np.ndarray, quads: list, reads: list) -> list[np.ndarray]:
